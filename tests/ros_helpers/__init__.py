@@ -1,0 +1,1 @@
+"""Helpers for ROS tests: spinning until a condition holds, running nodes in other processes."""
