@@ -27,7 +27,7 @@ pip_install() {
   logf="$(mktemp)"
   if ! "$PY" -m pip install --disable-pip-version-check -q "$@" >"$logf" 2>&1; then
     grep -v "^WARNING: Location" "$logf" | tail -25 >&2; rm -f "$logf"
-    die "pip could not install $what. Is PyPI reachable from here ('$PY -m pip config list' shows the index)? Re-run 'make setup' when it is."
+    die "pip could not install $what (pip says why above). If it is a network error, check that PyPI is reachable ('$PY -m pip config list' shows the index), then re-run 'make setup'."
   fi
   rm -f "$logf"
 }
@@ -52,7 +52,12 @@ fi
 if ! "$PY" -c "import pip, sys; assert sys.version_info[:2] >= (3, 10)" 2>/dev/null; then
   [[ -d "$VENV" ]] && log "venv at $VENV is broken: recreating it"
   rm -rf "$VENV"
-  PYTHON_BIN="${ROBOALIGN_PYTHON:-$(command -v python3.11 || command -v python3)}"
+  if [[ -n "${ROS_DISTRO:-}" && -x /usr/bin/python3 ]]; then
+    DEFAULT_PY=/usr/bin/python3   # a sourced system ROS 2 is built for the system Python
+  else
+    DEFAULT_PY="$(command -v python3.11 || command -v python3 || true)"
+  fi
+  PYTHON_BIN="${ROBOALIGN_PYTHON:-$DEFAULT_PY}"
   [[ -n "$PYTHON_BIN" ]] || die "no python3 found; install Python 3.11 (ROS 2 Jazzy wheels are built for 3.11)"
   log "creating venv $VENV with $PYTHON_BIN"
   "$PYTHON_BIN" -m venv "$VENV" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
@@ -117,7 +122,9 @@ if ! stamp_ok colcon "$WS_HASH-$ROS_MODE" || ! "$ROOT/scripts/run" python -c "im
     fi
     # Installed into the venv prefix: the ROS wheels' bootstrapper already puts $VENV/lib on the
     # library path, so the venv's Python imports roboalign_msgs with no sourcing.
-    "$VENV/bin/colcon" --log-base log build --merge-install --install-base "$VENV" --event-handlers console_direct- \
+    COLCON="$VENV/bin/colcon"; [[ -x "$COLCON" ]] || COLCON="$(command -v colcon)" ||
+      die "colcon not found: install python3-colcon-common-extensions with your system ROS 2"
+    "$COLCON" --log-base log build --merge-install --install-base "$VENV" --event-handlers console_direct- \
       --cmake-args -DBUILD_TESTING=OFF "-DPython3_EXECUTABLE=$PY" >"$ROOT/ros2_ws/colcon_build.log" 2>&1
   ) || die "colcon build failed; see ros2_ws/colcon_build.log"
   "$ROOT/scripts/run" python -c "import roboalign_msgs.msg, roboalign_policy" ||
