@@ -111,7 +111,7 @@ else
 fi
 
 # ---------------------------------------------------------------- 6. colcon build of ros2_ws
-WS_HASH="$( (cd "$ROOT" && find ros2_ws/src launch -type f -not -name '*.pyc' | sort | xargs sha256sum) | sha256sum | cut -c1-16)"
+WS_HASH="$( (cd "$ROOT" && find -L ros2_ws/src -type f -not -name '*.pyc' | sort | xargs sha256sum) | sha256sum | cut -c1-16)"
 if ! stamp_ok colcon "$WS_HASH-$ROS_MODE" || ! "$ROOT/scripts/run" python -c "import roboalign_msgs.msg, roboalign_policy" 2>/dev/null; then
   log "building ros2_ws with colcon"
   rm -rf "$ROOT/ros2_ws/build"
