@@ -266,9 +266,15 @@ def load_processor(path: str | os.PathLike, family: str | None = None) -> Qwen2_
     family = family or _family_from_config(path)
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
     image_processor = Qwen2VLImageProcessorPil.from_pretrained(path, local_files_only=True)
-    chat = path / "chat_template.jinja"
-    if chat.is_file() and not getattr(tokenizer, "chat_template", None):
-        tokenizer.chat_template = chat.read_text()
+    if not getattr(tokenizer, "chat_template", None):
+        # hub folders ship the template as chat_template.json ({"chat_template": ...}); ours as .jinja
+        jinja, js = path / "chat_template.jinja", path / "chat_template.json"
+        if jinja.is_file():
+            tokenizer.chat_template = jinja.read_text()
+        elif js.is_file():
+            tokenizer.chat_template = json.loads(js.read_text())["chat_template"]
+        else:
+            raise FileNotFoundError(f"{path}: no chat template (tokenizer_config.json, chat_template.jinja/.json)")
     return build_processor(tokenizer, family=family, image_processor=image_processor)
 
 
@@ -292,6 +298,9 @@ class TinyBackboneConfig:
     vision_heads: int = 2
     vision_intermediate_size: int = 128
     tie_word_embeddings: bool = True
+    # ~1/sqrt(hidden): HF's 0.02 suits wide models; a 128-wide random model trains several times faster with
+    # this (measured: loss 6.5 -> 0.1 in 35 steps on a fixed batch, vs 0.7 with 0.02)
+    initializer_range: float = 0.1
     max_position_embeddings: int = 4096
     seed: int = 0
 
@@ -340,6 +349,7 @@ def _text_kwargs(tokenizer: Qwen2Tokenizer, cfg: TinyBackboneConfig) -> dict[str
         num_attention_heads=cfg.num_heads,
         num_key_value_heads=cfg.num_kv_heads,
         max_position_embeddings=cfg.max_position_embeddings,
+        initializer_range=cfg.initializer_range,
         bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
         eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
         pad_token_id=tokenizer.pad_token_id,
@@ -362,6 +372,7 @@ def tiny_qwen25vl_config(tokenizer: Qwen2Tokenizer, cfg: TinyBackboneConfig | No
         temporal_patch_size=2,
         window_size=56,
         fullatt_block_indexes=[cfg.vision_depth - 1],
+        initializer_range=cfg.initializer_range,
     )
     return Qwen2_5_VLConfig(
         text_config=text, vision_config=vision, tie_word_embeddings=cfg.tie_word_embeddings, **_token_ids(tokenizer)
@@ -388,6 +399,7 @@ def tiny_qwen3vl_config(tokenizer: Qwen2Tokenizer, cfg: TinyBackboneConfig | Non
         temporal_patch_size=2,
         num_position_embeddings=64,
         deepstack_visual_indexes=[0],
+        initializer_range=cfg.initializer_range,
     )
     return Qwen3VLConfig(
         text_config=text, vision_config=vision, tie_word_embeddings=cfg.tie_word_embeddings, **_token_ids(tokenizer)

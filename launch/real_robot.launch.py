@@ -1,0 +1,62 @@
+"""Franka Research 3 + RealSense cameras + policy + bridge (start franka_ros2's bringup first):
+
+    ros2 launch roboalign_policy real_robot.launch.py checkpoint:=/path/to/export [dry_run:=true]
+        [camera_driver:=realsense|pyrealsense2|none] [command_topic:=/fr3_arm_controller/joint_trajectory]
+        [backend:=onnxruntime|torch|tensorrt] [record_dir:=DIR]
+
+dry_run is true by default: the bridge computes and checks every command and sends nothing until you
+relaunch with dry_run:=false. camera_driver:=realsense includes realsense-ros' rs_launch.py once per
+camera of config/real_robot_graph.yaml (topics /camera/<name>/color/image_raw); pyrealsense2 starts our
+camera_node instead; none expects the images from elsewhere. Nodes, arguments and parameters are data:
+config/real_robot_graph.yaml + config/real_robot.yaml (the same files `roboalign demo --graph real_robot`
+reads). Operator: `roboalign say "put the ketchup in the basket"`, `roboalign say --estop`.
+"""
+
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+from roboalign_policy.graph import load_graph
+
+from launch import LaunchDescription
+
+GRAPH = "real_robot"
+
+
+def _realsense(cameras):
+    """One realsense-ros camera per entry: /camera/<name>/color/image_raw, colour only."""
+    rs_launch = PathJoinSubstitution([FindPackageShare("realsense2_camera"), "launch", "rs_launch.py"])
+    return [
+        IncludeLaunchDescription(
+            PythonLaunchDescriptionSource(rs_launch),
+            launch_arguments={"camera_namespace": "camera", "camera_name": cam["name"],
+                              "serial_no": f"'{cam.get('serial_no', '')}'", "enable_depth": "false",
+                              "rgb_camera.color_profile": cam.get("profile", "640,480,30")}.items())
+        for cam in cameras
+    ]
+
+
+def _nodes(context, *args, **kwargs):
+    graph = load_graph(GRAPH)
+    values = graph.resolve({name: LaunchConfiguration(name).perform(context) for name in graph.arguments})
+    actions = []
+    if values["camera_driver"] == "realsense":
+        actions += _realsense(graph.extra.get("cameras", []))
+    elif values["camera_driver"] not in ("pyrealsense2", "none"):
+        raise ValueError(f"camera_driver {values['camera_driver']!r}; valid: realsense, pyrealsense2, none")
+    actions += [
+        Node(package=n.package, executable=n.executable, name=n.name, output="screen", emulate_tty=True,
+             parameters=[str(graph.params_file), graph.node_parameters(n, values)],
+             remappings=list(n.remappings))
+        for n in graph.active_nodes(values)
+    ]
+    return actions
+
+
+def generate_launch_description() -> LaunchDescription:
+    graph = load_graph(GRAPH)
+    declared = [DeclareLaunchArgument(a.name, default_value=str(a.default).lower() if a.type == "bool"
+                                      else str(a.default), description=a.description)
+                for a in graph.arguments.values()]
+    return LaunchDescription([*declared, OpaqueFunction(function=_nodes)])

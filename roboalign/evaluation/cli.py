@@ -1,0 +1,186 @@
+"""``roboalign eval libero|offline|probe``: closed-loop LIBERO success, offline action MSE, KNN phase probe.
+
+Examples::
+
+    roboalign eval libero --checkpoint /work/runs/vla_tiny_base/checkpoint --episodes 20 --out /work/runs/vla_eval_base
+    roboalign eval libero --policy expert --episodes 20 --out /work/runs/expert_eval
+    roboalign eval offline --checkpoint CKPT --dataset /work/data/libero_object_4tasks
+    roboalign eval probe --dataset /work/data/libero_object_4tasks --task bottle_to_basket \\
+        --backbone base=tiny --backbone sft=/work/runs/.../sft --backbone grpo=/work/runs/.../grpo
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from roboalign.tasks import DEFAULT_TASKS
+
+
+class PolicyFactory:
+    """Picklable ``task -> BasePolicy`` (so evaluation workers in other processes can build the policy)."""
+
+    def __init__(self, kind: str, checkpoint: str | None = None, seed: int = 0, action_space: str = "eef_delta",
+                 threads: int = 1) -> None:
+        self.kind, self.checkpoint, self.seed, self.action_space, self.threads = kind, checkpoint, seed, action_space, threads
+        self._policy = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_policy": None}
+
+    def __call__(self, task: str):  # noqa: ANN204 - returns a BasePolicy
+        if self.kind == "expert":
+            from roboalign.sim.expert import ExpertConfig, ScriptedExpert
+
+            return ScriptedExpert(ExpertConfig(action_space=self.action_space))
+        if self._policy is None:  # one multi-task VLA shared by every task
+            import torch
+
+            from roboalign.models.vla_policy import TorchVLAPolicy
+
+            torch.set_num_threads(self.threads)
+            self._policy = TorchVLAPolicy.from_checkpoint(self.checkpoint, seed=self.seed)
+        return self._policy
+
+
+def _libero(args: argparse.Namespace) -> int:
+    from roboalign.evaluation.libero_eval import (
+        LiberoEvalConfig,
+        evaluate_parallel,
+        markdown_table,
+        success_table,
+    )
+
+    if args.suite != "libero_object":
+        print(f"roboalign eval libero: suite {args.suite!r} is not supported; valid: libero_object", file=sys.stderr)
+        return 2
+    if (args.checkpoint is None) == (args.policy == "vla"):
+        print("roboalign eval libero: give --checkpoint for --policy vla (the default), none for --policy expert",
+              file=sys.stderr)
+        return 2
+    env_tasks = None
+    if args.policy == "vla":
+        from roboalign.models.vla import load_vla_config
+        from roboalign.tasks import TaskSet
+
+        space = load_vla_config(args.checkpoint).action_space
+        # the scene each task was trained on, from the checkpoint's tasks.json (robust to later task edits)
+        ckpt_tasks = TaskSet.load(Path(args.checkpoint) / "tasks.json")
+        env_tasks = {t: ckpt_tasks.get(t).sim.object_name.removesuffix("_1") for t in args.tasks}
+    else:
+        space = args.action_space
+    factory = PolicyFactory(args.policy, args.checkpoint, args.seed, space, args.threads)
+    cfg = LiberoEvalConfig(tasks=tuple(args.tasks), episodes=args.episodes, first_init_state=args.first_init_state,
+                           action_space=space, max_steps=args.max_steps, execute_steps=args.execute_steps,
+                           camera_size=args.camera_size, antialias=not args.no_antialias,
+                           strip_episodes=args.strip_episodes, seed=args.seed)
+    results = evaluate_parallel(factory, cfg, args.workers, out=args.out, env_tasks=env_tasks)
+    rows = success_table(results)
+    print(markdown_table(rows, title=f"{args.policy} {args.checkpoint or ''}".strip()))
+    mean = rows[-1]
+    print(f"libero: success_rate={mean['success_rate']:.3f} successes={mean['successes']}/{mean['episodes']}")
+    return 0
+
+
+def _offline(args: argparse.Namespace) -> int:
+    import torch
+
+    from roboalign.data import EpisodeDataset
+    from roboalign.evaluation.offline import offline_mse
+    from roboalign.models.vla import load_vla
+
+    torch.set_num_threads(args.threads)
+    vla = load_vla(args.checkpoint)
+    ds = EpisodeDataset(args.dataset, tasks=args.tasks)
+    train, val = ds.split(args.val_fraction, seed=args.split_seed)
+    episodes = {"val": val, "train": train, "all": ds}[args.split]
+    res = offline_mse(vla, episodes, frame_stride=args.frame_stride, seed=args.seed)
+    text = json.dumps(res, indent=2)
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "offline.json").write_text(text)
+    print(text)
+    a = res["all"]
+    print(f"offline: mse_normalized={a['mse_normalized']:.4f} mse_raw={a['mse_raw']:.5f} frames={a['frames']}")
+    return 0
+
+
+def _probe(args: argparse.Namespace) -> int:
+    import torch
+
+    from roboalign.evaluation.probe import run_probe
+
+    torch.set_num_threads(args.threads)
+    backbones = {}
+    for item in args.backbone or ["base=tiny"]:
+        if "=" not in item:
+            print(f"--backbone expects name=path_or_tiny, got {item!r}", file=sys.stderr)
+            return 2
+        name, src = item.split("=", 1)
+        backbones[name] = src
+    res = run_probe(args.dataset, args.task, backbones, layer=args.layer, episodes=args.episodes, k=args.k,
+                    prompt_state=args.prompt_state, out=args.out)
+    for name, r in res["backbones"].items():
+        print(f"probe: {name} layer={r['layer']} knn_acc={r['accuracy']:.3f} chance={r['chance']:.3f}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="roboalign eval", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="what", required=True)
+
+    lib = sub.add_parser("libero", help="closed-loop rollouts in LIBERO with the official init states")
+    lib.add_argument("--checkpoint", help="VLA checkpoint folder (for --policy vla)")
+    lib.add_argument("--policy", choices=("vla", "expert"), default="vla")
+    lib.add_argument("--suite", default="libero_object")
+    lib.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS.names))
+    lib.add_argument("--episodes", type=int, default=20, help="episodes per task (one per official init state)")
+    lib.add_argument("--first-init-state", type=int, default=0)
+    lib.add_argument("--action-space", default="eef_delta", help="for --policy expert")
+    lib.add_argument("--max-steps", type=int, default=300)
+    lib.add_argument("--execute-steps", type=int, default=8, help="chunk rows executed per policy call (0 = all)")
+    lib.add_argument("--camera-size", type=int, default=128)
+    lib.add_argument("--no-antialias", action="store_true", help="render without multisampling (match the data)")
+    lib.add_argument("--strip-episodes", type=int, default=2)
+    lib.add_argument("--seed", type=int, default=0)
+    lib.add_argument("--threads", type=int, default=1)
+    lib.add_argument("--workers", type=int, default=1, help="processes (tasks are split over them)")
+    lib.add_argument("--out", default=None)
+    lib.set_defaults(fn=_libero)
+
+    off = sub.add_parser("offline", help="action MSE on held-out episodes")
+    off.add_argument("--checkpoint", required=True)
+    off.add_argument("--dataset", required=True)
+    off.add_argument("--tasks", nargs="+", default=None)
+    off.add_argument("--split", choices=("val", "train", "all"), default="val")
+    off.add_argument("--val-fraction", type=float, default=0.1)
+    off.add_argument("--split-seed", type=int, default=0, help="must match the training run's seed")
+    off.add_argument("--frame-stride", type=int, default=4)
+    off.add_argument("--seed", type=int, default=0)
+    off.add_argument("--threads", type=int, default=1)
+    off.add_argument("--out", default=None)
+    off.set_defaults(fn=_offline)
+
+    pr = sub.add_parser("probe", help="KNN phase probe on backbone features (DTW phase labels)")
+    pr.add_argument("--dataset", required=True)
+    pr.add_argument("--task", required=True)
+    pr.add_argument("--backbone", action="append", help="name=tiny|folder (repeat: base, sft, grpo)")
+    pr.add_argument("--layer", type=int, default=None, help="hidden-state index k (default: N-1)")
+    pr.add_argument("--episodes", type=int, default=20)
+    pr.add_argument("--k", type=int, default=5)
+    pr.add_argument("--prompt-state", choices=("none", "raw"), default="none")
+    pr.add_argument("--threads", type=int, default=1)
+    pr.add_argument("--out", default=None)
+    pr.set_defaults(fn=_probe)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.fn(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,244 @@
+"""Closed-loop evaluation in real LIBERO scenes: any ``BasePolicy`` -> per-task success table + rollout strip.
+
+For every task and every official LIBERO init state ``first_init_state .. first_init_state + episodes - 1``
+the harness resets :class:`roboalign.sim.libero_env.LiberoEnv` to that state, calls ``policy.reset()``,
+then repeats: ``policy.act(obs)`` -> execute the first ``execute_steps`` rows of the chunk (receding
+horizon; ``0`` = the whole chunk) -> until LIBERO's BDDL goal holds (success) or ``max_steps`` control
+steps pass. The policy is anything with ``reset()`` / ``act(Observation) -> ActionChunk`` (the scripted
+expert, the torch VLA, the onnxruntime backend), so every backend is scored by the same code. A chunk in
+another action space than the env's is an error, not a silent conversion.
+
+Outputs in ``out``: ``episodes.csv`` (one row per episode), ``success.csv`` and ``success.md`` (per task
++ mean), ``rollouts.png`` (a strip of agentview frames of the first ``strip_episodes`` episodes per task),
+``summary.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from roboalign.runtime.types import BasePolicy, Observation
+from roboalign.tasks import DEFAULT_TASKS
+
+
+@dataclass(frozen=True)
+class LiberoEvalConfig:
+    tasks: tuple[str, ...] = tuple(DEFAULT_TASKS.names)
+    episodes: int = 20  # per task, one per official init state
+    first_init_state: int = 0
+    action_space: str = "eef_delta"
+    max_steps: int = 300
+    execute_steps: int = 8  # chunk rows executed before asking the policy again; 0 = whole chunk
+    camera_size: int = 128
+    antialias: bool = True
+    strip_episodes: int = 2  # episodes per task shown in rollouts.png
+    strip_frames: int = 8  # frames per episode in the strip
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tasks", tuple(self.tasks))
+        if not self.tasks:
+            raise ValueError("LiberoEvalConfig.tasks is empty")
+        if self.episodes < 1 or self.max_steps < 1 or self.execute_steps < 0 or self.first_init_state < 0:
+            raise ValueError("LiberoEvalConfig: episodes/max_steps must be >= 1, execute_steps/first_init_state >= 0")
+
+
+@dataclass
+class EpisodeResult:
+    task: str
+    init_state: int
+    success: bool
+    steps: int
+    seconds: float
+    policy_calls: int
+    policy_ms_mean: float
+    frames: list[np.ndarray] = field(default_factory=list, repr=False)  # agentview frames for the strip
+
+
+def run_episode(env: Any, policy: BasePolicy, init_state: int, cfg: LiberoEvalConfig, record: bool,
+                task: str) -> EpisodeResult:
+    """One closed-loop episode from an official init state."""
+    t0 = time.perf_counter()
+    obs: Observation = env.reset(init_state=init_state, seed=cfg.seed)
+    policy.reset()
+    frames = [obs.images["agentview"]] if record and "agentview" in obs.images else []
+    success, steps, calls, policy_ms = bool(obs.extras.get("success", False)), 0, 0, []
+    while not success and steps < cfg.max_steps:
+        tp = time.perf_counter()
+        chunk = policy.act(obs)
+        policy_ms.append((time.perf_counter() - tp) * 1e3)
+        calls += 1
+        if chunk.action_space != env.action_space.name:
+            raise ValueError(f"policy returned {chunk.action_space!r} actions but the env runs "
+                             f"{env.action_space.name!r}")
+        rows = chunk.actions if cfg.execute_steps == 0 else chunk.actions[: cfg.execute_steps]
+        if len(rows) == 0:
+            raise ValueError("policy returned an empty action chunk")
+        for row in rows:
+            res = env.step(row)
+            obs, steps = res.obs, steps + 1
+            if record and "agentview" in obs.images:
+                frames.append(obs.images["agentview"])
+            if res.success:
+                success = True
+                break
+            if steps >= cfg.max_steps:
+                break
+    return EpisodeResult(task=task, init_state=init_state, success=success, steps=steps,
+                         seconds=time.perf_counter() - t0, policy_calls=calls,
+                         policy_ms_mean=float(np.mean(policy_ms)) if policy_ms else 0.0, frames=frames)
+
+
+def evaluate_policy(make_policy: Callable[[str], BasePolicy], cfg: LiberoEvalConfig, out: str | Path | None = None,
+                    progress: bool = True, env_tasks: dict[str, str] | None = None) -> list[EpisodeResult]:
+    """Evaluate a policy on every task of ``cfg``. ``make_policy(task)`` returns the policy for that task
+    (the same object for a multi-task VLA; a fresh expert per task). ``env_tasks`` maps a task name to the
+    scene to load (e.g. the LIBERO-Object object a checkpoint's ``tasks.json`` names for it); default: the
+    task name itself. Writes the reports when ``out`` is set.
+    """
+    from tqdm import tqdm
+
+    from roboalign.sim.libero_env import LiberoEnv, LiberoEnvConfig
+
+    results: list[EpisodeResult] = []
+    bar = tqdm(total=len(cfg.tasks) * cfg.episodes, desc="libero eval", disable=not progress)
+    for task in cfg.tasks:
+        env_cfg = LiberoEnvConfig(task=(env_tasks or {}).get(task, task), camera_size=cfg.camera_size, action_space=cfg.action_space,
+                                  max_steps=cfg.max_steps, antialias=cfg.antialias, seed=cfg.seed)
+        env = LiberoEnv(env_cfg)
+        try:
+            if cfg.first_init_state + cfg.episodes > env.num_init_states:
+                raise ValueError(f"task {task}: {cfg.episodes} episodes from init state {cfg.first_init_state} "
+                                 f"exceed the {env.num_init_states} official init states")
+            policy = make_policy(task)
+            for i in range(cfg.episodes):
+                init = cfg.first_init_state + i
+                r = run_episode(env, policy, init, cfg, record=i < cfg.strip_episodes, task=task)
+                results.append(r)
+                done = [x for x in results if x.task == task]
+                bar.set_postfix(task=task, success=f"{sum(x.success for x in done)}/{len(done)}")
+                bar.update(1)
+        finally:
+            env.close()
+    bar.close()
+    if out is not None:
+        write_reports(results, cfg, out)
+    return results
+
+
+def _worker(args: tuple[Callable[[str], BasePolicy], LiberoEvalConfig, dict[str, str] | None]) -> list[EpisodeResult]:
+    make_policy, cfg, env_tasks = args
+    import torch
+
+    torch.set_num_threads(1)
+    return evaluate_policy(make_policy, cfg, progress=False, env_tasks=env_tasks)
+
+
+def evaluate_parallel(make_policy: Callable[[str], BasePolicy], cfg: LiberoEvalConfig, workers: int,
+                      out: str | Path | None = None, env_tasks: dict[str, str] | None = None) -> list[EpisodeResult]:
+    """:func:`evaluate_policy` with the tasks spread over ``workers`` processes (``make_policy`` must pickle).
+
+    Each worker builds its own env and policy; results come back in task order, reports as usual.
+    """
+    import dataclasses
+    import multiprocessing as mp
+
+    workers = max(1, min(workers, len(cfg.tasks)))
+    if workers == 1:
+        return evaluate_policy(make_policy, cfg, out=out, env_tasks=env_tasks)
+    groups = [cfg.tasks[i::workers] for i in range(workers)]
+    jobs = [(make_policy, dataclasses.replace(cfg, tasks=g), env_tasks) for g in groups]
+    with mp.get_context("spawn").Pool(workers) as pool:
+        parts = pool.map(_worker, jobs)
+    by_task: dict[str, list[EpisodeResult]] = {}
+    for part in parts:
+        for r in part:
+            by_task.setdefault(r.task, []).append(r)
+    results = [r for t in cfg.tasks for r in by_task.get(t, [])]
+    if out is not None:
+        write_reports(results, cfg, out)
+    return results
+
+
+# ---------------------------------------------------------------------------------------------- reports
+def success_table(results: Sequence[EpisodeResult]) -> list[dict[str, Any]]:
+    """Per-task rows {task, episodes, successes, success_rate, mean_steps} + a final ``mean`` row."""
+    rows = []
+    for task in dict.fromkeys(r.task for r in results):
+        rs = [r for r in results if r.task == task]
+        rows.append({"task": task, "episodes": len(rs), "successes": sum(r.success for r in rs),
+                     "success_rate": sum(r.success for r in rs) / len(rs),
+                     "mean_steps": float(np.mean([r.steps for r in rs]))})
+    if rows:
+        rows.append({"task": "mean", "episodes": sum(r["episodes"] for r in rows),
+                     "successes": sum(r["successes"] for r in rows),
+                     "success_rate": float(np.mean([r["success_rate"] for r in rows])),
+                     "mean_steps": float(np.mean([r.steps for r in results]))})
+    return rows
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], title: str = "") -> str:
+    lines = [f"### {title}", ""] if title else []
+    lines += ["| task | success | rate % | mean steps |", "|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['task']} | {r['successes']}/{r['episodes']} | {100 * r['success_rate']:.1f} | "
+                     f"{r['mean_steps']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_strip(results: Sequence[EpisodeResult], path: str | Path, frames_per_episode: int = 8) -> Path | None:
+    """A PNG grid: one row per recorded episode, ``frames_per_episode`` evenly spaced agentview frames."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rec = [r for r in results if r.frames]
+    if not rec:
+        return None
+    n = frames_per_episode
+    fig, axes = plt.subplots(len(rec), n, figsize=(1.3 * n, 1.45 * len(rec)), squeeze=False)
+    for row, r in zip(axes, rec, strict=True):
+        idx = np.linspace(0, len(r.frames) - 1, n).round().astype(int)
+        for j, (ax, k) in enumerate(zip(row, idx, strict=True)):
+            ax.imshow(r.frames[k])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(f"{r.task}\ninit {r.init_state}", fontsize=6)
+            ax.set_title(f"t={k}" + (("  OK" if r.success else "  fail") if j == n - 1 else ""), fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def write_reports(results: Sequence[EpisodeResult], cfg: LiberoEvalConfig, out: str | Path,
+                  title: str = "") -> dict[str, Any]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cols = ["task", "init_state", "success", "steps", "seconds", "policy_calls", "policy_ms_mean"]
+    with open(out / "episodes.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        for r in results:
+            w.writerow({c: getattr(r, c) for c in cols})
+    rows = success_table(results)
+    with open(out / "success.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    (out / "success.md").write_text(markdown_table(rows, title))
+    write_strip(results, out / "rollouts.png", cfg.strip_frames)
+    summary = {"config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+               "table": rows}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary

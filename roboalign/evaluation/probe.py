@@ -1,0 +1,254 @@
+"""Representation probe (paper Table 8): KNN classification of robot-state phases from backbone features.
+
+Labels: the episodes of one task are aligned to a reference episode by dynamic time warping (DTW) over
+their robot-state sequences, and the reference's phase segmentation (its scripted-expert phase labels)
+is transferred along the warping path: frame i of an episode gets the phase of the reference frame it is
+matched to (the majority phase when it is matched to several). Features: the backbone's layer-k hidden
+states of each frame's prompt (images + instruction + state), mean-pooled over the non-padding tokens.
+Probe: cosine-similarity k-nearest-neighbour majority vote, trained on the frames of half of the episodes
+and tested on the frames of the other half (split by episode, so near-identical neighbouring frames of
+one episode never sit on both sides). Chance level is reported beside the accuracy.
+
+DTW is the textbook O(N*M) recursion (Sakoe & Chiba 1978) written with numpy; states are z-scored per
+dimension (over all frames of the task) before Euclidean distances so joints and gripper weigh alike.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+def dtw_path(a: np.ndarray, b: np.ndarray) -> tuple[float, list[tuple[int, int]]]:
+    """DTW between sequences a (N, D) and b (M, D) with Euclidean frame cost.
+
+    Returns (total cost, warping path as (i, j) pairs from (0, 0) to (N-1, M-1)), steps in
+    {(1, 0), (0, 1), (1, 1)}.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or len(a) == 0 or len(b) == 0:
+        raise ValueError(f"dtw_path needs two non-empty (N, D) arrays with the same D, got {a.shape} and {b.shape}")
+    n, m = len(a), len(b)
+    cost = np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))  # (N, M)
+    acc = np.full((n + 1, m + 1), np.inf)
+    acc[0, 0] = 0.0
+    for i in range(1, n + 1):
+        row, prev = acc[i], acc[i - 1]
+        ci = cost[i - 1]
+        # the diagonal/vertical candidates vectorise; the horizontal one is a running recursion
+        best_dv = np.minimum(prev[:-1], prev[1:])  # (M,): min(acc[i-1, j-1], acc[i-1, j]) for j = 1..M
+        left = np.inf
+        for j in range(1, m + 1):
+            v = ci[j - 1] + (best_dv[j - 1] if best_dv[j - 1] < left else left)
+            row[j] = v
+            left = v
+    # backtrack
+    i, j = n, m
+    path = [(i - 1, j - 1)]
+    while i > 1 or j > 1:
+        steps = ((acc[i - 1, j - 1], i - 1, j - 1), (acc[i - 1, j], i - 1, j), (acc[i, j - 1], i, j - 1))
+        _, i, j = min(steps, key=lambda s: s[0])
+        path.append((i - 1, j - 1))
+    path.reverse()
+    return float(acc[n, m]), path
+
+
+def transfer_labels(path: Sequence[tuple[int, int]], ref_labels: Sequence[str], n: int) -> list[str]:
+    """Labels for the n frames of a sequence aligned to a reference by ``path`` (majority over its matches)."""
+    votes: list[Counter] = [Counter() for _ in range(n)]
+    for i, j in path:
+        votes[i][ref_labels[j]] += 1
+    if any(not v for v in votes):
+        raise ValueError("the warping path does not cover every frame")
+    # ties resolved by the reference order (earliest phase) for determinism
+    order = {lab: k for k, lab in enumerate(dict.fromkeys(ref_labels))}
+    return [min(v.items(), key=lambda kv: (-kv[1], order[kv[0]]))[0] for v in votes]
+
+
+def dtw_phase_labels(states: Sequence[np.ndarray], ref_index: int, ref_labels: Sequence[str]) -> list[list[str]]:
+    """Phase labels for every episode (states: list of (T_i, D)) from the reference episode's labels."""
+    if len(ref_labels) != len(states[ref_index]):
+        raise ValueError(f"reference episode {ref_index} has {len(states[ref_index])} frames but "
+                         f"{len(ref_labels)} phase labels")
+    allf = np.concatenate(states, axis=0)
+    mu, sd = allf.mean(0), allf.std(0)
+    sd = np.where(sd < 1e-8, 1.0, sd)
+    z = [(s - mu) / sd for s in states]
+    out = []
+    for k, s in enumerate(z):
+        if k == ref_index:
+            out.append(list(ref_labels))
+            continue
+        _, path = dtw_path(s, z[ref_index])
+        out.append(transfer_labels(path, ref_labels, len(s)))
+    return out
+
+
+def knn_predict(train_x: np.ndarray, train_y: Sequence[str], test_x: np.ndarray, k: int = 5) -> list[str]:
+    """Cosine-similarity k-NN majority vote (ties -> the label of the nearest neighbour among the tied)."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    tr = train_x / np.maximum(np.linalg.norm(train_x, axis=1, keepdims=True), 1e-12)
+    te = test_x / np.maximum(np.linalg.norm(test_x, axis=1, keepdims=True), 1e-12)
+    sim = te @ tr.T  # (N_test, N_train)
+    k = min(k, len(tr))
+    nn_idx = np.argsort(-sim, axis=1)[:, :k]  # (N_test, k), nearest first
+    labels = np.asarray(train_y)
+    preds = []
+    for row in nn_idx:
+        cand = labels[row]
+        counts = Counter(cand.tolist())
+        top = max(counts.values())
+        preds.append(next(lab for lab in cand if counts[lab] == top))
+    return preds
+
+
+@dataclass
+class ProbeResult:
+    accuracy: float
+    chance: float  # accuracy of always predicting the most frequent training label
+    n_train: int
+    n_test: int
+    per_phase: dict[str, float]
+
+
+def knn_probe(features: Sequence[np.ndarray], labels: Sequence[Sequence[str]], test_episodes: Sequence[int],
+              k: int = 5) -> ProbeResult:
+    """features[i]: (T_i, D) per-frame features of episode i; labels[i]: T_i phase names."""
+    test = set(test_episodes)
+    tr_x = [f for i, f in enumerate(features) if i not in test]
+    te_x = [f for i, f in enumerate(features) if i in test]
+    if not tr_x or not te_x:
+        raise ValueError("knn_probe needs at least one train and one test episode")
+    tr_y = [lab for i, ls in enumerate(labels) if i not in test for lab in ls]
+    te_y = [lab for i, ls in enumerate(labels) if i in test for lab in ls]
+    pred = knn_predict(np.concatenate(tr_x), tr_y, np.concatenate(te_x), k=k)
+    hits = np.asarray(pred) == np.asarray(te_y)
+    majority = Counter(tr_y).most_common(1)[0][0]
+    per_phase = {p: float(hits[np.asarray(te_y) == p].mean()) for p in sorted(set(te_y))}
+    return ProbeResult(accuracy=float(hits.mean()), chance=float(np.mean(np.asarray(te_y) == majority)),
+                       n_train=len(tr_y), n_test=len(te_y), per_phase=per_phase)
+
+
+# ---------------------------------------------------------------------------------------------- features + run
+def episode_features(backbone: Any, episodes: Any, layer: int, spec: Any, batch: int = 16,
+                     progress: bool = True) -> list[np.ndarray]:
+    """Mean-pooled layer-``layer`` hidden states (T_i, D) of every frame of every episode.
+
+    The backbone is truncated at ``layer`` in place (``TruncatedBackbone``); the prompt is the VLA prompt
+    (``VLAInputSpec`` ``spec``: cameras, image size, whether the state is printed); pooling runs over the
+    tokens from the first image on (the system prefix is identical for every frame).
+    """
+    import torch
+    from tqdm import tqdm
+
+    from roboalign.models.vla import TruncatedBackbone
+    from roboalign.models.vla_inputs import preprocess, vl_token_start
+    from roboalign.normalization import NormStats
+    from roboalign.prompts import PromptTemplate
+    from roboalign.runtime.types import Observation
+
+    trunc = TruncatedBackbone(backbone, layer)
+    template = PromptTemplate()
+    vs_id = int(backbone.tokenizer.convert_tokens_to_ids("<|vision_start|>"))
+    out = []
+    bar = tqdm(total=sum(e.length for e in episodes.episodes), desc=f"probe features L{layer}", disable=not progress)
+    for e in range(len(episodes)):
+        ep = episodes.load(e, images=True)
+        stats = NormStats.from_data(ep.state.astype(np.float64))  # only to satisfy preprocess; unused here
+        feats = []
+        for i in range(0, ep.length, batch):
+            ts = range(i, min(i + batch, ep.length))
+            obs = [Observation(images={c: ep.images[c][t] for c in spec.cameras}, state=ep.state[t],
+                               instruction=ep.instruction) for t in ts]
+            inp = preprocess(obs, spec, template, backbone.processor, stats)
+            with torch.no_grad():
+                h = trunc(*(torch.from_numpy(inp[k]) for k in ("input_ids", "attention_mask", "pixel_values",
+                                                               "image_grid_thw")),
+                          torch.from_numpy(inp["mm_token_type_ids"]) if "mm_token_type_ids" in inp else None)
+            start = vl_token_start(inp["input_ids"], vs_id)
+            m = torch.from_numpy(inp["attention_mask"][:, start:]).float().unsqueeze(-1)  # (B, S', 1)
+            pooled = (h[:, start:].float() * m).sum(1) / m.sum(1)  # (B, D)
+            feats.append(pooled.numpy())
+            bar.update(len(obs))
+        out.append(np.concatenate(feats))
+    bar.close()
+    return out
+
+
+def run_probe(dataset: str, task: str, backbones: dict[str, str], layer: int | None = None, episodes: int = 20,
+              ref_episode: int = 0, k: int = 5, test_fraction: float = 0.5, prompt_state: str = "none",
+              cameras: tuple[str, ...] = ("agentview", "wrist"), image_size: tuple[int, int] = (112, 112),
+              out: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """The Table-8 probe for several backbones (name -> ``tiny`` or a local folder) on one task."""
+    from roboalign.data import EpisodeDataset
+    from roboalign.models.vla_inputs import VLAInputSpec
+    from roboalign.training.vla import load_any_backbone
+
+    ds = EpisodeDataset(dataset, tasks=[task])
+    if len(ds) < 4:
+        raise ValueError(f"{dataset}: task {task!r} has {len(ds)} successful episodes, the probe needs >= 4")
+    ds = ds.subset(list(range(min(episodes, len(ds)))))
+    eps = [ds.load(i, images=False) for i in range(len(ds))]
+    if eps[ref_episode].phases is None:
+        raise ValueError(f"{ds.episodes[ref_episode].path}: the reference episode has no phase labels")
+    labels = dtw_phase_labels([e.state for e in eps], ref_episode, eps[ref_episode].phases)
+    agree = [np.mean(np.asarray(lab) == np.asarray(e.phases)) for i, (lab, e) in enumerate(zip(labels, eps, strict=True))
+             if i != ref_episode and e.phases is not None]
+    n_test = max(1, int(round(test_fraction * len(eps))))
+    test_eps = list(range(len(eps) - n_test, len(eps)))
+    spec = VLAInputSpec(cameras=cameras, image_size=image_size, prompt_state=prompt_state)
+    results: dict[str, Any] = {"task": task, "episodes": len(eps), "test_episodes": test_eps, "k": k,
+                               "prompt_state": prompt_state,
+                               "dtw_label_agreement_with_expert": float(np.mean(agree)) if agree else None,
+                               "backbones": {}}
+    for name, src in backbones.items():
+        bb = load_any_backbone(src)
+        lay = bb.num_layers - 1 if layer is None else layer
+        feats = episode_features(bb, ds, lay, spec, progress=progress)
+        r = knn_probe(feats, labels, test_eps, k=k)
+        results["backbones"][name] = {"source": src, "layer": lay, "accuracy": r.accuracy, "chance": r.chance,
+                                      "n_train": r.n_train, "n_test": r.n_test, "per_phase": r.per_phase}
+    if out is not None:
+        write_probe_report(results, out)
+    return results
+
+
+def write_probe_report(results: dict[str, Any], out: str) -> None:
+    import json
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    d = Path(out)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "probe.json").write_text(json.dumps(results, indent=2))
+    rows = results["backbones"]
+    lines = [f"KNN phase probe, task {results['task']}, {results['episodes']} episodes "
+             f"(k={results['k']}, DTW labels; agreement with expert phases "
+             f"{100 * (results['dtw_label_agreement_with_expert'] or 0):.1f} %)", "",
+             "| backbone | layer | KNN accuracy % | chance % |", "|---|---|---|---|"]
+    lines += [f"| {n} | {r['layer']} | {100 * r['accuracy']:.1f} | {100 * r['chance']:.1f} |" for n, r in rows.items()]
+    (d / "probe.md").write_text("\n".join(lines) + "\n")
+    with open(d / "probe.csv", "w") as f:
+        f.write("backbone,source,layer,accuracy,chance,n_train,n_test\n")
+        for n, r in rows.items():
+            f.write(f"{n},{r['source']},{r['layer']},{r['accuracy']:.4f},{r['chance']:.4f},{r['n_train']},{r['n_test']}\n")
+    fig, ax = plt.subplots(figsize=(4, 3))
+    names = list(rows)
+    ax.bar(names, [100 * rows[n]["accuracy"] for n in names], color=["C0", "C1", "C2", "C3"][: len(names)])
+    ax.axhline(100 * max(rows[n]["chance"] for n in names), color="gray", ls="--", label="majority class")
+    ax.set_ylabel("KNN phase accuracy %")
+    ax.set_title(f"phase probe: {results['task']}", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(d / "probe.png", dpi=110)
+    plt.close(fig)

@@ -1,0 +1,175 @@
+"""Export-friendly module boundaries of the VLA: vision encoder, truncated LLM and action head.
+
+The stock Qwen2.5-VL forward computes rotary positions, window indices and variable-length attention
+segments from ``image_grid_thw`` with Python loops and ``.tolist()``, which a graph exporter freezes to
+the example's shapes. A VLA checkpoint fixes every camera's image size (``VLAInputSpec.image_size``), so
+all images share one patch grid; these wrappers precompute everything that depends on that grid once
+(as buffers) and run the *same* HF sub-modules (patch embed, blocks' qkv/proj/MLP/norms, merger, decoder
+layers, action head) with a batch axis instead of packed sequences:
+
+* :class:`VisionEncoderExport` — ``frames (N, h, w, 3) uint8 -> image_embeds (N, P/m², D)`` for N
+  images (N = batch x cameras, dynamic). The image processor's tensor work happens in the graph, not on the
+  CPU side: rescale + normalise as a 768-entry lookup table (bit-identical to the processor), patchify as a
+  reshape/transpose, and the temporal repeat of a still frame folded into the patch embedding (the
+  Conv3d weights summed over time). Window attention becomes attention over equal windows (a reshape) or
+  a block-diagonal mask when windows differ in size; both are exact.
+* :class:`TruncatedLLMExport` — ``input_ids, attention_mask (B, S), position_ids (3, B, S),
+  image_embeds (B, M, D) -> hidden (B, S, D)``: the layer-k hidden states of the truncated LLM, with the
+  image features gathered into the ``<|image_pad|>`` slots and an explicit causal + padding mask.
+* :class:`ActionHeadExport` — the flow-matching head with its Euler loop unrolled; the noise is an input.
+
+Parity with the stock forward is checked on real inputs by :mod:`roboalign.export.parity` at export time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from roboalign.models.action_head import FlowMatchingActionHead
+
+SUPPORTED_FAMILIES = ("qwen2_5_vl",)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+class VisionEncoderExport(nn.Module):
+    """The Qwen2.5-VL vision tower for N images of one fixed patch grid (see module docstring)."""
+
+    def __init__(self, visual: nn.Module, grid_thw: tuple[int, int, int], lut: np.ndarray) -> None:
+        super().__init__()
+        from transformers.vision_utils import get_vision_position_ids, get_vision_window_index
+
+        cfg = visual.config
+        self.visual = visual
+        t, h, w = (int(v) for v in grid_thw)
+        self.grid_thw = (t, h, w)
+        self.num_patches = t * h * w
+        self.merge_unit = visual.spatial_merge_unit
+        if self.num_patches % self.merge_unit:
+            raise ValueError(f"grid {grid_thw} is not a multiple of the spatial merge unit {self.merge_unit}")
+        self.num_tokens = self.num_patches // self.merge_unit  # per image, after the merger
+        self.hidden = int(cfg.hidden_size)
+        self.heads = int(cfg.num_heads)
+        self.head_dim = self.hidden // self.heads
+        self.full_blocks = frozenset(int(i) for i in visual.fullatt_block_indexes)
+        grid = torch.tensor([[t, h, w]], dtype=torch.long)
+        pos = get_vision_position_ids(grid, visual.spatial_merge_size)  # (P, 2)
+        window_index, cu_win = get_vision_window_index(
+            grid, spatial_merge_size=visual.spatial_merge_size, window_size=visual.window_size,
+            patch_size=visual.patch_size)
+        with torch.no_grad():
+            cos, sin = visual.rotary_pos_emb(torch.zeros(1), pos)  # (P, head_dim) each
+        cos = self._permute(cos.float(), window_index)
+        sin = self._permute(sin.float(), window_index)
+        self.register_buffer("cos", cos, persistent=False)  # (P, head_dim), window order
+        self.register_buffer("sin", sin, persistent=False)
+        self.register_buffer("window_index", window_index.long(), persistent=False)  # (P/m²,)
+        self.register_buffer("reverse_index", torch.argsort(window_index).long(), persistent=False)
+        lens = (cu_win[1:] - cu_win[:-1]).tolist()
+        self.window_len = int(lens[0]) if len(set(lens)) == 1 else 0  # 0: unequal windows -> mask
+        mask = torch.full((self.num_patches, self.num_patches), float("-inf"))
+        for a, b in zip(cu_win[:-1].tolist(), cu_win[1:].tolist(), strict=True):
+            mask[a:b, a:b] = 0.0
+        self.register_buffer("window_mask", mask, persistent=False)  # (P, P) additive, block diagonal
+        if tuple(lut.shape) != (3, 256):
+            raise ValueError(f"lut must be (3, 256), got {lut.shape}")
+        self.register_buffer("lut", torch.from_numpy(np.ascontiguousarray(lut, dtype=np.float32)).reshape(-1),
+                             persistent=False)  # (768,)
+        self.register_buffer("channel_offset", torch.arange(3, dtype=torch.long) * 256, persistent=False)
+        proj = visual.patch_embed.proj  # Conv3d(C, E, (T, p, p)), no bias
+        if proj.bias is not None:
+            raise ValueError("expected a bias-free patch embedding")
+        w = proj.weight.detach().float().sum(dim=2)  # (E, C, p, p): a still frame repeated T times
+        self.register_buffer("patch_weight", w.reshape(w.shape[0], -1).t().contiguous(), persistent=False)
+        self.patch = int(cfg.patch_size)
+        self.merge = int(visual.spatial_merge_size)
+
+    def _permute(self, x: torch.Tensor, window_index: torch.Tensor) -> torch.Tensor:
+        u = self.merge_unit
+        return x.reshape(-1, u, x.shape[-1])[window_index].reshape(-1, x.shape[-1])
+
+    def _attention(self, block: nn.Module, x: torch.Tensor, full: bool) -> torch.Tensor:
+        n, p = x.shape[0], self.num_patches
+        qkv = block.attn.qkv(x).reshape(n, p, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # (N, heads, P, hd) each
+        q = q * self.cos + _rotate_half(q) * self.sin
+        k = k * self.cos + _rotate_half(k) * self.sin
+        if full:
+            o = F.scaled_dot_product_attention(q, k, v)  # (N, heads, P, hd)
+        elif self.window_len:  # windows are contiguous runs of window_len tokens: fold them into the head axis
+            wl = self.window_len
+            shape = (n, self.heads * (p // wl), wl, self.head_dim)  # 4-D, as exporters and TensorRT expect
+            o = F.scaled_dot_product_attention(q.reshape(shape), k.reshape(shape), v.reshape(shape))
+            o = o.reshape(n, self.heads, p, self.head_dim)
+        else:
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=self.window_mask)
+        o = o.transpose(1, 2).reshape(n, p, self.hidden)  # (N, P, E)
+        return block.attn.proj(o)
+
+    def patch_embed(self, frames: torch.Tensor) -> torch.Tensor:
+        # frames (N, h, w, 3) uint8 -> patch embeddings (N, P, E) in the processor's patch order
+        n = frames.shape[0]
+        _, gh, gw = self.grid_thw
+        p, m = self.patch, self.merge
+        x = self.lut[frames.long() + self.channel_offset]  # (N, h, w, 3) rescaled + normalised float32
+        x = x.reshape(n, gh // m, m, p, gw // m, m, p, 3).permute(0, 1, 4, 2, 5, 7, 3, 6)  # (N, A, B, m, m, C, p, p)
+        x = x.reshape(n, self.num_patches, 3 * p * p)  # (N, P, C*p*p)
+        return x @ self.patch_weight  # (N, P, E)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        # frames (N, h, w, 3) uint8 -> (N, P/m², D)
+        n, p, u = frames.shape[0], self.num_patches, self.merge_unit
+        x = self.patch_embed(frames).reshape(n, p // u, u, self.hidden)
+        x = x[:, self.window_index].reshape(n, p, self.hidden)  # window order
+        for i, block in enumerate(self.visual.blocks):
+            x = x + self._attention(block, block.norm1(x), full=i in self.full_blocks)
+            x = x + block.mlp(block.norm2(x))
+        merger = self.visual.merger
+        y = merger.mlp(merger.ln_q(x).reshape(n, p // u, u * self.hidden))  # (N, P/m², D)
+        return y[:, self.reverse_index]  # back to raster order
+
+
+class TruncatedLLMExport(nn.Module):
+    """Embeddings + image-feature scatter + the first k decoder layers -> layer-k hidden states (B, S, D)."""
+
+    def __init__(self, model: nn.Module, image_token_id: int) -> None:
+        super().__init__()
+        self.lm = model.model.language_model
+        self.image_token_id = int(image_token_id)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+                image_embeds: torch.Tensor) -> torch.Tensor:
+        # input_ids, attention_mask (B, S) int64; position_ids (3, B, S) int64; image_embeds (B, M, D)
+        emb = self.lm.embed_tokens(input_ids)  # (B, S, D)
+        is_img = input_ids == self.image_token_id  # (B, S)
+        slot = (torch.cumsum(is_img.long(), dim=1) - 1).clamp(min=0)  # (B, S): k-th image token -> k
+        gathered = torch.gather(image_embeds.to(emb.dtype), 1, slot.unsqueeze(-1).expand(-1, -1, emb.shape[-1]))
+        emb = torch.where(is_img.unsqueeze(-1), gathered, emb)  # (B, S, D)
+        s = input_ids.shape[1]
+        idx = torch.arange(s, device=input_ids.device)
+        causal = idx.unsqueeze(0) <= idx.unsqueeze(1)  # (S, S): key j visible from query i iff j <= i
+        keep = causal.unsqueeze(0).unsqueeze(0) & attention_mask.bool().unsqueeze(1).unsqueeze(1)  # (B, 1, S, S)
+        bias = torch.zeros(keep.shape, dtype=emb.dtype, device=emb.device).masked_fill(
+            ~keep, torch.finfo(emb.dtype).min)
+        out = self.lm(inputs_embeds=emb, attention_mask={"full_attention": bias, "sliding_attention": bias},
+                      position_ids=position_ids, use_cache=False)
+        return out.last_hidden_state  # (B, S, D)
+
+
+class ActionHeadExport(nn.Module):
+    """The flow-matching head's sampler: hidden states + mask + state + noise -> normalised actions."""
+
+    def __init__(self, head: FlowMatchingActionHead) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, vl_tokens: torch.Tensor, vl_mask: torch.Tensor, state: torch.Tensor, noise: torch.Tensor,
+                embodiment: torch.Tensor) -> torch.Tensor:
+        # (B, S, D), (B, S), (B, S_dim), (B, H, A), (B,) -> (B, H, A)
+        return self.head(vl_tokens, vl_mask, state, noise, embodiment)

@@ -1,0 +1,104 @@
+"""``roboalign say``: talk to the running bridge like an operator, and follow the episode to its outcome.
+
+    roboalign say "put the alphabet soup in the basket"    # start (free text matched to the four tasks)
+    roboalign say --task bottle_to_basket                   # start a task by name
+    roboalign say --stop | --home | --reset | --estop | --release-estop
+
+Prints the matched task, progress (phase, time, steps) and the outcome. Exit code: 0 success (or an
+accepted non-start command), 1 the episode ended otherwise (failure, timeout, stopped, fault, e-stop),
+2 refused / bridge not reachable. The ROS client (rclpy) lives in ``roboalign_policy.operator_client``
+and is imported only here, when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+ACTIONS = ("stop", "home", "reset", "estop", "release_estop")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="roboalign say", description=__doc__.split("\n\n")[0])
+    p.add_argument("instruction", nargs="?", default="", help="free-form command, e.g. 'put the ketchup in the basket'")
+    p.add_argument("--task", default="", help="start this task by name instead of matching text")
+    for a in ACTIONS:
+        p.add_argument(f"--{a.replace('_', '-')}", dest="action", action="store_const", const=a,
+                       help=f"send {a.upper()}")
+    p.add_argument("--no-wait", action="store_true", help="return once the command is accepted")
+    p.add_argument("--timeout", type=float, default=600.0, help="give up following after this many seconds")
+    p.add_argument("--service", default="/roboalign/command", help="the bridge's TaskCommand service")
+    p.add_argument("--status-topic", default="/roboalign/episode_status")
+    return p
+
+
+def format_status(st) -> str:
+    """One progress line of an episode status."""
+    dry = " [dry run]" if st.dry_run else ""
+    return f"[say] episode {st.episode} {st.phase:<8} t={st.elapsed_s:6.2f}s steps={st.steps:<5d} {st.message}{dry}"
+
+
+def run_episode(client, instruction: str = "", task: str = "", timeout: float = 600.0, wait: bool = True,
+                echo=print):
+    """START an episode and follow it; returns (response, final status or None)."""
+    before = client.wait_for_status(timeout=2.0)
+    prev = before.episode if before is not None else 0
+    res = client.command("start", task=task, instruction=instruction)
+    if not res.accepted:
+        echo(f"[say] refused: {res.message}")
+        return res, None
+    echo(f"[say] task {res.task}: '{res.instruction}'")
+    if not wait:
+        return res, None
+    m = re.match(r"episode (\d+)", res.message)
+    episode = int(m.group(1)) if m else prev + 1
+    final = client.follow(episode, on_update=lambda s: echo(format_status(s)), timeout=timeout)
+    return res, final
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if not args.action and not (args.instruction or args.task):
+        _parser().print_usage(sys.stderr)
+        print("roboalign say: give an instruction, --task NAME, or one of "
+              + ", ".join(f"--{a.replace('_', '-')}" for a in ACTIONS), file=sys.stderr)
+        return 2
+    from roboalign_policy.operator_client import BridgeUnavailable, OperatorClient
+
+    client = OperatorClient(command_service=args.service, status_topic=args.status_topic)
+    try:
+        if args.action in ("estop", "release_estop"):
+            res = client.set_estop(args.action == "estop")
+            print(f"[say] {args.action.replace('_', ' ')}: {res.message}")
+            return 0 if res.success else 2
+        if args.action:
+            res = client.command(args.action, task=args.task, instruction=args.instruction)
+            print(f"[say] {args.action}: {'accepted' if res.accepted else 'refused'}: {res.message}")
+            return 0 if res.accepted else 2
+        res, final = run_episode(client, args.instruction, args.task, args.timeout, wait=not args.no_wait)
+        if not res.accepted:
+            return 2
+        if args.no_wait:
+            return 0
+        if final is None:
+            print(f"[say] no outcome within {args.timeout:g} s", file=sys.stderr)
+            return 1
+        print(f"[say] outcome: {final.phase} after {final.elapsed_s:.2f} s, {final.steps} steps: {final.message}")
+        return 0 if final.phase == "success" else 1
+    except BridgeUnavailable as e:
+        print(f"[say] {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("[say] interrupted: sending STOP", file=sys.stderr)
+        try:
+            client.command("stop", timeout=5.0)
+        except BridgeUnavailable:
+            pass
+        return 1
+    finally:
+        client.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Simulation: LIBERO setup, environment wrapper, scripted expert and demonstration collection."""

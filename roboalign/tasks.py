@@ -1,0 +1,473 @@
+"""The one definition of the four pick-and-place tasks, on the real robot and in simulation.
+
+Real robot (Franka Research 3). The paper reports four pick-and-place tasks, each a source→target
+placement done with 4 different objects, 24 trials per object (96 trials per task). It does not name
+them, so these are our documented defaults: everyday grocery objects (the same physical YCB/HOPE-style
+items LIBERO-Object models) moved from a source to a target container.
+
+=================  ===============  ===============================================  ======================
+task               source → target  real objects (4 × 24 trials)                     sim (LIBERO-Object)
+=================  ===============  ===============================================  ======================
+bottle_to_basket   table → basket   ketchup, bbq sauce, salad dressing, mustard      ketchup → basket
+box_to_plate       table → plate    cream cheese, butter, chocolate pudding, granola  cream cheese → basket
+can_to_bowl        table → bowl     tomato sauce, tuna, corn, peas                   tomato sauce → basket
+shelf_to_tray      shelf → tray     alphabet soup, milk, orange juice, popcorn       alphabet soup → basket
+=================  ===============  ===============================================  ======================
+
+Simulation. LIBERO-Object only has "pick up the <object> and place it in the basket" tasks, so each
+real task's simulated counterpart keeps the *kind* of object (bottle, box, can) and the motion
+(grasp, lift, carry, release into a container), not the target. The four sim objects are the ones the
+scripted expert (``roboalign.sim.expert``) solves best, measured over LIBERO's 50 official init states
+each (see README). The sim success predicate is LIBERO's own BDDL goal
+``(In <object>_1 basket_1_contain_region)``, evaluated by :meth:`SimTask.check_success`.
+
+Language. Each task has templates (``{object}``, ``{source}``, ``{target}``) so operators can phrase
+commands freely, and :func:`match_task` maps free text to a task (+ object) using synonyms and ignoring
+word order; it raises :class:`NoTaskMatch` (listing the valid tasks) or :class:`AmbiguousTask`.
+A :class:`TaskSet` serialises to JSON and is saved beside each checkpoint (``tasks.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+TRIALS_PER_OBJECT = 24
+
+
+class TaskError(ValueError):
+    """Base class of task lookup errors."""
+
+
+class NoTaskMatch(TaskError):
+    """Free text matched none of the tasks."""
+
+
+class AmbiguousTask(TaskError):
+    """Free text matched more than one task equally well."""
+
+
+@dataclass(frozen=True)
+class SimTask:
+    """A LIBERO task: which BDDL file, which object goes where, and the success predicate.
+
+    object_name / target_name: the MuJoCo body names (``<object>_1``, ``basket_1``); their poses
+    appear in LIBERO observations as ``<name>_pos`` / ``<name>_quat``.
+    goal: the BDDL goal as LIBERO parses it, e.g. ``("in", "ketchup_1", "basket_1_contain_region")``.
+    """
+
+    suite: str
+    problem: str  # BDDL file stem (also the init-states file stem)
+    object_name: str
+    target_name: str
+    instruction: str  # LIBERO's official instruction (derived from the file name, as LIBERO does)
+    goal: tuple[str, ...]
+    num_init_states: int = 50
+
+    @property
+    def object_label(self) -> str:
+        """Human name of the object: ``ketchup_1`` -> ``ketchup``."""
+        return re.sub(r"_\d+$", "", self.object_name).replace("_", " ")
+
+    def check_success(self, env: Any) -> bool:
+        """Evaluate :attr:`goal` on a LIBERO robosuite env (``OffScreenRenderEnv.env``) with LIBERO's predicates."""
+        from libero.libero.envs.predicates import eval_predicate_fn
+
+        states = env.object_states_dict
+        missing = [n for n in self.goal[1:] if n not in states]
+        if missing:
+            raise KeyError(f"sim task {self.problem}: objects {missing} not in the scene ({sorted(states)})")
+        return bool(eval_predicate_fn(self.goal[0], *[states[n] for n in self.goal[1:]]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "suite": self.suite,
+            "problem": self.problem,
+            "object_name": self.object_name,
+            "target_name": self.target_name,
+            "instruction": self.instruction,
+            "goal": list(self.goal),
+            "num_init_states": self.num_init_states,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SimTask:
+        return cls(
+            suite=d["suite"],
+            problem=d["problem"],
+            object_name=d["object_name"],
+            target_name=d["target_name"],
+            instruction=d["instruction"],
+            goal=tuple(d["goal"]),
+            num_init_states=int(d.get("num_init_states", 50)),
+        )
+
+
+def libero_object_task(obj: str) -> SimTask:
+    """The LIBERO-Object task "pick up the <obj> and place it in the basket" (obj like ``alphabet_soup``)."""
+    if obj not in LIBERO_OBJECT_OBJECTS:
+        raise TaskError(f"unknown LIBERO-Object object {obj!r}; valid: {', '.join(LIBERO_OBJECT_OBJECTS)}")
+    problem = f"pick_up_the_{obj}_and_place_it_in_the_basket"
+    return SimTask(
+        suite="libero_object",
+        problem=problem,
+        object_name=f"{obj}_1",
+        target_name="basket_1",
+        instruction=problem.replace("_", " "),
+        goal=("in", f"{obj}_1", "basket_1_contain_region"),
+    )
+
+
+LIBERO_OBJECT_OBJECTS = (
+    "alphabet_soup",
+    "cream_cheese",
+    "salad_dressing",
+    "bbq_sauce",
+    "ketchup",
+    "tomato_sauce",
+    "butter",
+    "milk",
+    "chocolate_pudding",
+    "orange_juice",
+)
+
+# Words for places; each key is the canonical name used in templates.
+PLACE_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "table": ("table", "tabletop", "table top", "desk", "counter", "workbench"),
+    "basket": ("basket", "bin", "crate", "hamper", "wicker basket"),
+    "plate": ("plate", "dish", "saucer", "platter"),
+    "bowl": ("bowl", "salad bowl", "mixing bowl"),
+    "shelf": ("shelf", "rack", "shelves", "cupboard"),
+    "tray": ("tray", "serving tray", "tray table"),
+}
+PLACE_PREPOSITION = {"basket": "in", "plate": "on", "bowl": "in", "tray": "on", "table": "on", "shelf": "on"}
+
+DEFAULT_TEMPLATES = (
+    "put the {object} {prep} the {target}",
+    "pick up the {object} and place it {prep} the {target}",
+    "place the {object} {prep} the {target}",
+    "move the {object} from the {source} to the {target}",
+    "take the {object} off the {source} and put it {prep} the {target}",
+    "grab the {object} and drop it {prep} the {target}",
+    "{object} {prep} the {target}, please",
+)
+SIM_TEMPLATES = (
+    "pick up the {object} and place it in the basket",
+    "put the {object} in the basket",
+    "place the {object} into the basket",
+    "grab the {object} and drop it in the basket",
+    "move the {object} to the basket",
+)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One pick-and-place task: real-robot definition, sim counterpart and language.
+
+    objects: canonical real object names -> synonyms (each object gets TRIALS_PER_OBJECT trials).
+    """
+
+    name: str
+    source: str
+    target: str
+    objects: dict[str, tuple[str, ...]]
+    sim: SimTask
+    templates: tuple[str, ...] = DEFAULT_TEMPLATES
+    sim_templates: tuple[str, ...] = SIM_TEMPLATES
+    trials_per_object: int = TRIALS_PER_OBJECT
+    description: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        for place in (self.source, self.target):
+            if place not in PLACE_SYNONYMS:
+                raise TaskError(f"task {self.name!r}: unknown place {place!r}; valid: {', '.join(PLACE_SYNONYMS)}")
+        if len(self.objects) != 4:
+            raise TaskError(f"task {self.name!r}: needs 4 real objects (paper protocol), got {len(self.objects)}")
+        if self.trials_per_object <= 0:
+            raise TaskError(f"task {self.name!r}: trials_per_object must be > 0")
+
+    @property
+    def trials(self) -> int:
+        """Trials per task in the paper's protocol: objects × trials_per_object (4 × 24 = 96)."""
+        return len(self.objects) * self.trials_per_object
+
+    @property
+    def sim_object(self) -> str:
+        return self.sim.object_label
+
+    def instruction(self, obj: str | None = None, domain: str = "sim", template: int | None = None,
+                    rng: random.Random | None = None) -> str:
+        """One instruction for ``obj`` (default: the sim object / first real object).
+
+        ``template`` picks a template index; otherwise ``rng`` picks one at random, else the first
+        (for sim that is LIBERO's official instruction).
+        """
+        if domain == "sim":
+            obj = obj or self.sim_object
+            temps = self.sim_templates
+        elif domain == "real":
+            obj = obj or next(iter(self.objects))
+            if obj not in self.objects:
+                raise TaskError(f"task {self.name!r} has no object {obj!r}; objects: {', '.join(self.objects)}")
+            temps = self.templates
+        else:
+            raise TaskError(f"unknown domain {domain!r}; valid: sim, real")
+        if template is None:
+            template = rng.randrange(len(temps)) if rng is not None else 0
+        if not 0 <= template < len(temps):
+            raise TaskError(f"task {self.name!r}: template index {template} outside 0..{len(temps) - 1}")
+        return temps[template].format(
+            object=obj, source=self.source, target=self.target, prep=PLACE_PREPOSITION[self.target]
+        )
+
+    def all_instructions(self, domain: str = "real") -> list[str]:
+        objs = list(self.objects) if domain == "real" else [self.sim_object]
+        n = len(self.templates if domain == "real" else self.sim_templates)
+        return [self.instruction(o, domain, template=i) for o in objs for i in range(n)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "target": self.target,
+            "objects": {k: list(v) for k, v in self.objects.items()},
+            "sim": self.sim.to_dict(),
+            "templates": list(self.templates),
+            "sim_templates": list(self.sim_templates),
+            "trials_per_object": self.trials_per_object,
+            "description": self.description,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Task:
+        try:
+            return cls(
+                name=d["name"],
+                source=d["source"],
+                target=d["target"],
+                objects={k: tuple(v) for k, v in d["objects"].items()},
+                sim=SimTask.from_dict(d["sim"]),
+                templates=tuple(d.get("templates", DEFAULT_TEMPLATES)),
+                sim_templates=tuple(d.get("sim_templates", SIM_TEMPLATES)),
+                trials_per_object=int(d.get("trials_per_object", TRIALS_PER_OBJECT)),
+                description=d.get("description", ""),
+            )
+        except KeyError as e:
+            raise TaskError(f"task dict is missing field {e}") from None
+
+
+# ---------------------------------------------------------------------------------------------------
+# The four tasks
+
+TASKS: tuple[Task, ...] = (
+    Task(
+        name="bottle_to_basket",
+        source="table",
+        target="basket",
+        objects={
+            "ketchup": ("ketchup", "ketchup bottle", "tomato ketchup"),
+            "bbq sauce": ("bbq sauce", "barbecue sauce", "bbq", "barbecue", "bbq sauce bottle"),
+            "salad dressing": ("salad dressing", "dressing", "salad dressing bottle"),
+            "mustard": ("mustard", "mustard bottle", "yellow mustard"),
+        },
+        sim=libero_object_task("ketchup"),
+        description="bottles from the table into the basket",
+    ),
+    Task(
+        name="box_to_plate",
+        source="table",
+        target="plate",
+        objects={
+            "cream cheese": ("cream cheese", "cream cheese box", "cheese", "philadelphia"),
+            "butter": ("butter", "butter box", "stick of butter"),
+            "chocolate pudding": ("chocolate pudding", "pudding", "pudding box", "chocolate pudding box"),
+            "granola bars": ("granola bars", "granola", "granola bar", "granola box"),
+        },
+        sim=libero_object_task("cream_cheese"),
+        description="small boxes from the table onto the plate",
+    ),
+    Task(
+        name="can_to_bowl",
+        source="table",
+        target="bowl",
+        objects={
+            "tomato sauce": ("tomato sauce", "tomato sauce can", "tomato can", "sauce can"),
+            "tuna": ("tuna", "tuna can", "can of tuna"),
+            "corn": ("corn", "corn can", "can of corn", "sweet corn"),
+            "peas": ("peas", "pea can", "can of peas", "green peas"),
+        },
+        sim=libero_object_task("tomato_sauce"),
+        description="cans from the table into the bowl",
+    ),
+    Task(
+        name="shelf_to_tray",
+        source="shelf",
+        target="tray",
+        objects={
+            "alphabet soup": ("alphabet soup", "soup", "soup can", "alphabet soup can", "can of soup"),
+            "milk": ("milk", "milk carton", "carton of milk"),
+            "orange juice": ("orange juice", "juice", "oj", "juice carton", "orange juice carton"),
+            "popcorn": ("popcorn", "popcorn box", "box of popcorn"),
+        },
+        sim=libero_object_task("alphabet_soup"),
+        description="groceries from the shelf onto the tray",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class TaskMatch:
+    task: Task
+    object: str | None
+    score: float
+    domain: str
+
+
+def _norm(text: str) -> str:
+    text = text.lower().replace("-", " ").replace("_", " ")
+    text = re.sub(r"[^a-z0-9 ]+", " ", text)
+    return " " + re.sub(r"\s+", " ", text).strip() + " "
+
+
+def _has(text: str, phrases: tuple[str, ...] | list[str]) -> int:
+    """Length in words of the longest phrase found as whole words in normalised ``text`` (0 if none)."""
+    best = 0
+    for p in phrases:
+        if f" {_norm(p).strip()} " in text:
+            best = max(best, len(p.split()))
+    return best
+
+
+class TaskSet:
+    """An ordered set of tasks with lookup, free-text matching and JSON (de)serialisation."""
+
+    def __init__(self, tasks: tuple[Task, ...] | list[Task] = TASKS) -> None:
+        self.tasks = tuple(tasks)
+        names = [t.name for t in self.tasks]
+        if len(set(names)) != len(names):
+            raise TaskError(f"duplicate task names in {names}")
+
+    def __iter__(self):
+        return iter(self.tasks)
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    @property
+    def names(self) -> list[str]:
+        return [t.name for t in self.tasks]
+
+    def get(self, name: str) -> Task:
+        """Task by name; also accepts the sim object (``ketchup``) or LIBERO problem name."""
+        for t in self.tasks:
+            if name in (t.name, t.sim.problem, t.sim.object_label, t.sim.object_label.replace(" ", "_")):
+                return t
+        raise TaskError(f"unknown task {name!r}; valid tasks: {', '.join(self.names)}")
+
+    def _valid_list(self) -> str:
+        return "; ".join(f"{t.name} (e.g. '{t.instruction(domain='real')}' / sim: '{t.sim.instruction}')"
+                         for t in self.tasks)
+
+    def match(self, text: str, domain: str = "any") -> TaskMatch:
+        """Map a free-text command to a task (and object). ``domain``: ``real``, ``sim`` or ``any``.
+
+        Scoring per task: target place words 2, object words 2 (+ longer phrase bonus), source place 1.
+        Sim matching ignores the (always-basket) target and keys on the sim object.
+        """
+        if domain not in ("real", "sim", "any"):
+            raise TaskError(f"unknown domain {domain!r}; valid: real, sim, any")
+        norm = _norm(text)
+        if not norm.strip():
+            raise NoTaskMatch(f"empty command; valid tasks: {self._valid_list()}")
+        for t in self.tasks:  # an exact task name is always unambiguous
+            if norm.strip() in (t.name.replace("_", " "),):
+                return TaskMatch(t, None, 100.0, domain)
+        candidates: list[TaskMatch] = []
+        for t in self.tasks:
+            if domain in ("sim", "any"):
+                n = _has(norm, t.objects.get(t.sim_object, (t.sim_object,)))
+                if n:
+                    candidates.append(TaskMatch(t, t.sim_object, 3.0 + 0.1 * n, "sim"))
+            if domain in ("real", "any"):
+                s, obj = 0.0, None
+                tgt = _has(norm, PLACE_SYNONYMS[t.target])
+                if tgt:
+                    s += 2.0
+                best = 0
+                for o, syns in t.objects.items():
+                    n = _has(norm, syns)
+                    if n > best:
+                        best, obj = n, o
+                if best:
+                    s += 2.0 + 0.1 * best
+                if _has(norm, PLACE_SYNONYMS[t.source]) and t.source != t.target:
+                    s += 1.0 if (tgt or best) else 0.0
+                if s >= 2.0:
+                    candidates.append(TaskMatch(t, obj, s, "real"))
+        if not candidates:
+            raise NoTaskMatch(f"no task matches {text!r}; valid tasks: {self._valid_list()}")
+        best_per_task: dict[str, TaskMatch] = {}
+        for c in candidates:
+            if c.task.name not in best_per_task or c.score > best_per_task[c.task.name].score:
+                best_per_task[c.task.name] = c
+        ranked = sorted(best_per_task.values(), key=lambda c: -c.score)
+        if len(ranked) > 1 and abs(ranked[0].score - ranked[1].score) < 0.5:
+            tied = [c.task.name for c in ranked if ranked[0].score - c.score < 0.5]
+            raise AmbiguousTask(
+                f"command {text!r} is ambiguous between tasks {', '.join(tied)}; name the object and the target, "
+                f"e.g. {'; '.join(repr(self.get(n).instruction(domain='real')) for n in tied)}"
+            )
+        return ranked[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": 1, "tasks": [t.to_dict() for t in self.tasks]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TaskSet:
+        if "tasks" not in d:
+            raise TaskError("task set dict has no 'tasks' field")
+        return cls([Task.from_dict(t) for t in d["tasks"]])
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> TaskSet:
+        return cls.from_dict(json.loads(text))
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``tasks.json`` into a checkpoint folder (or to the given file)."""
+        p = Path(path)
+        if p.is_dir():
+            p = p / "tasks.json"
+        p.write_text(self.to_json())
+        return p
+
+    @classmethod
+    def load(cls, path: str | Path) -> TaskSet:
+        p = Path(path)
+        if p.is_dir():
+            p = p / "tasks.json"
+        if not p.is_file():
+            raise FileNotFoundError(f"task set file not found: {p}")
+        try:
+            return cls.from_json(p.read_text())
+        except (json.JSONDecodeError, TypeError, KeyError) as e:
+            raise TaskError(f"invalid task set file {p}: {e}") from e
+
+
+DEFAULT_TASKS = TaskSet(TASKS)
+
+
+def get_task(name: str) -> Task:
+    """One of the four tasks by name (or sim object / LIBERO problem name)."""
+    return DEFAULT_TASKS.get(name)
+
+
+def match_task(text: str, domain: str = "any", tasks: TaskSet = DEFAULT_TASKS) -> TaskMatch:
+    """Free text -> :class:`TaskMatch`; raises :class:`NoTaskMatch` / :class:`AmbiguousTask`."""
+    return tasks.match(text, domain)

@@ -1,0 +1,171 @@
+"""Message <-> numpy conversions shared by the RoboAlign nodes (and nothing else).
+
+- ``image_to_rgb``: sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8; any padded ``step``) -> (H, W, 3) uint8 RGB
+- ``rgb_to_image``: (H, W, 3) uint8 -> sensor_msgs/Image rgb8
+- ``joint_positions``: sensor_msgs/JointState -> positions in a requested joint order
+- ``trajectory``: (K, D) rows -> trajectory_msgs/JointTrajectory with ``time_from_start = (k + first) * dt``
+- ``chunk_to_msg`` / ``msg_to_chunk``: roboalign.runtime.types.ActionChunk <-> roboalign_msgs/ActionChunk
+Every function raises ``ValueError`` naming the offending field when a message is malformed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from builtin_interfaces.msg import Duration, Time
+from roboalign_msgs.msg import ActionChunk as ActionChunkMsg
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Header
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from roboalign.runtime.types import ActionChunk
+
+# encoding -> (channels, indices of R, G, B in a pixel)
+_ENCODINGS = {"rgb8": (3, (0, 1, 2)), "bgr8": (3, (2, 1, 0)), "rgba8": (4, (0, 1, 2)), "bgra8": (4, (2, 1, 0)),
+              "mono8": (1, (0, 0, 0))}
+
+
+def to_sec(t: Time) -> float:
+    return t.sec + t.nanosec * 1e-9
+
+
+def to_time(seconds: float) -> Time:
+    ns = int(round(seconds * 1e9))
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def to_duration(seconds: float) -> Duration:
+    ns = int(round(seconds * 1e9))
+    return Duration(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def image_to_rgb(msg: Image) -> np.ndarray:
+    """(H, W, 3) uint8 RGB view/copy of an 8-bit image message, honouring its row stride ``step``."""
+    enc = msg.encoding.lower()
+    if enc not in _ENCODINGS:
+        raise ValueError(f"Image.encoding {msg.encoding!r} is not supported; valid: {', '.join(_ENCODINGS)}")
+    ch, order = _ENCODINGS[enc]
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    if h == 0 or w == 0:
+        raise ValueError(f"Image is empty (height={h}, width={w})")
+    if step < w * ch:
+        raise ValueError(f"Image.step {step} is smaller than width*channels = {w}*{ch} for {enc}")
+    buf = np.frombuffer(msg.data, dtype=np.uint8)
+    if buf.size < step * (h - 1) + w * ch:
+        raise ValueError(f"Image.data has {buf.size} bytes, expected step*height = {step}*{h} = {step * h}")
+    rows = np.lib.stride_tricks.as_strided(buf, shape=(h, w, ch), strides=(step, ch, 1), writeable=False)
+    if enc == "rgb8":
+        return np.ascontiguousarray(rows)
+    return np.ascontiguousarray(rows[:, :, list(order)])
+
+
+def rgb_to_image(rgb: np.ndarray, stamp: Time | None = None, frame_id: str = "") -> Image:
+    """An rgb8 Image message of an (H, W, 3) uint8 array."""
+    a = np.asarray(rgb)
+    if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 array, got {a.shape} {a.dtype}")
+    h, w, _ = a.shape
+    msg = Image(header=Header(stamp=stamp or Time(), frame_id=frame_id), height=h, width=w, encoding="rgb8",
+                is_bigendian=0, step=w * 3)
+    msg.data = np.ascontiguousarray(a).tobytes()
+    return msg
+
+
+def joint_positions(msg: JointState, names: Sequence[str]) -> np.ndarray:
+    """Positions (len(names),) float64 of ``names`` from a JointState, in that order."""
+    if len(msg.position) != len(msg.name):
+        raise ValueError(f"JointState has {len(msg.name)} names but {len(msg.position)} positions")
+    index = {n: i for i, n in enumerate(msg.name)}
+    missing = [n for n in names if n not in index]
+    if missing:
+        raise ValueError(f"JointState lacks joints {missing}; it has {list(msg.name)}")
+    q = np.array([msg.position[index[n]] for n in names], dtype=np.float64)
+    if not np.all(np.isfinite(q)):
+        bad = [n for n, v in zip(names, q, strict=True) if not np.isfinite(v)]
+        raise ValueError(f"JointState has non-finite positions for {bad}")
+    return q
+
+
+def joint_state(names: Sequence[str], positions: np.ndarray, stamp: Time,
+                velocities: np.ndarray | None = None) -> JointState:
+    msg = JointState(header=Header(stamp=stamp), name=list(names), position=[float(x) for x in positions])
+    if velocities is not None:
+        msg.velocity = [float(x) for x in velocities]
+    return msg
+
+
+def trajectory(joint_names: Sequence[str], rows: np.ndarray, dt: float, stamp: Time,
+               first: int = 0) -> JointTrajectory:
+    """JointTrajectory with one point per row of ``rows`` (K, len(joint_names)) at ``(k + first) * dt``.
+
+    ``stamp`` is when the trajectory starts (ros2_control's JointTrajectoryController starts a trajectory
+    stamped in the past part-way through).
+    """
+    r = np.asarray(rows, dtype=np.float64)
+    if r.ndim != 2 or r.shape[1] != len(joint_names) or r.shape[0] == 0:
+        raise ValueError(f"trajectory rows {r.shape} do not match (K>0, {len(joint_names)}) joints {list(joint_names)}")
+    if not np.all(np.isfinite(r)):
+        raise ValueError("trajectory rows contain non-finite values")
+    if not dt > 0:
+        raise ValueError(f"trajectory dt must be > 0, got {dt}")
+    msg = JointTrajectory(header=Header(stamp=stamp), joint_names=list(joint_names))
+    msg.points = [JointTrajectoryPoint(positions=row.tolist(), time_from_start=to_duration((k + first) * dt))
+                  for k, row in enumerate(r)]
+    return msg
+
+
+def trajectory_rows(msg: JointTrajectory, joint_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(times (K,) seconds from the header stamp, positions (K, len(joint_names))) in ``joint_names`` order."""
+    index = {n: i for i, n in enumerate(msg.joint_names)}
+    missing = [n for n in joint_names if n not in index]
+    if missing:
+        raise ValueError(f"JointTrajectory lacks joints {missing}; it has {list(msg.joint_names)}")
+    if not msg.points:
+        raise ValueError("JointTrajectory has no points")
+    cols = [index[n] for n in joint_names]
+    pos = np.empty((len(msg.points), len(cols)))
+    times = np.empty(len(msg.points))
+    for k, p in enumerate(msg.points):
+        if len(p.positions) != len(msg.joint_names):
+            raise ValueError(f"JointTrajectory point {k} has {len(p.positions)} positions for "
+                             f"{len(msg.joint_names)} joints")
+        pos[k] = [p.positions[c] for c in cols]
+        times[k] = p.time_from_start.sec + p.time_from_start.nanosec * 1e-9
+    if not np.all(np.isfinite(pos)):
+        raise ValueError("JointTrajectory has non-finite positions")
+    if np.any(np.diff(times) <= 0):
+        raise ValueError(f"JointTrajectory time_from_start must increase strictly, got {times.tolist()}")
+    return times, pos
+
+
+def chunk_to_msg(chunk: ActionChunk, stamp: Time, sequence: int, instruction: str, task: str = "",
+                 backend: str = "") -> ActionChunkMsg:
+    """roboalign_msgs/ActionChunk of a runtime ActionChunk (header stamp = ``stamp``, publication time)."""
+    a = np.asarray(chunk.actions, dtype=np.float64)  # (T, D)
+    if a.ndim != 2 or a.shape[1] != len(chunk.action_names):
+        raise ValueError(f"chunk actions {a.shape} do not match {len(chunk.action_names)} action names")
+    t = chunk.timings
+    return ActionChunkMsg(
+        header=Header(stamp=stamp), observation_stamp=to_time(chunk.stamp), sequence=sequence,
+        instruction=instruction, task=task, action_space=chunk.action_space,
+        action_names=list(chunk.action_names), horizon=a.shape[0], action_dim=a.shape[1], dt=float(chunk.dt),
+        data=a.reshape(-1).tolist(), preprocess_ms=float(t.get("preprocess", 0.0)),
+        model_latency_ms=float(t.get("model", 0.0)), backend=backend)
+
+
+def msg_to_chunk(msg: ActionChunkMsg) -> ActionChunk:
+    """Runtime ActionChunk of a message (stamp = observation stamp); checks the sizes agree."""
+    n, d = int(msg.horizon), int(msg.action_dim)
+    if n < 1 or d < 1:
+        raise ValueError(f"ActionChunk horizon={n} and action_dim={d} must be >= 1")
+    if len(msg.data) != n * d:
+        raise ValueError(f"ActionChunk.data has {len(msg.data)} values, expected horizon*action_dim = {n}*{d}")
+    if len(msg.action_names) != d:
+        raise ValueError(f"ActionChunk.action_names has {len(msg.action_names)} names, action_dim is {d}")
+    if not msg.dt > 0:
+        raise ValueError(f"ActionChunk.dt must be > 0, got {msg.dt}")
+    actions = np.asarray(msg.data, dtype=np.float64).reshape(n, d)  # (T, D)
+    return ActionChunk(actions=actions, action_space=msg.action_space, action_names=tuple(msg.action_names),
+                       dt=float(msg.dt), stamp=to_sec(msg.observation_stamp),
+                       timings={"preprocess": float(msg.preprocess_ms), "model": float(msg.model_latency_ms)})

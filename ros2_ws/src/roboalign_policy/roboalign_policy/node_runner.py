@@ -1,0 +1,42 @@
+"""Run a node under a MultiThreadedExecutor and exit cleanly on Ctrl-C / SIGTERM or a bad configuration."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Callable
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+
+
+class StartupError(RuntimeError):
+    """A node cannot start (missing device, driver, ...); the message says why and what to do."""
+
+
+def run_node(make_node: Callable[[], Node], args: list[str] | None = None, threads: int = 4) -> int:
+    """``rclpy.init``, build the node, spin until shutdown; returns the process exit code."""
+    rclpy.init(args=args)
+    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
+    node = None
+    try:
+        node = make_node()
+    except (ValueError, StartupError) as e:  # invalid parameters, missing hardware: say why and stop
+        print(f"[roboalign] cannot start: {e}", file=sys.stderr, flush=True)
+        rclpy.try_shutdown()
+        return 2
+    executor = MultiThreadedExecutor(num_threads=threads)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        close = getattr(node, "close", None)
+        if close is not None:
+            close()
+        executor.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

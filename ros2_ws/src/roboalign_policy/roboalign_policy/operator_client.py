@@ -1,0 +1,154 @@
+"""The operator's side of the bridge, for ``roboalign say``, ``roboalign trials`` and ``roboalign demo``.
+
+Sends roboalign_msgs/TaskCommand requests, engages/releases the e-stop (std_srvs/SetBool), and follows
+roboalign_msgs/EpisodeStatus until the episode ends. Owns its rclpy context and spins it in a background
+thread, so callers stay plain blocking Python.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import qos_profile_sensor_data
+from roboalign_msgs.msg import EpisodeStatus
+from roboalign_msgs.srv import TaskCommand
+from sensor_msgs.msg import JointState
+from std_srvs.srv import SetBool
+
+PHASES = {v: k.removeprefix("PHASE_").lower() for k, v in vars(EpisodeStatus).items() if k.startswith("PHASE_")}
+TERMINAL = {"success", "failure", "timeout", "stopped", "fault"}
+COMMANDS = {"start": TaskCommand.Request.START, "stop": TaskCommand.Request.STOP, "home": TaskCommand.Request.HOME,
+            "reset": TaskCommand.Request.RESET, "estop": TaskCommand.Request.ESTOP,
+            "release_estop": TaskCommand.Request.RELEASE_ESTOP}
+
+
+class BridgeUnavailable(RuntimeError):
+    """The bridge's service did not answer in time."""
+
+
+@dataclass(frozen=True)
+class Status:
+    phase: str
+    episode: int
+    task: str
+    instruction: str
+    steps: int
+    elapsed_s: float
+    dry_run: bool
+    message: str
+    received: float  # monotonic time of arrival
+
+    @classmethod
+    def from_msg(cls, m: EpisodeStatus) -> Status:
+        return cls(PHASES.get(m.phase, f"phase{m.phase}"), m.episode_index, m.task, m.instruction, m.steps,
+                   m.elapsed_s, m.dry_run, m.message, time.monotonic())
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase in TERMINAL
+
+
+class OperatorClient:
+    def __init__(self, command_service: str = "/roboalign/command",
+                 status_topic: str = "/roboalign/episode_status", estop_service: str = "/roboalign/set_estop",
+                 joint_states_topic: str = "/joint_states") -> None:
+        self._ctx = Context()
+        rclpy.init(context=self._ctx)
+        self.node = rclpy.create_node(f"roboalign_operator_{threading.get_ident() % 100000}", context=self._ctx)
+        self._cmd = self.node.create_client(TaskCommand, command_service)
+        self._estop = self.node.create_client(SetBool, estop_service)
+        self._cond = threading.Condition()
+        self.status: Status | None = None
+        self.joints: dict[str, float] = {}
+        self.node.create_subscription(EpisodeStatus, status_topic, self._on_status, 10)
+        self.node.create_subscription(JointState, joint_states_topic, self._on_joints, qos_profile_sensor_data)
+        self._executor = SingleThreadedExecutor(context=self._ctx)
+        self._executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self._executor.spin()
+        except Exception:  # context shut down while spinning
+            pass
+
+    def _on_status(self, msg: EpisodeStatus) -> None:
+        with self._cond:
+            self.status = Status.from_msg(msg)
+            self._cond.notify_all()
+
+    def _on_joints(self, msg: JointState) -> None:
+        self.joints = dict(zip(msg.name, msg.position, strict=False))
+
+    def wait_for_bridge(self, timeout: float = 30.0) -> None:
+        if not self._cmd.wait_for_service(timeout_sec=timeout):
+            raise BridgeUnavailable(f"no bridge answers on {self._cmd.srv_name} after {timeout:g} s: is the stack "
+                                    "running (roboalign demo / ros2 launch roboalign_policy ...)?")
+
+    def wait_for_status(self, predicate: Callable[[Status], bool] = lambda s: True,
+                        timeout: float = 30.0) -> Status | None:
+        """The first status (arriving from now on, or the current one) satisfying ``predicate``."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                if self.status is not None and predicate(self.status):
+                    return self.status
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._cond.wait(timeout=left):
+                    return self.status if self.status is not None and predicate(self.status) else None
+
+    def command(self, name: str, task: str = "", instruction: str = "", timeout: float = 30.0) -> TaskCommand.Response:
+        if name not in COMMANDS:
+            raise ValueError(f"unknown command {name!r}; valid: {', '.join(COMMANDS)}")
+        self.wait_for_bridge(timeout)
+        fut = self._cmd.call_async(TaskCommand.Request(command=COMMANDS[name], task=task, instruction=instruction))
+        deadline = time.monotonic() + timeout
+        while not fut.done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not fut.done():
+            raise BridgeUnavailable(f"the bridge did not answer the {name} command within {timeout:g} s")
+        return fut.result()
+
+    def set_estop(self, engage: bool, timeout: float = 10.0) -> SetBool.Response:
+        if not self._estop.wait_for_service(timeout_sec=timeout):
+            raise BridgeUnavailable(f"no e-stop service {self._estop.srv_name}")
+        fut = self._estop.call_async(SetBool.Request(data=engage))
+        deadline = time.monotonic() + timeout
+        while not fut.done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not fut.done():
+            raise BridgeUnavailable("the e-stop service did not answer")
+        return fut.result()
+
+    def follow(self, episode: int, on_update: Callable[[Status], None] | None = None,
+               timeout: float = 600.0, period: float = 1.0) -> Status | None:
+        """Follow ``episode`` until it ends (terminal phase or e-stop); ``on_update`` on every phase change
+        and every ``period`` seconds. Returns the final status (None on timeout)."""
+        deadline = time.monotonic() + timeout
+        last_phase, last_print = None, 0.0
+        while time.monotonic() < deadline:
+            st = self.wait_for_status(lambda s: s.episode >= episode, timeout=min(1.0, deadline - time.monotonic()))
+            if st is None or st.episode != episode:
+                continue
+            now = time.monotonic()
+            if on_update is not None and (st.phase != last_phase or now - last_print >= period):
+                on_update(st)
+                last_phase, last_print = st.phase, now
+            if st.terminal or st.phase == "estop":
+                return st
+            with self._cond:
+                self._cond.wait(timeout=0.2)
+        return None
+
+    def close(self) -> None:
+        self._executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self._ctx)
+        self._thread.join(timeout=2.0)

@@ -1,0 +1,108 @@
+"""Message <-> numpy conversions of the ROS nodes (real message types, no DDS needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.ros
+
+conv = pytest.importorskip("roboalign_policy.conversions", reason="needs the ROS 2 workspace (make setup)")
+
+
+def _image(rgb: np.ndarray, encoding: str, pad: int = 0):
+    from sensor_msgs.msg import Image
+
+    h, w, _ = rgb.shape
+    if encoding in ("rgb8", "bgr8"):
+        px = rgb if encoding == "rgb8" else rgb[:, :, ::-1]
+    elif encoding in ("rgba8", "bgra8"):
+        alpha = np.full((h, w, 1), 255, np.uint8)
+        px = np.concatenate([rgb if encoding == "rgba8" else rgb[:, :, ::-1], alpha], axis=2)
+    else:
+        px = rgb[:, :, :1]
+    rows = px.reshape(h, -1)
+    rows = np.concatenate([rows, np.full((h, pad), 77, np.uint8)], axis=1)  # garbage padding bytes
+    msg = Image(height=h, width=w, encoding=encoding, step=rows.shape[1])
+    msg.data = rows.tobytes()
+    return msg
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8"])
+@pytest.mark.parametrize("pad", [0, 5])
+def test_colour_images_with_padded_rows_come_out_rgb(encoding: str, pad: int) -> None:
+    rgb = np.random.default_rng(0).integers(0, 256, (6, 7, 3), dtype=np.uint8)
+    out = conv.image_to_rgb(_image(rgb, encoding, pad))
+    assert out.shape == (6, 7, 3) and out.dtype == np.uint8 and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, rgb)
+
+
+def test_mono_is_replicated_and_round_trip_works() -> None:
+    rgb = np.random.default_rng(1).integers(0, 256, (4, 9, 3), dtype=np.uint8)
+    out = conv.image_to_rgb(_image(rgb, "mono8", pad=3))
+    np.testing.assert_array_equal(out, np.repeat(rgb[:, :, :1], 3, axis=2))
+    msg = conv.rgb_to_image(rgb, conv.to_time(12.5), "agentview_color_optical_frame")
+    assert (msg.encoding, msg.step, msg.header.stamp.sec, msg.header.stamp.nanosec) == ("rgb8", 27, 12, 500_000_000)
+    np.testing.assert_array_equal(conv.image_to_rgb(msg), rgb)
+
+
+def test_malformed_images_name_the_field() -> None:
+    rgb = np.zeros((4, 4, 3), np.uint8)
+    msg = _image(rgb, "rgb8")
+    msg.encoding = "16UC1"
+    with pytest.raises(ValueError, match="encoding '16UC1' is not supported; valid: rgb8"):
+        conv.image_to_rgb(msg)
+    msg = _image(rgb, "rgb8")
+    msg.step = 10
+    with pytest.raises(ValueError, match="step 10 is smaller than width"):
+        conv.image_to_rgb(msg)
+    msg = _image(rgb, "rgb8")
+    msg.data = bytes(20)
+    with pytest.raises(ValueError, match="data has 20 bytes, expected step\\*height"):
+        conv.image_to_rgb(msg)
+    with pytest.raises(ValueError, match="\\(H, W, 3\\) uint8"):
+        conv.rgb_to_image(np.zeros((4, 4), np.uint8))
+
+
+def test_joint_positions_reorder_and_check() -> None:
+    from sensor_msgs.msg import JointState
+
+    msg = JointState(name=["b", "a", "c"], position=[2.0, 1.0, 3.0])
+    np.testing.assert_array_equal(conv.joint_positions(msg, ["a", "b"]), [1.0, 2.0])
+    with pytest.raises(ValueError, match="lacks joints \\['z'\\]"):
+        conv.joint_positions(msg, ["a", "z"])
+    msg.position = [2.0, float("nan"), 3.0]
+    with pytest.raises(ValueError, match="non-finite positions for \\['a'\\]"):
+        conv.joint_positions(msg, ["a", "b"])
+    with pytest.raises(ValueError, match="3 names but 2 positions"):
+        conv.joint_positions(JointState(name=["a", "b", "c"], position=[1.0, 2.0]), ["a"])
+
+
+def test_trajectory_points_are_k_dt_apart_and_parse_back() -> None:
+    rows = np.arange(12, dtype=float).reshape(4, 3)
+    msg = conv.trajectory(["j1", "j2", "j3"], rows, dt=0.05, stamp=conv.to_time(3.0), first=1)
+    assert [conv.to_sec(p.time_from_start) for p in msg.points] == pytest.approx([0.05, 0.1, 0.15, 0.2])
+    times, pos = conv.trajectory_rows(msg, ["j3", "j1"])
+    np.testing.assert_allclose(times, [0.05, 0.1, 0.15, 0.2])
+    np.testing.assert_array_equal(pos, rows[:, [2, 0]])
+    with pytest.raises(ValueError, match="non-finite"):
+        conv.trajectory(["j1", "j2", "j3"], rows * np.nan, dt=0.05, stamp=conv.to_time(0))
+    msg.points[2].time_from_start = msg.points[1].time_from_start
+    with pytest.raises(ValueError, match="must increase strictly"):
+        conv.trajectory_rows(msg, ["j1"])
+
+
+def test_action_chunk_round_trip_and_size_checks() -> None:
+    from roboalign.runtime.types import ActionChunk
+
+    a = np.random.default_rng(2).normal(size=(16, 8))
+    chunk = ActionChunk(a, "joint_position", tuple(f"j{i}" for i in range(8)), dt=0.05, stamp=7.25,
+                        timings={"preprocess": 1.5, "model": 12.0, "total": 14.0})
+    msg = conv.chunk_to_msg(chunk, conv.to_time(7.3), sequence=4, instruction="put x in y", task="x", backend="onnxruntime")
+    assert (msg.horizon, msg.action_dim, msg.sequence, msg.model_latency_ms) == (16, 8, 4, 12.0)
+    back = conv.msg_to_chunk(msg)
+    np.testing.assert_array_equal(back.actions, a)
+    assert back.stamp == pytest.approx(7.25) and back.action_names == chunk.action_names and back.dt == 0.05
+    msg.data = msg.data[:-1]
+    with pytest.raises(ValueError, match="has 127 values, expected horizon\\*action_dim = 16\\*8"):
+        conv.msg_to_chunk(msg)

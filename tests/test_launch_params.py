@@ -1,0 +1,159 @@
+"""The launch files' node graphs and parameter YAML: every node starts with exactly what the launch file
+passes it, every YAML key is a declared parameter with a valid value, and typos or bad values are refused.
+
+``ros2 launch`` is not installable here, so the launch files get the same data through
+``roboalign_policy.graph`` (tested here) and are only compiled; ``roboalign demo`` uses the same graph.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import py_compile
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.ros
+
+rclpy = pytest.importorskip("rclpy", reason="needs ROS 2 (make setup)")
+from roboalign_policy.graph import load_graph, node_command  # noqa: E402
+from roboalign_policy.params import declare_params  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "ros2_ws/src/roboalign_policy/config"
+LAUNCH = ROOT / "launch"
+CHEAP = {"policy_node": "PolicyNode", "bridge_node": "BridgeNode"}  # constructed for real (no model load, no sim)
+CASES = [("sim", {}), ("sim", {"backend": "onnxruntime", "checkpoint": "/models/tiny", "dry_run": "true"}),
+         ("real_robot", {"checkpoint": "/models/export", "camera_driver": "pyrealsense2"}),
+         ("real_robot", {"checkpoint": "/models/export", "dry_run": "false", "camera_driver": "none"})]
+
+
+@pytest.fixture
+def ros():
+    rclpy.init()
+    yield
+    rclpy.shutdown()
+
+
+def _ros_args(graph, node, args) -> list[str]:
+    cmd = node_command(graph, node, args)
+    return cmd[cmd.index("--ros-args"):]
+
+
+def _start(graph, node, args):
+    """The node as the launch file starts it: the real class for the cheap nodes, else the node's own
+    parameter declarations on a plain node with the same arguments (sim_robot_node would load LIBERO,
+    camera_node needs a RealSense)."""
+    module = importlib.import_module(f"roboalign_policy.{node.executable}")
+    cli = _ros_args(graph, node, args)
+    if node.executable in CHEAP:
+        n = getattr(module, CHEAP[node.executable])(cli_args=cli)
+        return n, n.p
+    n = rclpy.create_node(node.name, cli_args=cli)
+    rules = [module._rules] if hasattr(module, "_rules") else []
+    return n, declare_params(n, module.PARAMS, rules)
+
+
+@pytest.mark.parametrize(("graph_name", "values"), CASES)
+def test_every_node_starts_with_its_launch_parameters(ros, graph_name, values) -> None:
+    graph = load_graph(graph_name, CONFIG)
+    args = graph.resolve(values)
+    params_yaml = yaml.safe_load(graph.params_file.read_text())
+    started = []
+    for node in graph.active_nodes(args):
+        n, p = _start(graph, node, args)
+        try:
+            section = params_yaml.get(node.name, {}).get("ros__parameters", {})
+            assert section, f"{graph.params_file.name} has no section for {node.name}"
+            expected = {**section, **graph.node_parameters(node, args)}
+            expected.pop("use_sim_time")
+            for key, value in expected.items():
+                assert n.has_parameter(key), f"{node.name}: {key} is not declared"
+                got = n.get_parameter(key).value
+                assert (list(got) if isinstance(got, list | tuple) or hasattr(got, "tolist") else got) == value, \
+                    f"{node.name}.{key}: {got!r} != {value!r}"
+                assert n.describe_parameter(key).description, f"{node.name}.{key} has no description"
+            assert n.get_parameter("use_sim_time").value == node.use_sim_time
+            started.append(node.name)
+        finally:
+            n.destroy_node()
+    if graph_name == "sim":
+        assert started == ["sim_robot_node", "policy_node", "bridge_node"]
+    elif args["camera_driver"] == "pyrealsense2":
+        assert started == ["policy_node", "bridge_node", "agentview_camera", "wrist_camera"]
+    else:
+        assert started == ["policy_node", "bridge_node"]
+    if graph_name == "real_robot":
+        assert args["dry_run"] is (values.get("dry_run", "true") == "true")
+
+
+def test_real_robot_defaults_are_safe() -> None:
+    graph = load_graph("real_robot", CONFIG)
+    bridge = yaml.safe_load(graph.params_file.read_text())["bridge_node"]["ros__parameters"]
+    assert graph.arguments["dry_run"].default is True and bridge["dry_run"] is True
+    assert bridge["joint_limits"] == "fr3" and bridge["velocity_scale"] <= 0.5 and bridge["home_first"]
+
+
+@pytest.mark.parametrize(("node_name", "key", "value", "error"), [
+    ("bridge_node", "control_rate_hz", 5000.0, "control_rate_hz"),
+    ("bridge_node", "dryrun", True, "unknown parameters \\['dryrun'\\]"),
+    ("policy_node", "max_image_age_s", -1.0, "max_image_age_s"),
+    ("bridge_node", "home_pose", [0.0] * 7, "home_pose is outside"),
+    ("sim_robot_node", "idle_rate_hz", 0.0, "idle_rate_hz"),
+])
+def test_a_bad_parameters_file_is_refused_naming_the_parameter(ros, tmp_path, node_name, key, value, error) -> None:
+    for f in CONFIG.glob("*.yaml"):
+        shutil.copy(f, tmp_path / f.name)
+    params = yaml.safe_load((tmp_path / "sim.yaml").read_text())
+    params[node_name]["ros__parameters"][key] = value
+    (tmp_path / "sim.yaml").write_text(yaml.safe_dump(params))
+    graph = load_graph("sim", tmp_path)
+    node = next(n for n in graph.nodes if n.name == node_name)
+    with pytest.raises(ValueError, match=error):
+        n, _ = _start(graph, node, graph.resolve({}))
+        n.destroy_node()
+
+
+def test_graph_arguments_are_typed_and_checked() -> None:
+    graph = load_graph("sim", CONFIG)
+    with pytest.raises(ValueError, match="unknown arguments \\['bakend'\\]"):
+        graph.resolve({"bakend": "torch"})
+    with pytest.raises(ValueError, match="dry_run must be true or false"):
+        graph.resolve({"dry_run": "maybe"})
+    args = graph.resolve({"camera_size": "64", "backend_options": '{"a": [1, 2]}'})
+    assert args["camera_size"] == 64 and args["backend_options"] == '{"a": [1, 2]}'
+
+
+def test_launch_files_compile_and_use_the_graphs() -> None:
+    for name in ("sim", "real_robot"):
+        path = LAUNCH / f"{name}.launch.py"
+        py_compile.compile(str(path), doraise=True)
+        tree = ast.parse(path.read_text())
+        graph_const = [n.value.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                       and any(getattr(t, "id", "") == "GRAPH" for t in n.targets)]
+        assert graph_const == [name]
+        assert "generate_launch_description" in {f.name for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)}
+        load_graph(name, CONFIG)
+
+
+def test_installed_config_matches_the_source() -> None:
+    """The launch files read the installed share; a stale build would launch old parameters."""
+    share = load_graph("sim").params_file.parent
+    if share == CONFIG:
+        pytest.skip("roboalign_policy is not installed")
+    for f in CONFIG.glob("*.yaml"):
+        assert (share / f.name).read_text() == f.read_text(), f"{share / f.name} is stale: run make setup"
+
+
+@pytest.mark.parametrize("graph_name", ["sim", "real_robot"])
+def test_yaml_and_launch_argument_defaults_agree(graph_name) -> None:
+    """An argument overrides the YAML value of its parameter; both must say the same by default."""
+    graph = load_graph(graph_name, CONFIG)
+    params = yaml.safe_load(graph.params_file.read_text())
+    for a in graph.arguments.values():
+        if a.node:
+            section = params[a.node]["ros__parameters"]
+            assert section.get(a.param, a.default) == a.default, f"{a.node}.{a.param}: YAML vs argument {a.name}"

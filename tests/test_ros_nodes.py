@@ -1,0 +1,328 @@
+"""policy_node and bridge_node over real DDS (rclpy), with a kinematic robot at the hardware boundary.
+
+Covers: chunks and trajectories from the policy node (exact values of the reach policy), bad input kept
+out while the node keeps running, parameter validation, a full bridge episode (homing, running, stop),
+a stale camera holding the robot within 100 ms with the reason on /diagnostics and the recording kept,
+the e-stop topic and service, dry_run, and a property check that no random chunk (NaN, inf, far out of
+limits, stale, early, wrong size) ever reaches the command topic outside the limits.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.ros
+
+rclpy = pytest.importorskip("rclpy", reason="needs ROS 2 (make setup)")
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter as P  # noqa: E402
+from roboalign_msgs.msg import ActionChunk, EpisodeStatus, PolicyStatus  # noqa: E402
+from roboalign_msgs.srv import TaskCommand  # noqa: E402
+from roboalign_policy import conversions as conv  # noqa: E402
+from roboalign_policy.bridge_node import BridgeNode  # noqa: E402
+from roboalign_policy.policy_node import LATCHED, PolicyNode  # noqa: E402
+from sensor_msgs.msg import Image, JointState  # noqa: E402
+from std_msgs.msg import Bool, String  # noqa: E402
+from std_srvs.srv import SetBool  # noqa: E402
+from trajectory_msgs.msg import JointTrajectory  # noqa: E402
+
+from roboalign.action_space import FR3_LIMITS  # noqa: E402
+from tests.ros_helpers.kinematic_robot import START, KinematicRobot  # noqa: E402
+
+CAM = "/camera/test/color/image_raw"
+GOAL = [1.2, -0.5, 0.0, -2.0, 0.0, 1.8, 0.8]
+R = TaskCommand.Request
+
+
+def wait_until(pred, timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.fixture
+def ros():
+    """Add nodes to one MultiThreadedExecutor spinning in the background; everything is torn down after."""
+    rclpy.init()
+    ex = MultiThreadedExecutor(num_threads=8)
+    nodes = []
+
+    def add(*new):
+        for n in new:
+            ex.add_node(n)
+            nodes.append(n)
+        return new[0] if len(new) == 1 else new
+
+    th = threading.Thread(target=ex.spin, daemon=True)
+    th.start()
+    yield add
+    ex.shutdown(timeout_sec=2.0)
+    th.join(timeout=5.0)
+    for n in nodes:
+        if hasattr(n, "close"):
+            n.close()
+        n.destroy_node()
+    rclpy.shutdown()
+
+
+class Listener:
+    """A test node recording what the stack publishes and calling its services."""
+
+    def __init__(self, add) -> None:
+        self.node = add(rclpy.create_node("listener"))
+        self.chunks, self.trajs, self.pstatus, self.estatus, self.diags = [], [], [], [], []
+        n = self.node
+        n.create_subscription(ActionChunk, "/roboalign/action_chunk", self.chunks.append, 50)
+        n.create_subscription(JointTrajectory, "/roboalign/policy/joint_trajectory", self.trajs.append, 50)
+        n.create_subscription(PolicyStatus, "/roboalign/policy_status", self.pstatus.append, 50)
+        n.create_subscription(EpisodeStatus, "/roboalign/episode_status", self.estatus.append, 50)
+        n.create_subscription(DiagnosticArray, "/diagnostics", self.diags.append, 50)
+        self.instr = n.create_publisher(String, "/roboalign/instruction", LATCHED)
+        self.cmd = n.create_client(TaskCommand, "/roboalign/command")
+        self.estop_srv = n.create_client(SetBool, "/roboalign/set_estop")
+        self.estop_pub = n.create_publisher(Bool, "/roboalign/estop", 10)
+
+    def call(self, client, req, timeout: float = 10.0):
+        assert client.wait_for_service(timeout_sec=timeout), f"service {client.srv_name} not available"
+        fut = client.call_async(req)
+        wait_until(fut.done, timeout, f"a response from {client.srv_name}")
+        return fut.result()
+
+    def command(self, command: int, instruction: str = "", task: str = ""):
+        return self.call(self.cmd, R(command=command, instruction=instruction, task=task))
+
+    def phase(self) -> int | None:
+        return self.estatus[-1].phase if self.estatus else None
+
+    def diag_messages(self, node: str) -> list[tuple[int, str]]:
+        return [(s.level[0], s.message) for d in self.diags for s in d.status if s.name.startswith(node)]
+
+
+def reach_policy(**extra) -> PolicyNode:
+    opts = {"goal": GOAL, "speed": extra.pop("speed", 0.2)}
+    return PolicyNode(parameter_overrides=[
+        P("backend", value="reach"), P("backend_options", value=json.dumps(opts)),
+        P("camera_names", value=["test"]), P("camera_topics", value=[CAM]),
+        P("max_inference_rate_hz", value=extra.pop("rate", 20.0)), *[P(k, value=v) for k, v in extra.items()]])
+
+
+def bridge(**params) -> BridgeNode:
+    base = {"dry_run": False, "camera_topics": [CAM], "home_first": False, "home_pose": list(START),
+            "image_timeout_s": 0.2, "state_timeout_s": 0.2, "chunk_timeout_s": 1.0}
+    base.update(params)
+    return BridgeNode(parameter_overrides=[P(k, value=v) for k, v in base.items()])
+
+
+# ---------------------------------------------------------------------------------------------- policy node
+def test_policy_node_publishes_the_policys_chunk_as_action_chunk_and_trajectory(ros) -> None:
+    pn = ros(reach_policy())
+    listen = Listener(ros)
+    ros(KinematicRobot([CAM]))
+    listen.instr.publish(String(data="reach the goal"))
+    wait_until(lambda: len(listen.chunks) >= 3 and len(listen.trajs) >= 3, 15, "chunks and trajectories")
+    msg = listen.chunks[-1]
+    chunk = conv.msg_to_chunk(msg)
+    assert (chunk.horizon, chunk.action_dim, chunk.dt, msg.backend) == (16, 8, 0.05, "reach")
+    assert msg.instruction == "reach the goal" and chunk.action_space == "joint_position"
+    # the robot stands still at START, so every chunk is the reach policy's straight line from START
+    dist = np.array(GOAL) - START
+    expected = START + np.sign(dist) * np.minimum(0.2 * 0.05 * np.arange(1, 17)[:, None], np.abs(dist))
+    np.testing.assert_allclose(chunk.actions[:, :7], expected, atol=1e-5)
+    np.testing.assert_allclose(chunk.actions[:, 7], -1.0)
+    traj = next(t for t in reversed(listen.trajs)
+                if abs(conv.to_sec(t.header.stamp) - (chunk.stamp + 0.05)) < 1e-6)
+    times, pos = conv.trajectory_rows(traj, [f"fr3_joint{i}" for i in range(1, 8)])
+    np.testing.assert_allclose(times, 0.05 * np.arange(16), atol=1e-9)  # time_from_start = k * dt
+    np.testing.assert_allclose(pos, chunk.actions[:, :7], atol=1e-12)
+    wait_until(lambda: listen.pstatus and listen.pstatus[-1].state == PolicyStatus.STATE_RUNNING, 5, "RUNNING")
+    assert pn._chunks >= 3
+
+
+def test_policy_node_keeps_bad_input_out_and_keeps_running(ros) -> None:
+    pn = ros(reach_policy())
+    listen = Listener(ros)
+    bad = listen.node.create_publisher(Image, CAM, 10)
+    js = listen.node.create_publisher(JointState, "/joint_states", 10)
+    listen.instr.publish(String(data="reach the goal"))
+    wait_until(lambda: pn._policy is not None, 10, "the policy to load")
+    names = [f"fr3_joint{i}" for i in range(1, 8)] + ["fr3_finger_joint1", "fr3_finger_joint2"]
+    for _ in range(10):
+        stamp = listen.node.get_clock().now().to_msg()
+        img = conv.rgb_to_image(np.zeros((8, 8, 3), np.uint8), stamp)
+        img.encoding = "16UC1"  # wrong encoding
+        bad.publish(img)
+        js.publish(conv.joint_state(names, np.r_[START, np.nan, 0.04], stamp))  # NaN finger
+        time.sleep(0.03)
+    wait_until(lambda: pn._input_errors >= 10, 5, "the bad messages to be counted")
+    assert listen.chunks == []
+    wait_until(lambda: listen.pstatus and "waiting for images" in listen.pstatus[-1].message, 5, "a status")
+    ros(KinematicRobot([CAM]))  # good input: the same node now works
+    wait_until(lambda: len(listen.chunks) >= 2, 15, "chunks after good input")
+
+
+def test_policy_node_parameters_are_validated(ros) -> None:
+    with pytest.raises(ValueError, match="camera_names \\(2\\) and camera_topics \\(1\\)"):
+        PolicyNode(parameter_overrides=[P("camera_names", value=["a", "b"]), P("camera_topics", value=["/x"]),
+                                        P("backend", value="reach"), P("backend_options", value='{"goal": []}')])
+    with pytest.raises(ValueError, match="max_inference_rate_hz.*out of range"):
+        reach_policy(rate=1000.0)
+    with pytest.raises(ValueError, match="unknown parameters \\['max_inference_hz'\\]"):
+        reach_policy(max_inference_hz=5.0)
+    pn = ros(reach_policy())
+    res = pn.set_parameters([P("max_inference_rate_hz", value=0.0)])[0]
+    assert not res.successful and "out of range" in res.reason
+    res = pn.set_parameters([P("backend", value="torch")])[0]
+    assert not res.successful and "read-only" in res.reason
+    assert pn.set_parameters([P("max_inference_rate_hz", value=5.0)])[0].successful
+    assert pn.p["max_inference_rate_hz"] == 5.0
+    desc = pn.describe_parameter("max_inference_rate_hz")
+    assert desc.floating_point_range[0].to_value == 500.0 and desc.description
+
+
+# ---------------------------------------------------------------------------------------------- bridge node
+def test_bridge_runs_an_episode_homing_then_policy_then_stop(ros) -> None:
+    robot = KinematicRobot([CAM], start=START + 0.1)
+    ros(reach_policy(speed=0.5), bridge(home_first=True, homing_velocity_scale=0.5), robot)
+    listen = Listener(ros)
+    wait_until(lambda: listen.estatus, 10, "episode status")
+    res = listen.command(R.START, instruction="put the ketchup in the basket")
+    assert res.accepted and res.task == "bottle_to_basket", res.message
+    assert res.instruction == "put the ketchup in the basket"  # the real task's canonical wording
+    phases = set()
+    wait_until(lambda: phases.add(listen.phase()) or listen.phase() == EpisodeStatus.PHASE_RUNNING, 15, "RUNNING")
+    assert EpisodeStatus.PHASE_HOMING in phases
+    wait_until(lambda: np.abs(robot.q - np.array(GOAL)).max() < 0.05, 20, "the robot to reach the goal")
+    assert listen.command(R.STOP).accepted
+    wait_until(lambda: listen.phase() == EpisodeStatus.PHASE_STOPPED, 5, "STOPPED")
+    # every command respected the rate limits (velocity_scale 0.5 of FR3 limits, 0.05 rad per step)
+    pts = robot.command_points()
+    bound = np.minimum(0.05, 0.5 * np.array(FR3_LIMITS.velocity) * 3 * 0.02) + 1e-9
+    assert np.all(np.abs(np.diff(pts, axis=0)) <= bound)
+    refused = listen.command(R.START, instruction="make me a sandwich")
+    assert not refused.accepted and "valid tasks" in refused.message
+
+
+def test_stale_camera_holds_within_100_ms_reports_on_diagnostics_and_keeps_the_recording(ros, tmp_path) -> None:
+    from rosbags.rosbag2 import Reader
+
+    robot = KinematicRobot([CAM], rate_hz=100.0)
+    ros(reach_policy(), bridge(image_timeout_s=0.05, record_dir=str(tmp_path)), robot)
+    listen = Listener(ros)
+    wait_until(lambda: listen.estatus, 10, "episode status")
+    assert listen.command(R.START, task="bottle_to_basket").accepted
+    wait_until(lambda: len(robot.commands) > 20, 10, "the robot to be commanded")
+    robot.cameras_on = False
+    last_image = robot.image_stamps[-1]
+    wait_until(lambda: listen.phase() == EpisodeStatus.PHASE_FAULT, 5, "FAULT")
+    time.sleep(0.3)
+    cmds = sorted(robot.commands, key=lambda c: c[1])
+    firsts = np.array([c[2][0] for c in cmds])
+    moving = np.flatnonzero(np.any(np.diff(firsts, axis=0) != 0, axis=1))
+    held_from = cmds[moving[-1] + 1][1]  # stamp of the first command of the final hold
+    assert held_from - last_image <= 0.100, f"held {held_from - last_image:.3f} s after the last image"
+    assert len(cmds) - moving[-1] > 5, "the bridge keeps sending the hold"
+    assert "stale image" in listen.estatus[-1].message
+    wait_until(lambda: any(lvl == 2 and "stale image" in m for lvl, m in listen.diag_messages("bridge_node")),
+               5, "an ERROR on /diagnostics")
+    meta = json.loads((next(tmp_path.glob("episode_0001_*")) / "episode.json").read_text())
+    assert meta["outcome"] == "fault" and "stale image" in meta["message"]
+    with Reader(next(tmp_path.glob("episode_0001_*")) / "bag") as bag:
+        counts = {c.topic: c.msgcount for c in bag.connections}
+    assert counts["/joint_states"] > 10 and counts["/fr3_arm_controller/joint_trajectory"] > 10
+    assert counts["/roboalign/action_chunk"] > 0 and counts[CAM] > 10
+
+
+def test_estop_topic_and_service(ros) -> None:
+    robot = KinematicRobot([CAM])
+    ros(reach_policy(), bridge(), robot)
+    listen = Listener(ros)
+    wait_until(lambda: listen.estatus, 10, "episode status")
+    assert listen.command(R.START, task="can_to_bowl").accepted
+    wait_until(lambda: len(robot.commands) > 10, 10, "commands")
+    listen.estop_pub.publish(Bool(data=True))
+    wait_until(lambda: listen.phase() == EpisodeStatus.PHASE_ESTOP, 5, "ESTOP")
+    n, held = len(robot.commands), robot.commands[-1][2][0]
+    time.sleep(0.3)
+    assert all(np.array_equal(c[2][0], held) for c in robot.commands[n:])
+    refused = listen.command(R.START, task="can_to_bowl")
+    assert not refused.accepted and "release the e-stop first" in refused.message
+    assert listen.call(listen.estop_srv, SetBool.Request(data=False)).success
+    wait_until(lambda: listen.phase() == EpisodeStatus.PHASE_IDLE, 5, "IDLE")
+    assert listen.call(listen.estop_srv, SetBool.Request(data=True)).success
+    wait_until(lambda: listen.phase() == EpisodeStatus.PHASE_ESTOP, 5, "ESTOP by service")
+
+
+def test_dry_run_sends_nothing(ros) -> None:
+    robot = KinematicRobot([CAM])
+    br = bridge(dry_run=True)
+    ros(reach_policy(), br, robot)
+    listen = Listener(ros)
+    wait_until(lambda: listen.estatus, 10, "episode status")
+    assert listen.command(R.START, task="box_to_plate").accepted
+    wait_until(lambda: br._counts["dry_run"] > 20, 10, "dry-run commands")
+    assert robot.commands == [] and robot.gripper == []
+    assert listen.estatus[-1].dry_run
+
+
+def _random_chunk(rng: np.random.Generator, now: float, q: np.ndarray) -> ActionChunk:
+    kind = rng.choice(["good", "nan", "inf", "huge", "out", "stale", "future", "shape"])
+    t = int(rng.integers(1, 20))
+    a = q + rng.normal(0, 0.05, (t, 8))
+    a[:, 7] = rng.uniform(-1, 1, t)
+    stamp, d = now - rng.uniform(0, 0.05), 8
+    if kind == "nan":
+        a[rng.integers(t), rng.integers(8)] = np.nan
+    elif kind == "inf":
+        a[rng.integers(t), rng.integers(8)] = rng.choice([np.inf, -np.inf])
+    elif kind == "huge":
+        a[rng.integers(t)] = rng.choice([-1, 1]) * 1e300
+    elif kind == "out":
+        a[:, :7] += rng.choice([-1, 1], 7) * rng.uniform(0.1, 5.0, 7)  # some just outside (clamped), some far
+    elif kind == "stale":
+        stamp = now - rng.uniform(0.6, 5.0)
+    elif kind == "future":
+        stamp = now + rng.uniform(0.1, 2.0)
+    elif kind == "shape":
+        d = int(rng.choice([7, 9]))
+        a = np.resize(a, (t, d))
+    msg = ActionChunk(horizon=t, action_dim=d, dt=0.05, action_space="joint_position",
+                      action_names=[f"a{i}" for i in range(d)], data=a.reshape(-1).tolist())
+    msg.observation_stamp = conv.to_time(stamp)
+    return msg
+
+
+def test_no_random_chunk_reaches_the_command_topic_outside_the_limits(ros) -> None:
+    robot = KinematicRobot([CAM], rate_hz=100.0)
+    br = bridge(chunk_timeout_s=30.0, max_episode_s=60.0)
+    ros(br, robot)
+    listen = Listener(ros)
+    pub = listen.node.create_publisher(ActionChunk, "/roboalign/action_chunk", 100)
+    wait_until(lambda: listen.estatus, 10, "episode status")
+    assert listen.command(R.START, task="shelf_to_tray").accepted
+    wait_until(lambda: listen.phase() == EpisodeStatus.PHASE_RUNNING, 5, "RUNNING")
+    rng = np.random.default_rng(1234)
+    for _ in range(400):
+        now = listen.node.get_clock().now().nanoseconds * 1e-9
+        pub.publish(_random_chunk(rng, now, np.r_[robot.q, 0.0]))
+        time.sleep(0.005)
+    time.sleep(0.3)
+    assert listen.phase() == EpisodeStatus.PHASE_RUNNING, listen.estatus[-1].message
+    pts = robot.command_points()
+    assert len(pts) > 100
+    assert np.all(np.isfinite(pts))
+    assert np.all(pts >= np.array(FR3_LIMITS.lower)) and np.all(pts <= np.array(FR3_LIMITS.upper))
+    bound = np.minimum(0.05, 0.5 * np.array(FR3_LIMITS.velocity) * 3 * 0.02) + 1e-9
+    first = np.array([c[2][0] for c in sorted(robot.commands, key=lambda c: c[1])])
+    assert np.all(np.abs(np.diff(first, axis=0)) <= bound)
+    assert np.ptp(first, axis=0).max() > 0.01, "good chunks must have moved the robot (else the test proves nothing)"
+    assert br._counts["chunks_rejected"] > 100 and br.ctrl.chunks_accepted > 20
+    assert np.all(np.abs(np.array(robot.gripper)) <= 1.0)

@@ -1,0 +1,163 @@
+"""Stage 3 — GRPO alignment on the format + prefix-accuracy reward (TRL ``GRPOTrainer``).
+
+Starts from an SFT checkpoint folder (``roboalign.models.aligned``). Prompts are robot samples (images +
+instruction + state) with their target FAST ids in the ``target_fast`` column; for each prompt the policy
+samples ``num_generations`` (5) completions, scored by ``roboalign.rewards`` (r = (r_f + r_a) / 2 via
+``reward_weights=[0.5, 0.5]``), advantages are group-normalised, and the clipped policy-gradient loss
+plus ``beta`` × KL to the frozen SFT model (TRL's k3 estimator = EasyR1's ``low_var_kl``) is minimised.
+All parameters are trained (SPEC §1: "all parameters trained") unless ``freeze_vision`` is set.
+
+The reference model is re-loaded by TRL from the checkpoint folder (``config._name_or_path``) with
+``local_files_only`` and safetensors. Multi-GPU: ``accelerate launch --config_file
+training/configs/accelerate_zero3.yaml -m roboalign.training.grpo --config training/configs/grpo_qwen25vl_7b.yaml``
+(optionally ``use_vllm: true`` for vLLM generation, colocated or as a server).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from roboalign.training.config import GRPORunConfig, config_to_dict, load_config
+from roboalign.training.curves import CurveLogger
+from roboalign.training.data_builders import EpisodeView, Mixture, robot_samples, to_hf_dataset
+from roboalign.training.resume import resolve_checkpoint, restore_weights
+from roboalign.training.sft import RUN_CONFIG_FILE, is_main_process, sample_config
+
+from roboalign.models.aligned import AlignedModel, load_aligned, save_aligned, save_specs
+from roboalign.models.backbone import freeze_vision_tower
+from roboalign.rewards import RoboAlignRewards
+
+log = logging.getLogger(__name__)
+GRPO_COLUMNS = ("prompt", "images", "target_fast")
+
+
+def grpo_samples(aligned: AlignedModel, views: list[EpisodeView], cfg: GRPORunConfig) -> list[dict[str, Any]]:
+    """Robot prompts with their target FAST ids (the spec's cameras/chunk length; the run's stride)."""
+    spec = aligned.spec
+    if tuple(cfg.data.cameras) != spec.cameras or cfg.data.chunk_len != spec.chunk_len:
+        raise ValueError(
+            f"GRPO data uses cameras={cfg.data.cameras} chunk_len={cfg.data.chunk_len} but the checkpoint was "
+            f"trained with cameras={spec.cameras} chunk_len={spec.chunk_len}"
+        )
+    scfg = sample_config(cfg.data)
+    mix = Mixture()
+    mix.add("robot", robot_samples(views, aligned.norm, aligned.fast, aligned.template, aligned.action_vocab, scfg),
+            cfg.data.mixture.get("robot", 1.0))
+    samples = mix.build(seed=cfg.data.seed)
+    return samples[: cfg.data.max_samples] if cfg.data.max_samples else samples
+
+
+def make_grpo_trainer(aligned: AlignedModel, train_dataset: Any, cfg: GRPORunConfig, callbacks: list | None = None,
+                      freeze_vision: bool = False) -> Any:
+    """TRL GRPOTrainer with the RoboAlign rewards and the configured sampling / KL settings."""
+    from trl import GRPOConfig, GRPOTrainer
+
+    model = aligned.backbone.model
+    if not getattr(model.config, "_name_or_path", ""):
+        raise ValueError("GRPO needs the policy loaded from a checkpoint folder (the KL reference is re-loaded "
+                         "from it); load it with roboalign.models.aligned.load_aligned")
+    if freeze_vision:
+        freeze_vision_tower(model)
+    funcs, weights = RoboAlignRewards(aligned.action_vocab).trl_functions()
+    use_cpu = not torch.cuda.is_available()
+    args = GRPOConfig(
+        output_dir=cfg.output_dir,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        num_train_epochs=cfg.num_train_epochs,
+        max_steps=cfg.max_steps,
+        num_generations=cfg.num_generations,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        steps_per_generation=cfg.steps_per_generation,
+        beta=cfg.beta,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        top_k=cfg.top_k,
+        max_completion_length=cfg.max_completion_length,
+        epsilon=cfg.epsilon,
+        epsilon_high=cfg.epsilon_high,
+        loss_type=cfg.loss_type,
+        scale_rewards=cfg.scale_rewards,
+        reward_weights=weights,
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        activation_checkpointing=cfg.gradient_checkpointing,  # the new name of gradient_checkpointing
+        bf16=model.dtype == torch.bfloat16,
+        use_vllm=cfg.use_vllm,
+        vllm_mode=cfg.vllm_mode,
+        model_init_kwargs={"use_safetensors": True, "local_files_only": True, "trust_remote_code": False},
+        logging_steps=cfg.logging_steps,
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        seed=cfg.seed,
+        report_to=[],
+        use_cpu=use_cpu,
+        **cfg.trainer_overrides,
+    )
+    return GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=train_dataset,
+                       processing_class=aligned.backbone.processor, callbacks=callbacks or [])
+
+
+def run_grpo(cfg: GRPORunConfig, train: list[EpisodeView] | None = None) -> AlignedModel:
+    """The whole GRPO stage; returns the aligned model (stage ``grpo``) saved in ``cfg.output_dir``."""
+    from roboalign.training.episodes import load_views
+
+    out = Path(cfg.output_dir)
+    aligned = load_aligned(cfg.init_checkpoint, freeze_vision=False)
+    train = train if train is not None else load_views(cfg.data, cfg.data.split)
+    aligned = aligned.with_stage("grpo")
+    if is_main_process():
+        save_specs(aligned, out)
+        (out / RUN_CONFIG_FILE).write_text(json.dumps(config_to_dict(cfg), indent=2, default=str) + "\n")
+    samples = grpo_samples(aligned, train, cfg)
+    log.info("GRPO on %d prompts from %d episodes", len(samples), len(train))
+    trainer = make_grpo_trainer(aligned, to_hf_dataset(samples, GRPO_COLUMNS), cfg, [CurveLogger(out, "grpo")],
+                                freeze_vision=cfg.freeze_vision)
+    checkpoint = resolve_checkpoint(cfg.resume_from_checkpoint, out)
+    if checkpoint:
+        restore_weights(trainer, checkpoint)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.accelerator.wait_for_everyone()
+    if trainer.accelerator.is_main_process:
+        aligned.backbone.model = trainer.accelerator.unwrap_model(trainer.model)
+        save_aligned(aligned, out)
+    trainer.accelerator.wait_for_everyone()
+    return aligned
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="roboalign train grpo", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", required=True, help="YAML run config (training/configs/grpo_*.yaml)")
+    parser.add_argument("--init-checkpoint", help="override init_checkpoint (an SFT output folder)")
+    parser.add_argument("--output-dir", help="override output_dir")
+    parser.add_argument("--data", help="override data.dataset (an episode dataset folder)")
+    parser.add_argument("--max-steps", type=int, help="override max_steps")
+    parser.add_argument("--resume", nargs="?", const=True, default=None)
+    args = parser.parse_args(argv)
+    overrides: dict[str, Any] = {}
+    for key in ("init_checkpoint", "output_dir", "max_steps"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    if args.resume is not None:
+        overrides["resume_from_checkpoint"] = args.resume
+    if args.data:
+        base = load_config(args.config)
+        overrides["data"] = dataclasses.replace(base.data, dataset=args.data)
+    cfg = load_config(args.config, "grpo", overrides)
+    logging.basicConfig(level=os.environ.get("ROBOALIGN_LOG", "INFO"))
+    run_grpo(cfg)
+    if is_main_process():
+        print(f"grpo: checkpoint {cfg.output_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,224 @@
+"""Stage 1 — SFT of the MLLM to reason and then answer with FAST action tokens (TRL ``SFTTrainer``).
+
+Steps (``run_sft``): read the episodes → fit (or load) the action NormStats + FAST tokenizer → build the
+backbone (tiny, or Qwen2.5-VL / Qwen3-VL from a local folder), add the action vocabulary and resize the
+embeddings (SPEC §1 stage 2) → write the spec files into the output folder (before training, so every
+intermediate checkpoint has them) → build the robot + VQA mixture → train with cosine LR, 3 % warmup,
+vision tower frozen → save the aligned checkpoint folder (``roboalign.models.aligned``) + curves.
+
+Multi-GPU / multi-node / CPU multi-process: launch this module with ``accelerate launch`` (DeepSpeed
+ZeRO-3 or FSDP configs in ``training/configs/``); TRL's trainer picks the distributed setup up from
+accelerate. Every process builds the same data deterministically; only the main process writes files.
+
+    accelerate launch --config_file training/configs/accelerate_zero3.yaml -m roboalign.training.sft \
+        --config training/configs/sft_qwen25vl_7b.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from roboalign.training.config import DataConfig, ModelConfig, SFTRunConfig, config_to_dict, load_config
+from roboalign.training.curves import CurveLogger
+from roboalign.training.data_builders import (
+    EpisodeView,
+    Mixture,
+    SampleConfig,
+    fit_norm_and_fast,
+    load_extra_dataset,
+    robot_samples,
+    to_hf_dataset,
+    vqa_samples,
+)
+from roboalign.training.resume import resolve_checkpoint, restore_weights
+
+from roboalign.action_vocab import ActionVocabSpec, add_action_vocabulary
+from roboalign.fast import FastTokenizer
+from roboalign.models.aligned import FAST_DIR, AlignedModel, AlignSpec, save_aligned, save_specs
+from roboalign.models.backbone import Backbone, TinyBackboneConfig, build_tiny_backbone, load_backbone
+from roboalign.normalization import FILE_NAME as NORM_FILE
+from roboalign.normalization import NormStats
+from roboalign.prompts import PromptTemplate
+
+log = logging.getLogger(__name__)
+SFT_COLUMNS = ("prompt", "completion", "images")
+RUN_CONFIG_FILE = "run_config.json"
+
+
+def is_main_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
+def build_backbone(cfg: ModelConfig) -> Backbone:
+    """The configured backbone: tiny (built locally) or a local Qwen2.5-VL / Qwen3-VL folder."""
+    if cfg.is_tiny:
+        family = "qwen3_vl" if cfg.name_or_path == "tiny-qwen3" else "qwen2_5_vl"
+        tiny = TinyBackboneConfig(family=family, **cfg.tiny)
+        bb = build_tiny_backbone(family, tiny, min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels)
+        if not cfg.freeze_vision:
+            for p in bb.model.parameters():
+                p.requires_grad_(True)
+        return bb
+    bb = load_backbone(cfg.name_or_path, dtype=getattr(torch, cfg.dtype), freeze_vision=cfg.freeze_vision,
+                       attn_implementation=cfg.attn_implementation)
+    set_image_pixels(bb, cfg.min_pixels, cfg.max_pixels)
+    return bb
+
+
+def set_image_pixels(backbone: Backbone, min_pixels: int, max_pixels: int) -> None:
+    """Bound the resized image area of the Qwen-VL image processor (fewer pixels = fewer image tokens)."""
+    ip = backbone.processor.image_processor
+    ip.size = {"shortest_edge": int(min_pixels), "longest_edge": int(max_pixels)}
+    for name, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels)):
+        if hasattr(ip, name):
+            setattr(ip, name, int(value))
+
+
+def norm_and_fast(data: DataConfig, train: list[EpisodeView], existing: Path | None = None
+                  ) -> tuple[NormStats, FastTokenizer]:
+    """Load the FAST tokenizer (+ stats) from ``data.fast_tokenizer`` or ``existing``, else fit on ``train``."""
+    for folder in (Path(data.fast_tokenizer) if data.fast_tokenizer else None, existing):
+        if folder is None:
+            continue
+        fast_dir = folder / FAST_DIR if (folder / FAST_DIR).is_dir() else folder
+        norm_file = folder / NORM_FILE if (folder / NORM_FILE).is_file() else fast_dir / NORM_FILE
+        if not norm_file.is_file():
+            raise FileNotFoundError(f"FAST tokenizer folder {folder}: missing {NORM_FILE} (the action stats "
+                                    "the tokenizer was fitted with)")
+        return NormStats.load(norm_file), FastTokenizer.load(fast_dir)
+    return fit_norm_and_fast(train, data.chunk_len, preset=data.fast_preset, vocab_size=data.fast_vocab_size)
+
+
+def prepare_aligned(backbone: Backbone, norm: NormStats, fast: FastTokenizer, data: DataConfig,
+                    train: list[EpisodeView]) -> AlignedModel:
+    """Add the action vocabulary to the backbone and bundle it with its specs (stage ``base``)."""
+    vocab = add_action_vocabulary(backbone.model, backbone.tokenizer, ActionVocabSpec.for_fast(fast))
+    backbone.processor.tokenizer = backbone.tokenizer
+    spec = AlignSpec(action_space=data.action_space, cameras=data.cameras, chunk_len=data.chunk_len,
+                     action_dim=fast.config.action_dim, state_dim=int(train[0].states.shape[1]), stage="base",
+                     stride=data.stride, dataset=data.dataset)
+    return AlignedModel(backbone, vocab, fast, norm, PromptTemplate(include_state=data.include_state), spec)
+
+
+def sample_config(data: DataConfig) -> SampleConfig:
+    return SampleConfig(cameras=data.cameras, chunk_len=data.chunk_len, stride=data.stride,
+                        vqa_per_frame=data.vqa_per_frame, seed=data.seed)
+
+
+def build_mixture(aligned: AlignedModel, views: list[EpisodeView], data: DataConfig) -> list[dict[str, Any]]:
+    """Robot + VQA samples from the episodes and the extra datasets, mixed by the configured weights."""
+    scfg = sample_config(data)
+    mix = Mixture()
+    if data.mixture.get("robot", 0) > 0:
+        mix.add("robot", robot_samples(views, aligned.norm, aligned.fast, aligned.template, aligned.action_vocab, scfg),
+                data.mixture["robot"])
+    if data.mixture.get("vqa", 0) > 0:
+        mix.add("vqa", vqa_samples(views, aligned.template, scfg), data.mixture["vqa"])
+    for i, extra in enumerate(data.extra_datasets):
+        rows = load_extra_dataset(extra, aligned.template, aligned.action_vocab, aligned.norm, aligned.fast)
+        mix.add(extra.name or f"extra{i}:{extra.path}", rows, extra.weight)
+    samples = mix.build(seed=data.seed)
+    return samples[: data.max_samples] if data.max_samples else samples
+
+
+def make_sft_trainer(aligned: AlignedModel, train_dataset: Any, cfg: SFTRunConfig, callbacks: list | None = None) -> Any:
+    """TRL SFTTrainer on prompt-completion samples (loss on the completion only)."""
+    from trl import SFTConfig, SFTTrainer
+
+    use_cpu = not torch.cuda.is_available()
+    args = SFTConfig(
+        output_dir=cfg.output_dir,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps (transformers 5)
+        num_train_epochs=cfg.num_train_epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        activation_checkpointing=cfg.gradient_checkpointing,  # the new name of gradient_checkpointing
+        bf16=aligned.backbone.model.dtype == torch.bfloat16,
+        logging_steps=cfg.logging_steps,
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        save_only_model=False,
+        dataloader_num_workers=cfg.dataloader_num_workers,
+        max_length=cfg.max_length,
+        completion_only_loss=True,
+        seed=cfg.seed,
+        report_to=[],
+        use_cpu=use_cpu,
+        **cfg.trainer_overrides,
+    )
+    return SFTTrainer(model=aligned.backbone.model, args=args, train_dataset=train_dataset,
+                      processing_class=aligned.backbone.processor, callbacks=callbacks or [])
+
+
+def run_sft(cfg: SFTRunConfig, train: list[EpisodeView] | None = None) -> AlignedModel:
+    """The whole SFT stage; returns the aligned model (stage ``sft``) saved in ``cfg.output_dir``."""
+    from roboalign.training.episodes import load_views
+
+    out = Path(cfg.output_dir)
+    train = train if train is not None else load_views(cfg.data, cfg.data.split)
+    resuming = bool(cfg.resume_from_checkpoint) and (out / FAST_DIR).is_dir()
+    norm, fast = norm_and_fast(cfg.data, train, existing=out if resuming else None)
+    aligned = prepare_aligned(build_backbone(cfg.model), norm, fast, cfg.data, train)
+    if is_main_process():
+        save_specs(aligned, out)
+        (out / RUN_CONFIG_FILE).write_text(json.dumps(config_to_dict(cfg), indent=2, default=str) + "\n")
+    samples = build_mixture(aligned, train, cfg.data)
+    kinds = {k: sum(s["kind"] == k for s in samples) for k in ("robot", "vqa")}
+    log.info("SFT on %d samples (%s) from %d episodes", len(samples), kinds, len(train))
+    trainer = make_sft_trainer(aligned, to_hf_dataset(samples, SFT_COLUMNS), cfg, [CurveLogger(out, "sft")])
+    checkpoint = resolve_checkpoint(cfg.resume_from_checkpoint, out)
+    if checkpoint:
+        restore_weights(trainer, checkpoint)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    aligned = aligned.with_stage("sft")
+    trainer.accelerator.wait_for_everyone()
+    if trainer.accelerator.is_main_process:
+        aligned.backbone.model = trainer.accelerator.unwrap_model(trainer.model)
+        save_aligned(aligned, out)
+    trainer.accelerator.wait_for_everyone()
+    return aligned
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="roboalign train sft", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", required=True, help="YAML run config (training/configs/sft_*.yaml)")
+    parser.add_argument("--output-dir", help="override output_dir")
+    parser.add_argument("--data", help="override data.dataset (an episode dataset folder)")
+    parser.add_argument("--max-steps", type=int, help="override max_steps")
+    parser.add_argument("--resume", nargs="?", const=True, default=None,
+                        help="resume from the last checkpoint in output_dir (or the given one)")
+    args = parser.parse_args(argv)
+    overrides: dict[str, Any] = {}
+    if args.output_dir:
+        overrides["output_dir"] = args.output_dir
+    if args.max_steps is not None:
+        overrides["max_steps"] = args.max_steps
+    if args.resume is not None:
+        overrides["resume_from_checkpoint"] = args.resume
+    if args.data:
+        base = load_config(args.config)
+        overrides["data"] = dataclasses.replace(base.data, dataset=args.data)
+    cfg = load_config(args.config, "sft", overrides)
+    logging.basicConfig(level=os.environ.get("ROBOALIGN_LOG", "INFO"))
+    run_sft(cfg)
+    if is_main_process():
+        print(f"sft: checkpoint {cfg.output_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
