@@ -145,6 +145,9 @@ def test_truncated_and_corrupt_files_are_reported(folder):
     assert set(p.name for p in bad) == {"can_to_bowl_00002.hdf5", "bottle_to_basket_00009.hdf5"}
     (ep_dir / "can_to_bowl_00003.hdf5.tmp").write_bytes(b"partial")
     assert any(p.name.endswith(".tmp") for p, _ in validate_dir(root))
+    from roboalign.data.validate import main as validate_main
+
+    assert validate_main([str(root)]) == 1
 
 
 def test_inconsistent_file_is_reported(folder):

@@ -104,6 +104,7 @@ def test_offline_mse_on_held_out_episodes(tmp_path):
 
 
 @pytest.mark.sim
+@pytest.mark.slow
 def test_libero_harness_runs_a_vla_episode_end_to_end(tmp_path):
     """The real LIBERO scene from an official init state, a tiny (untrained) VLA, reports written."""
     from test_vla import _vla

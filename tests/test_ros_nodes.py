@@ -326,3 +326,45 @@ def test_no_random_chunk_reaches_the_command_topic_outside_the_limits(ros) -> No
     assert np.ptp(first, axis=0).max() > 0.01, "good chunks must have moved the robot (else the test proves nothing)"
     assert br._counts["chunks_rejected"] > 100 and br.ctrl.chunks_accepted > 20
     assert np.all(np.abs(np.array(robot.gripper)) <= 1.0)
+
+
+class ScriptedOperator:
+    """The human at the real robot (the boundary we cannot run here): answers prompts from a script and
+    presses Enter to stop the second trial early."""
+
+    def __init__(self, verdicts: list[str]) -> None:
+        self.verdicts, self.prompts, self._polls = list(verdicts), [], 0
+
+    def ask(self, prompt: str) -> str:
+        self.prompts.append(prompt)
+        self._polls = 0
+        return self.verdicts.pop(0) if "success?" in prompt else ""
+
+    def pressed(self) -> bool:
+        self._polls += 1  # poll 1 clears old keystrokes at the start of an episode; poll 2 is during it
+        return len(self.verdicts) == 4 and self._polls == 2  # Enter during the second trial
+
+
+def test_real_mode_trials_ask_the_operator_and_write_the_table(ros, tmp_path) -> None:
+    from roboalign.tasks import DEFAULT_TASKS
+    from roboalign.trials import RESULTS_MD, read_trials, run_trials
+    from roboalign_policy.operator_client import OperatorClient
+
+    ros(reach_policy(), bridge(max_episode_s=1.0, task_domain="real"), KinematicRobot([CAM]))
+    client = OperatorClient()
+    try:
+        client.wait_for_status(timeout=10.0)
+        operator = ScriptedOperator(["y", "n", "s", "y", "y"])
+        summary = run_trials(client, [DEFAULT_TASKS.get("bottle_to_basket")], "real", 1, tmp_path, "reach",
+                             timeout=30.0, echo=lambda s: None, console=operator)
+    finally:
+        client.close()
+    trials = read_trials(tmp_path)
+    assert [(t.object, t.success) for t in trials] == [
+        ("ketchup", True), ("bbq sauce", False), ("mustard", True)]  # salad dressing was skipped (s)
+    assert trials[0].outcome == "operator:y (timeout)" and trials[1].outcome == "operator:n (stopped)"
+    assert trials[0].instruction == "put the ketchup in the basket"
+    assert sum("set up bottle_to_basket" in p for p in operator.prompts) == 4
+    total = next(r for r in summary if r["object"] == "all")
+    assert (total["successes"], total["trials"]) == (2, 3)
+    assert "| real | bottle_to_basket | **all** | 66.7 (2/3) |" in (tmp_path / RESULTS_MD).read_text()

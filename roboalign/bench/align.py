@@ -40,7 +40,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sft-steps", type=int, default=None, help="override the SFT config's max_steps")
     p.add_argument("--grpo-steps", type=int, default=None, help="override the GRPO config's max_steps")
     p.add_argument("--max-train-episodes", type=int, default=None)
-    p.add_argument("--eval-stride", type=int, default=8, help="held-out prompt every N steps")
+    p.add_argument("--eval-stride", type=int, default=4, help="held-out prompt every N steps")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for the tiny model)")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
@@ -103,14 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"base": _eval_all(base, prompts, progress, "base")}
     timings = {"eval_base_s": time.time() - t_wall}
 
-    t = time.time()
+    t, c = time.time(), time.process_time()
     sft = run_sft(sft_cfg, train=train)
-    timings["sft_s"] = time.time() - t
+    timings["sft_s"], timings["sft_cpu_s"] = time.time() - t, time.process_time() - c
     results["sft"] = _eval_all(sft, prompts, progress, "sft")
 
-    t = time.time()
+    t, c = time.time(), time.process_time()
     grpo = run_grpo(grpo_cfg, train=train)
-    timings["grpo_s"] = time.time() - t
+    timings["grpo_s"], timings["grpo_cpu_s"] = time.time() - t, time.process_time() - c
     results["sft+grpo"] = _eval_all(grpo, prompts, progress, "sft+grpo")
 
     timings.update(total_wall_s=time.time() - t_wall, total_cpu_s=time.process_time() - t_cpu)

@@ -287,3 +287,4 @@ def validate_dir(root: str | Path, full: bool = False) -> list[tuple[Path, str]]
             bad.append((p, str(e)))
     bad += [(p, "in-flight episode file left by an interrupted run (not an episode)") for p in in_flight_files(root)]
     return bad
+

@@ -16,6 +16,7 @@ import json
 import sys
 from pathlib import Path
 
+from roboalign.runtime.types import BasePolicy
 from roboalign.tasks import DEFAULT_TASKS
 
 
@@ -30,7 +31,7 @@ class PolicyFactory:
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_policy": None}
 
-    def __call__(self, task: str):  # noqa: ANN204 - returns a BasePolicy
+    def __call__(self, task: str) -> BasePolicy:
         if self.kind == "expert":
             from roboalign.sim.expert import ExpertConfig, ScriptedExpert
 

@@ -20,7 +20,9 @@
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -44,7 +46,7 @@ from roboalign.control.watchdog import Watchdog
 from roboalign.tasks import DEFAULT_TASKS, TaskError
 from roboalign_policy import conversions as conv
 from roboalign_policy.diagnostics import ERROR, OK, WARN, DiagnosticUpdater
-from roboalign_policy.node_runner import run_node
+from roboalign_policy.node_runner import make_realtime, run_node
 from roboalign_policy.params import ParamSpec, declare_params
 from roboalign_policy.policy_node import LATCHED, RELIABLE
 
@@ -112,6 +114,9 @@ PARAMS = [
               choices=("canonical", "verbatim")),
     ParamSpec("record_dir", "", "write every episode here; empty: no recording", read_only=True),
     ParamSpec("status_rate_hz", 10.0, "EpisodeStatus rate", min=0.1, max=100.0, read_only=True),
+    ParamSpec("realtime_priority", 0, "SCHED_FIFO priority of this process's threads, control loop included "
+              "(wall clock only; 0: normal scheduling; needs CAP_SYS_NICE or an rtprio limit)", min=0, max=98,
+              read_only=True),
 ]
 
 
@@ -182,7 +187,17 @@ class BridgeNode(Node):
         self._diag = DiagnosticUpdater(self, hardware_id="bridge")
         self._diag.add("safety", self._diag_safety)
         self._diag.add("episode", self._diag_episode)
-        self.create_timer(self.period, self._tick, callback_group=self._tick_group)
+        self._stop = threading.Event()
+        self._control_thread = None
+        if self.get_parameter("use_sim_time").value:  # sim time: tick on the clock the simulator publishes
+            self.create_timer(self.period, self._tick, callback_group=self._tick_group)
+        else:  # wall clock: a dedicated thread on absolute deadlines, not an executor timer
+            sys.setswitchinterval(0.001)  # hand the GIL to the control thread within 1 ms
+            why = make_realtime(self.p["realtime_priority"])  # the whole (light) process: see make_realtime
+            if why:
+                self.get_logger().warning(why)
+            self._control_thread = threading.Thread(target=self._control_loop, name="bridge_control", daemon=True)
+            self._control_thread.start()
         self.create_timer(1.0 / self.p["status_rate_hz"], self._publish_status, callback_group=self._tick_group)
         self.create_timer(1.0, self._diag.update, callback_group=MutuallyExclusiveCallbackGroup())
         self._instr_pub.publish(String(data=""))
@@ -299,8 +314,13 @@ class BridgeNode(Node):
         """(task name, instruction for the policy) of a command; raises TaskError listing valid tasks."""
         domain = self.p["task_domain"]
         if req.task:
-            task = DEFAULT_TASKS.get(req.task)
-            obj = None
+            task, obj = DEFAULT_TASKS.get(req.task), None
+            if req.instruction.strip():  # keep the object the operator named (a real task has four)
+                try:
+                    m = DEFAULT_TASKS.match(req.instruction, domain=domain)
+                    obj, domain = (m.object, m.domain) if m.task.name == task.name else (None, domain)
+                except TaskError:
+                    pass
         else:
             m = DEFAULT_TASKS.match(req.instruction, domain=domain)
             task, obj, domain = m.task, m.object, m.domain
@@ -369,6 +389,22 @@ class BridgeNode(Node):
         self._after_tick(now)
 
     # ------------------------------------------------------------------ control loop
+    def _control_loop(self) -> None:
+        deadline = time.monotonic()
+        while not self._stop.is_set():
+            deadline += self.period
+            delay = deadline - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            elif -delay > self.period:  # fell more than a period behind: skip, do not burst
+                deadline = time.monotonic()
+            try:
+                self._tick()
+            except Exception as e:  # the loop must not die; a tick error holds the robot
+                self.get_logger().error(f"control tick failed: {e!r}", throttle_duration_sec=1.0)
+                with self._lock:
+                    self._fault(f"control tick failed: {e!r}")
+
     def _tick(self) -> None:
         now = self._now()
         with self._lock:
@@ -498,7 +534,10 @@ class BridgeNode(Node):
         return OK, self.machine.phase.name.lower(), {"episode": ep.index, "task": ep.task, "steps": ep.steps}
 
     def close(self) -> None:
-        """Called on shutdown: close the episode being recorded (its data stays on disk)."""
+        """Called on shutdown: stop the control thread; close the episode being recorded (data stays on disk)."""
+        self._stop.set()
+        if self._control_thread is not None:
+            self._control_thread.join(timeout=2.0)
         if self._recorder is not None:
             self._recorder.end("interrupted", "node shut down")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -9,6 +10,23 @@ from collections.abc import Callable
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
+
+
+def make_realtime(priority: int) -> str | None:
+    """Put every thread of this process (and the threads it starts later) under SCHED_FIFO ``priority``.
+
+    Whole-process, because the threads share Python's GIL: a normal-priority thread preempted while holding
+    it would stall a real-time control thread (priority inversion). Returns why it failed, or None.
+    """
+    if priority <= 0:
+        return None
+    param = os.sched_param(priority)
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            os.sched_setscheduler(int(tid), os.SCHED_FIFO, param)
+    except (PermissionError, OSError, AttributeError) as e:
+        return f"SCHED_FIFO {priority} not granted ({e}); running with normal scheduling"
+    return None
 
 
 class StartupError(RuntimeError):
@@ -32,6 +50,9 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None = None, threa
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():  # a real error, not the context going away under a signal
+            raise
     finally:
         close = getattr(node, "close", None)
         if close is not None:

@@ -7,10 +7,11 @@ object poses published by sim_robot_node). Publishes per chunk a roboalign_msgs/
 joint-position action space, a trajectory_msgs/JointTrajectory (one point per row, ``time_from_start =
 k * dt`` from the observation stamp), plus roboalign_msgs/PolicyStatus and /diagnostics.
 
-Inference runs in its own mutually-exclusive callback group, triggered by each new image of the first
-camera (at most ``max_inference_rate_hz``) through a guard condition; subscriptions live in another group
-of the MultiThreadedExecutor, so they never wait for the model. The model is loaded after start-up in
-that group (status LOADING -> READY), so the node answers at once. Bad input (wrong encoding, malformed
+Inference runs in its own mutually-exclusive callback group of the MultiThreadedExecutor: in the callback
+of the first camera (subscribed there with depth 1, so it always acts on the newest image), at most
+``max_inference_rate_hz``, or through a guard condition when the sim's privileged state completes an
+observation; the other subscriptions live in another group, so they never wait for the model. The model is
+loaded after start-up in that group (status LOADING -> READY), so the node answers at once. Bad input (wrong encoding, malformed
 message, NaN in the state or the chunk) is logged with the reason, nothing is published for it, and the
 node keeps running.
 """
@@ -129,9 +130,15 @@ class PolicyNode(Node):
         self._chunk_pub = self.create_publisher(ActionChunkMsg, self.p["chunk_topic"], RELIABLE)
         self._traj_pub = self.create_publisher(JointTrajectory, self.p["trajectory_topic"], RELIABLE)
         self._status_pub = self.create_publisher(PolicyStatus, self.p["status_topic"], RELIABLE)
+        # The first camera triggers inference: its callback runs in the inference group itself (one thread
+        # hop less than waking another callback), keeping only the newest image while the model runs; the
+        # other cameras, the state and the instruction are taken by the io group meanwhile.
+        newest_only = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
+                                 durability=DurabilityPolicy.VOLATILE)
         for i, (name, topic) in enumerate(zip(self.p["camera_names"], self.p["camera_topics"], strict=True)):
             self.create_subscription(Image, topic, lambda m, n=name, first=i == 0: self._on_image(m, n, first),
-                                     qos_profile_sensor_data, callback_group=io)
+                                     newest_only if i == 0 else qos_profile_sensor_data,
+                                     callback_group=self._infer_group if i == 0 else io)
         self.create_subscription(JointState, self.p["joint_states_topic"], self._on_state, qos_profile_sensor_data,
                                  callback_group=io)
         self.create_subscription(String, self.p["instruction_topic"], self._on_instruction, LATCHED, callback_group=io)
@@ -186,13 +193,16 @@ class PolicyNode(Node):
         now = self._now()
         with self._lock:
             self._images[name] = (rgb, conv.to_sec(msg.header.stamp), now)
-        if first:
-            self._maybe_trigger(now)
+        if first and self._due(now):
+            self._infer()  # we are in the inference group already
+
+    def _due(self, now: float) -> bool:
+        return self._policy is not None and bool(self._instruction) and \
+            now - self._last_start >= 1.0 / self.p["max_inference_rate_hz"]
 
     def _maybe_trigger(self, now: float) -> None:
-        """Run inference on the newest inputs, at most max_inference_rate_hz."""
-        if self._policy is not None and self._instruction and \
-                now - self._last_start >= 1.0 / self.p["max_inference_rate_hz"]:
+        """Run inference in the inference group on the newest inputs, at most max_inference_rate_hz."""
+        if self._due(now):
             self._trigger.trigger()
 
     def _on_state(self, msg: JointState) -> None:
@@ -260,10 +270,10 @@ class PolicyNode(Node):
         self._last_start = now
         with self._lock:
             reset, self._reset_pending = self._reset_pending, False
-        t0 = time.perf_counter()
         try:
             if reset:
                 self._policy.reset()
+            t0 = time.perf_counter()
             chunk = self._policy.act(obs)
         except Exception as e:
             self._set_status(PolicyStatus.STATE_FAULT, f"inference failed: {e}")
@@ -277,6 +287,10 @@ class PolicyNode(Node):
             return
         if not chunk.stamp:
             chunk.stamp = obs.stamp
+        # ActionChunk.model_latency_ms = all of Policy.act but its pre-processing (model + post-processing),
+        # so preprocess_ms + model_latency_ms is the policy's whole time and the rest is ROS overhead
+        pre = float(chunk.timings.get("preprocess", 0.0))
+        chunk.timings = {**chunk.timings, "model": max(0.0, latency_ms - pre)}
         self._publish_chunk(chunk, obs.instruction)
         self._last_latency_ms = float(chunk.timings.get("total", latency_ms))
         self._chunks += 1

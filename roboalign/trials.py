@@ -1,0 +1,309 @@
+"""``roboalign trials``: the paper's trial protocol (Table 4) on the simulated or the real robot.
+
+    roboalign trials --task bottle_to_basket --mode sim            # starts the sim stack itself
+    roboalign trials --task all --mode real --label roboalign      # bridge already running on the robot
+
+Per task, ``--trials-per-object`` (24) trials for each object: the four real objects of the task
+(``roboalign.tasks``), or in simulation the task's LIBERO object. Each trial is an operator command
+through the bridge (``roboalign say``); success is the sim predicate, or the operator's y/n on the real
+robot (press Enter to stop a real episode early). Results accumulate in ``--out`` (resumable: finished
+trials are skipped on a re-run; ``--label`` tells models apart, like the paper's base / SFT / RoboAlign
+columns): ``trials.csv`` (one row per trial), ``results.csv`` + ``results.md`` (success rate per task and
+object, one column per label) and ``results.png`` (bar plot). With ``--launch sim`` episodes are recorded
+as rosbag2 under ``<out>/episodes``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from roboalign.tasks import DEFAULT_TASKS, Task
+
+TRIALS_CSV, RESULTS_CSV, RESULTS_MD, RESULTS_PNG = "trials.csv", "results.csv", "results.md", "results.png"
+
+
+@dataclass(frozen=True)
+class Trial:
+    label: str
+    mode: str
+    task: str
+    object: str
+    trial: int
+    success: bool
+    outcome: str  # phase the episode ended in, or the operator's verdict
+    steps: int
+    elapsed_s: float
+    episode: int
+    instruction: str
+    message: str
+
+
+def plan(tasks: list[Task], mode: str, trials_per_object: int) -> list[tuple[Task, str, int]]:
+    """(task, object, trial index) for every trial of the protocol."""
+    if mode not in ("sim", "real"):
+        raise ValueError(f"mode {mode!r}; valid: sim, real")
+    if trials_per_object < 1:
+        raise ValueError(f"trials_per_object must be >= 1, got {trials_per_object}")
+    out = []
+    for t in tasks:
+        objects = [t.sim_object] if mode == "sim" else list(t.objects)
+        out += [(t, o, k) for o in objects for k in range(trials_per_object)]
+    return out
+
+
+def read_trials(out: Path) -> list[Trial]:
+    """Trials already in ``out/trials.csv`` (a malformed row is an error naming the row)."""
+    path = out / TRIALS_CSV
+    if not path.is_file():
+        return []
+    rows = []
+    with path.open(newline="") as f:
+        for i, r in enumerate(csv.DictReader(f), start=2):
+            try:
+                rows.append(Trial(r["label"], r["mode"], r["task"], r["object"], int(r["trial"]),
+                                  r["success"] == "True", r["outcome"], int(r["steps"]), float(r["elapsed_s"]),
+                                  int(r["episode"]), r["instruction"], r["message"]))
+            except (KeyError, ValueError) as e:
+                raise ValueError(f"{path}: row {i} is malformed ({e!r}); fix or remove it") from e
+    return rows
+
+
+def append_trial(out: Path, trial: Trial) -> None:
+    """Append one trial (flushed at once: a crash keeps every finished trial)."""
+    path = out / TRIALS_CSV
+    new = not path.is_file()
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=[f.name for f in fields(Trial)])
+        if new:
+            w.writeheader()
+        w.writerow(asdict(trial))
+
+
+def summarize(trials: list[Trial]) -> list[dict[str, Any]]:
+    """One row per (label, mode, task, object) and per (label, mode, task) "all": successes / trials."""
+    groups: dict[tuple[str, str, str, str], list[bool]] = {}
+    for t in trials:
+        groups.setdefault((t.label, t.mode, t.task, t.object), []).append(t.success)
+        groups.setdefault((t.label, t.mode, t.task, "all"), []).append(t.success)
+    return [{"label": k[0], "mode": k[1], "task": k[2], "object": k[3], "successes": sum(v), "trials": len(v),
+             "success_rate": sum(v) / len(v)} for k, v in sorted(groups.items())]
+
+
+def markdown(summary: list[dict[str, Any]]) -> str:
+    """Table 4 style: rows = task / object, one column per label, cells = rate % (successes/trials)."""
+    labels = sorted({r["label"] for r in summary})
+    keys = sorted({(r["mode"], r["task"], r["object"]) for r in summary}, key=lambda k: (k[0], k[1], k[2] == "all", k[2]))
+    cell = {(r["label"], r["mode"], r["task"], r["object"]): r for r in summary}
+    lines = ["| mode | task | object | " + " | ".join(labels) + " |", "|---|---|---|" + "---|" * len(labels)]
+    for mode, task, obj in keys:
+        vals = []
+        for lab in labels:
+            r = cell.get((lab, mode, task, obj))
+            vals.append("–" if r is None else f"{100 * r['success_rate']:.1f} ({r['successes']}/{r['trials']})")
+        name = f"**{obj}**" if obj == "all" else obj
+        lines.append(f"| {mode} | {task} | {name} | " + " | ".join(vals) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(summary: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = [r for r in summary if r["object"] != "all"]
+    groups = sorted({(r["task"], r["object"]) for r in rows})
+    labels = sorted({r["label"] for r in rows})
+    cell = {(r["label"], r["task"], r["object"]): r["success_rate"] * 100 for r in rows}
+    x = np.arange(len(groups))
+    width = 0.8 / max(len(labels), 1)
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(groups) + 2), 4))
+    for i, lab in enumerate(labels):
+        ax.bar(x + i * width, [cell.get((lab, *g), 0.0) for g in groups], width, label=lab)
+    ax.set_xticks(x + width * (len(labels) - 1) / 2, [f"{t}\n{o}" for t, o in groups], fontsize=7)
+    ax.set_ylabel("success rate (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("RoboAlign trials (24 per object in the paper's protocol)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_results(out: Path) -> list[dict[str, Any]]:
+    """results.csv, results.md and results.png from every trial in ``out/trials.csv``."""
+    summary = summarize(read_trials(out))
+    with (out / RESULTS_CSV).open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["label", "mode", "task", "object", "successes", "trials", "success_rate"])
+        w.writeheader()
+        w.writerows(summary)
+    (out / RESULTS_MD).write_text(markdown(summary))
+    if summary:
+        plot(summary, out / RESULTS_PNG)
+    return summary
+
+
+class Console:
+    """Operator input from stdin on a background thread, so an episode can watch for Enter while it runs."""
+
+    def __init__(self, stream=None) -> None:
+        import queue
+
+        self._lines: queue.Queue[str] = queue.Queue()
+        self._stream = stream or sys.stdin
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self._stream:
+            self._lines.put(line.rstrip("\n"))
+
+    def ask(self, prompt: str) -> str:
+        print(prompt, end="", flush=True)
+        return self._lines.get()
+
+    def pressed(self) -> bool:
+        """Whether a line (Enter) arrived since the last call."""
+        got = False
+        while not self._lines.empty():
+            self._lines.get_nowait()
+            got = True
+        return got
+
+
+def ask_operator(prompt: str, console: Console) -> str:
+    """y / n / s (skip: the trial does not count, e.g. a set-up mistake)."""
+    while True:
+        ans = console.ask(prompt).strip().lower()
+        if ans in ("y", "n", "s"):
+            return ans
+
+
+def run_trial(client, task: Task, obj: str, mode: str, timeout: float, echo: Callable[[str], None],
+              console: Console | None) -> dict[str, Any] | None:
+    """One episode through the bridge; returns the outcome fields (None if the operator skipped it)."""
+    from roboalign.operator import format_status
+
+    instruction = task.instruction(obj if mode == "real" else None, domain=mode)
+    res = client.command("start", task=task.name, instruction=instruction)
+    if not res.accepted:
+        raise RuntimeError(f"the bridge refused the trial: {res.message}")
+    episode = int(res.message.split()[1].rstrip(":"))
+    def update(st) -> None:
+        echo(format_status(st))
+        if console is not None and console.pressed() and not st.terminal:
+            client.command("stop")
+
+    if mode == "real":
+        console.pressed()  # forget earlier keystrokes
+        echo("[trials] press Enter to stop the episode")
+    final = client.follow(episode, on_update=update, timeout=timeout, period=0.5 if mode == "real" else 5.0)
+    if final is None:
+        client.command("stop")
+        final = client.wait_for_status(lambda s: s.episode == episode and s.terminal, timeout=10.0)
+    outcome = final.phase if final is not None else "no outcome"
+    if mode == "sim":
+        success = outcome == "success"
+    else:
+        verdict = ask_operator(f"[trials] {task.name} / {obj}: success? [y/n/s(kip)] ", console)
+        if verdict == "s":
+            return None
+        success = verdict == "y"
+        outcome = f"operator:{verdict} ({outcome})"
+    return {"success": success, "outcome": outcome, "steps": final.steps if final else 0,
+            "elapsed_s": round(final.elapsed_s, 3) if final else 0.0, "episode": episode,
+            "instruction": res.instruction, "message": final.message if final else ""}
+
+
+def run_trials(client, tasks: list[Task], mode: str, trials_per_object: int, out: Path, label: str,
+               timeout: float = 600.0, echo: Callable[[str], None] = print,
+               console: Console | None = None) -> list[dict[str, Any]]:
+    """Run every trial of the protocol not yet in ``out/trials.csv``; returns the summary."""
+    from tqdm import tqdm
+
+    out.mkdir(parents=True, exist_ok=True)
+    done = {(t.label, t.mode, t.task, t.object, t.trial) for t in read_trials(out)}
+    todo = [p for p in plan(tasks, mode, trials_per_object) if (label, mode, p[0].name, p[1], p[2]) not in done]
+    echo(f"[trials] {len(todo)} trials to run ({len(done)} already in {out / TRIALS_CSV})")
+    if mode == "real" and console is None:
+        console = Console()
+    for task, obj, k in tqdm(todo, desc="trials", disable=len(todo) < 2):
+        if mode == "real":
+            console.ask(f"[trials] set up {task.name} trial {k + 1}/{trials_per_object} with the {obj} "
+                        f"({task.source} -> {task.target}), then press Enter ")
+        result = run_trial(client, task, obj, mode, timeout, echo, console)
+        if result is None:
+            echo("[trials] skipped; it will be asked again on the next run")
+            continue
+        append_trial(out, Trial(label, mode, task.name, obj, k, **result))
+        echo(f"[trials] {task.name} / {obj} #{k + 1}: {'SUCCESS' if result['success'] else 'fail'} "
+             f"({result['outcome']})")
+        time.sleep(0.5)
+    return write_results(out)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="roboalign trials", description=__doc__.split("\n\n")[0])
+    p.add_argument("--task", required=True, help=f"a task or 'all': {', '.join(DEFAULT_TASKS.names)}")
+    p.add_argument("--mode", choices=("sim", "real"), default="sim")
+    p.add_argument("--trials-per-object", type=int, default=24)
+    p.add_argument("--label", default="policy", help="column name in the results table (model / checkpoint)")
+    p.add_argument("--out", default="runs/trials")
+    p.add_argument("--launch", choices=("sim", "none"), default=None,
+                   help="start the sim stack (default for --mode sim) or use a running bridge (none)")
+    p.add_argument("--set", action="append", default=[], metavar="ARG=VALUE",
+                   help="launch argument of the sim graph, e.g. --set backend=onnxruntime --set checkpoint=DIR")
+    p.add_argument("--timeout", type=float, default=600.0, help="wall-clock limit per episode")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    tasks = list(DEFAULT_TASKS) if args.task == "all" else [DEFAULT_TASKS.get(args.task)]
+    out = Path(args.out)
+    launch = args.launch or ("sim" if args.mode == "sim" else "none")
+    procs = client = None
+    try:
+        from roboalign_policy.operator_client import OperatorClient
+
+        if launch == "sim":
+            from roboalign_policy.graph import load_graph
+            from roboalign_policy.process_graph import ProcessGraph
+
+            overrides = {"record_dir": str(out / "episodes"), **dict(kv.split("=", 1) for kv in args.set)}
+            procs = ProcessGraph(load_graph("sim"), overrides, out / "logs")
+            procs.start()
+            print(f"[trials] started the sim stack (logs in {out / 'logs'})", flush=True)
+        client = OperatorClient()
+        client.wait_for_bridge(timeout=300.0)
+        if client.wait_for_status(timeout=300.0) is None:
+            raise RuntimeError("the bridge publishes no episode status (is the robot / simulator running?)")
+        summary = run_trials(client, tasks, args.mode, args.trials_per_object, out, args.label, args.timeout)
+        print((out / RESULTS_MD).read_text(), end="")
+        total = [r for r in summary if r["object"] == "all" and r["label"] == args.label]
+        print(f"[trials] wrote {out / RESULTS_CSV}, {out / RESULTS_MD}, {out / RESULTS_PNG}; "
+              + ", ".join(f"{r['task']}: {100 * r['success_rate']:.1f}%" for r in total))
+        return 0
+    except KeyboardInterrupt:
+        print("[trials] interrupted; finished trials are kept in trials.csv", file=sys.stderr)
+        return 1
+    except (RuntimeError, ValueError) as e:
+        print(f"[trials] error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        if client is not None:
+            client.close()
+        if procs is not None:
+            procs.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

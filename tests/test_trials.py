@@ -1,0 +1,67 @@
+"""Trial protocol bookkeeping (no ROS): the plan, resumable CSV, the Table-4 style summary and plot."""
+
+from __future__ import annotations
+
+import pytest
+
+from roboalign.tasks import DEFAULT_TASKS
+from roboalign.trials import (
+    RESULTS_MD,
+    RESULTS_PNG,
+    TRIALS_CSV,
+    Trial,
+    append_trial,
+    markdown,
+    plan,
+    read_trials,
+    summarize,
+    write_results,
+)
+
+
+def test_plan_follows_the_paper_protocol() -> None:
+    real = plan(list(DEFAULT_TASKS), "real", 24)
+    assert len(real) == 4 * 4 * 24  # 4 tasks x 4 objects x 24 trials
+    sim = plan([DEFAULT_TASKS.get("bottle_to_basket")], "sim", 24)
+    assert {o for _, o, _ in sim} == {"ketchup"} and len(sim) == 24
+    with pytest.raises(ValueError, match="valid: sim, real"):
+        plan(list(DEFAULT_TASKS), "lab", 1)
+
+
+def _trial(label: str, obj: str, k: int, ok: bool, task: str = "bottle_to_basket") -> Trial:
+    return Trial(label, "real", task, obj, k, ok, "operator:y" if ok else "operator:n", 100, 5.0, k + 1,
+                 f"put the {obj} in the basket", "")
+
+
+def test_results_accumulate_per_label_and_resume(tmp_path) -> None:
+    outcomes = {"ketchup": [1, 1, 0, 1], "mustard": [0, 0, 1, 0]}
+    for obj, oks in outcomes.items():
+        for k, ok in enumerate(oks):
+            append_trial(tmp_path, _trial("roboalign", obj, k, bool(ok)))
+    append_trial(tmp_path, _trial("base", "ketchup", 0, False))
+    trials = read_trials(tmp_path)
+    assert len(trials) == 9 and trials[0] == _trial("roboalign", "ketchup", 0, True)
+    summary = {(r["label"], r["object"]): r for r in summarize(trials)}
+    assert summary[("roboalign", "ketchup")]["success_rate"] == 0.75
+    assert summary[("roboalign", "mustard")]["successes"] == 1
+    assert summary[("roboalign", "all")]["trials"] == 8 and summary[("roboalign", "all")]["success_rate"] == 0.5
+    assert summary[("base", "all")]["success_rate"] == 0.0
+    write_results(tmp_path)
+    md = (tmp_path / RESULTS_MD).read_text()
+    assert "| mode | task | object | base | roboalign |" in md
+    assert "| real | bottle_to_basket | ketchup | 0.0 (0/1) | 75.0 (3/4) |" in md
+    assert "| real | bottle_to_basket | **all** | 0.0 (0/1) | 50.0 (4/8) |" in md
+    assert "| real | bottle_to_basket | mustard | – | 25.0 (1/4) |" in md
+    assert (tmp_path / RESULTS_PNG).stat().st_size > 1000
+
+
+def test_a_malformed_trial_row_is_named(tmp_path) -> None:
+    append_trial(tmp_path, _trial("x", "ketchup", 0, True))
+    with (tmp_path / TRIALS_CSV).open("a") as f:
+        f.write("x,real,bottle_to_basket,ketchup,notanint,True,y,1,1.0,1,i,m\n")
+    with pytest.raises(ValueError, match="row 3 is malformed"):
+        read_trials(tmp_path)
+
+
+def test_markdown_of_nothing_is_just_a_header() -> None:
+    assert markdown([]).count("\n") == 2
