@@ -53,7 +53,9 @@ class Demo:
 
         self.args = args
         self.t0 = time.monotonic()
-        overrides = dict(kv.split("=", 1) for kv in args.set)
+        # cameras every 3rd sim step by default: rendering is ~2/3 of a step on CPU, and neither the expert
+        # (privileged poses) nor the random tiny model needs every frame; --set render_every=1 for all frames
+        overrides = {"render_every": "3", **dict(kv.split("=", 1) for kv in args.set)}
         self.graph = load_graph(args.graph)
         log_dir = args.log_dir or tempfile.mkdtemp(prefix="roboalign_demo_")
         self.procs = ProcessGraph(self.graph, overrides, log_dir, echo=args.echo)

@@ -53,7 +53,7 @@ def run_episode(client, instruction: str = "", task: str = "", timeout: float = 
         return res, None
     m = re.match(r"episode (\d+)", res.message)
     episode = int(m.group(1)) if m else prev + 1
-    final = client.follow(episode, on_update=lambda s: echo(format_status(s)), timeout=timeout)
+    final = client.follow(episode, on_update=lambda s: echo(format_status(s)), timeout=timeout, period=3.0)
     return res, final
 
 

@@ -36,7 +36,7 @@ def stack(tmp_path_factory):
             "num_threads": 1}
     graph = load_graph("sim")
     procs = ProcessGraph(graph, {"backend": "onnxruntime", "checkpoint": str(export), "camera_size": "64",
-                                 "init_state": "0", "backend_options": json.dumps(opts)},
+                                 "init_state": "0", "render_every": "3", "backend_options": json.dumps(opts)},
                          tmp_path_factory.mktemp("logs"), env={"OMP_NUM_THREADS": "1"})
     procs.start()
     client = OperatorClient()

@@ -117,7 +117,7 @@ def reach_policy(**extra) -> PolicyNode:
 
 def bridge(**params) -> BridgeNode:
     base = {"dry_run": False, "camera_topics": [CAM], "home_first": False, "home_pose": list(START),
-            "image_timeout_s": 0.2, "state_timeout_s": 0.2, "chunk_timeout_s": 1.0}
+            "image_timeout_s": 1.0, "state_timeout_s": 1.0, "chunk_timeout_s": 2.0}  # generous: CI machines are busy
     base.update(params)
     return BridgeNode(parameter_overrides=[P(k, value=v) for k, v in base.items()])
 
@@ -203,10 +203,11 @@ def test_bridge_runs_an_episode_homing_then_policy_then_stop(ros) -> None:
     wait_until(lambda: np.abs(robot.q - np.array(GOAL)).max() < 0.05, 20, "the robot to reach the goal")
     assert listen.command(R.STOP).accepted
     wait_until(lambda: listen.phase() == EpisodeStatus.PHASE_STOPPED, 5, "STOPPED")
-    # every command respected the rate limits (velocity_scale 0.5 of FR3 limits, 0.05 rad per step)
-    pts = robot.command_points()
-    bound = np.minimum(0.05, 0.5 * np.array(FR3_LIMITS.velocity) * 3 * 0.02) + 1e-9
-    assert np.all(np.abs(np.diff(pts, axis=0)) <= bound)
+    # every command respected the rate limits (velocity_scale 0.5 of FR3 limits, 0.05 rad per tick), and the
+    # look-ahead points of one trajectory are within one tick of each other
+    bound = np.minimum(0.05, 0.5 * np.array(FR3_LIMITS.velocity) * 3 * 0.02)
+    assert robot.max_step_violation(bound, 0.02) <= 1e-9
+    assert all(np.all(np.abs(np.diff(c[2], axis=0)) <= bound + 1e-9) for c in robot.commands)
     refused = listen.command(R.START, instruction="make me a sandwich")
     assert not refused.accepted and "valid tasks" in refused.message
 
@@ -321,8 +322,8 @@ def test_no_random_chunk_reaches_the_command_topic_outside_the_limits(ros) -> No
     assert np.all(np.isfinite(pts))
     assert np.all(pts >= np.array(FR3_LIMITS.lower)) and np.all(pts <= np.array(FR3_LIMITS.upper))
     bound = np.minimum(0.05, 0.5 * np.array(FR3_LIMITS.velocity) * 3 * 0.02) + 1e-9
+    assert robot.max_step_violation(bound, 0.02) <= 1e-9
     first = np.array([c[2][0] for c in sorted(robot.commands, key=lambda c: c[1])])
-    assert np.all(np.abs(np.diff(first, axis=0)) <= bound)
     assert np.ptp(first, axis=0).max() > 0.01, "good chunks must have moved the robot (else the test proves nothing)"
     assert br._counts["chunks_rejected"] > 100 and br.ctrl.chunks_accepted > 20
     assert np.all(np.abs(np.array(robot.gripper)) <= 1.0)
@@ -346,9 +347,10 @@ class ScriptedOperator:
 
 
 def test_real_mode_trials_ask_the_operator_and_write_the_table(ros, tmp_path) -> None:
+    from roboalign_policy.operator_client import OperatorClient
+
     from roboalign.tasks import DEFAULT_TASKS
     from roboalign.trials import RESULTS_MD, read_trials, run_trials
-    from roboalign_policy.operator_client import OperatorClient
 
     ros(reach_policy(), bridge(max_episode_s=1.0, task_domain="real"), KinematicRobot([CAM]))
     client = OperatorClient()
@@ -368,3 +370,27 @@ def test_real_mode_trials_ask_the_operator_and_write_the_table(ros, tmp_path) ->
     total = next(r for r in summary if r["object"] == "all")
     assert (total["successes"], total["trials"]) == (2, 3)
     assert "| real | bottle_to_basket | **all** | 66.7 (2/3) |" in (tmp_path / RESULTS_MD).read_text()
+
+
+def test_camera_node_without_a_camera_stops_at_once_with_a_clear_message() -> None:
+    import subprocess
+    import sys
+
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "roboalign_policy.camera_node", "--ros-args", "-p",
+                          "camera_name:=wrist"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert ("no RealSense device found" in out.stderr or "pyrealsense2 is not installed" in out.stderr), out.stderr
+    assert time.monotonic() - t0 < 15  # the device list is checked first: no 15 s pipeline.start() timeout
+
+
+def test_sim_robot_trajectory_interpolation_matches_the_controller_semantics() -> None:
+    from roboalign_policy.sim_robot_node import interpolate, to_jsonable
+
+    start = np.zeros(2)
+    times, pts = np.array([0.05, 0.10]), np.array([[1.0, -1.0], [2.0, -2.0]])
+    np.testing.assert_allclose(interpolate(times, pts, start, 0.025), [0.5, -0.5])  # from the start pose
+    np.testing.assert_allclose(interpolate(times, pts, start, 0.075), [1.5, -1.5])
+    np.testing.assert_allclose(interpolate(times, pts, start, 3.0), [2.0, -2.0])  # held at the end
+    assert to_jsonable({"a": np.arange(2), "b": np.float32(1.5), "c": {"d": (np.int64(3),)}}) == \
+        {"a": [0, 1], "b": 1.5, "c": {"d": [3]}}

@@ -70,6 +70,7 @@ class DataConfig:
     fast_tokenizer: str | None = None  # a fitted FAST folder; None: fit on the training chunks
     fast_preset: str = "fast"
     fast_vocab_size: int | None = None  # None: the preset's (1024 / 2048)
+    fast_scale: float | None = None  # None: the preset's (10)
     mixture: dict[str, float] = field(default_factory=lambda: {"robot": 1.0, "vqa": 0.5})
     vqa_per_frame: int = 1
     extra_datasets: tuple[ExtraDataset, ...] = ()

@@ -242,14 +242,16 @@ def action_chunks(views: Iterable[EpisodeView], chunk_len: int, stride: int) -> 
 
 def fit_norm_and_fast(
     views: Sequence[EpisodeView], chunk_len: int, preset: str = "fast", vocab_size: int | None = None,
-    norm: NormStats | None = None,
+    norm: NormStats | None = None, scale: float | None = None,
 ) -> tuple[NormStats, FastTokenizer]:
     """Action NormStats (unless given) and a FAST tokenizer fitted on the normalised training chunks."""
     if norm is None:
         norm = NormStats.from_data(np.concatenate([ep.actions for ep in views]))
     chunks = action_chunks(views, chunk_len, stride=1)  # (N, T, D)
     normed = norm.normalize(chunks.reshape(-1, chunks.shape[-1])).reshape(chunks.shape)
-    overrides = {} if vocab_size is None else {"vocab_size": vocab_size}
+    overrides: dict[str, Any] = {} if vocab_size is None else {"vocab_size": vocab_size}
+    if scale is not None:
+        overrides["scale"] = scale
     config = FastConfig.preset(preset, chunk_len=chunk_len, action_dim=chunks.shape[-1], **overrides)
     return norm, FastTokenizer.fit(normed, config)
 

@@ -95,7 +95,8 @@ def norm_and_fast(data: DataConfig, train: list[EpisodeView], existing: Path | N
             raise FileNotFoundError(f"FAST tokenizer folder {folder}: missing {NORM_FILE} (the action stats "
                                     "the tokenizer was fitted with)")
         return NormStats.load(norm_file), FastTokenizer.load(fast_dir)
-    return fit_norm_and_fast(train, data.chunk_len, preset=data.fast_preset, vocab_size=data.fast_vocab_size)
+    return fit_norm_and_fast(train, data.chunk_len, preset=data.fast_preset, vocab_size=data.fast_vocab_size,
+                             scale=data.fast_scale)
 
 
 def prepare_aligned(backbone: Backbone, norm: NormStats, fast: FastTokenizer, data: DataConfig,

@@ -7,6 +7,9 @@ publishing two rgb8 cameras at 30 Hz and /joint_states at 100 Hz and taking the 
 policy runs the tiny exported VLA on ONNX Runtime (built once; ``--backend reach`` measures with a
 trivial policy instead), the bridge runs an episode at 50 Hz. Measured, in one run:
 
+Arrival times are the DDS reception timestamps (``MessageInfo.received_timestamp``), so the probe's own
+Python executor does not add to what is measured (a C++ ros2_control controller would see these).
+
 - overhead: camera image published -> the policy's JointTrajectory for that image received, minus the
   policy's own time (``ActionChunk.preprocess_ms + model_latency_ms`` = all of ``Policy.act``). So it is
   two DDS hops, image decoding, observation assembly and message building, all in Python.
@@ -80,17 +83,16 @@ class Probe:
         import rclpy
         from rclpy.qos import qos_profile_sensor_data
         from roboalign_msgs.msg import ActionChunk
+        from roboalign_policy import conversions as conv
         from sensor_msgs.msg import Image, JointState
         from trajectory_msgs.msg import JointTrajectory
-
-        from roboalign_policy import conversions as conv
 
         self.conv = conv
         self.node = rclpy.create_node("bench_ros_probe")
         self.q = np.array([0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785])
         self.img = np.random.default_rng(0).integers(0, 256, (image_size, image_size, 3), dtype=np.uint8)
-        self.published: dict[int, float] = {}  # image stamp ns -> perf_counter at publish
-        self.policy_traj: dict[int, float] = {}  # header stamp ns -> perf_counter at arrival
+        self.published: dict[int, float] = {}  # image stamp ns -> wall time at publish [s]
+        self.policy_traj: dict[int, float] = {}  # header stamp ns -> DDS reception time [s]
         self.chunks: dict[int, float] = {}  # observation stamp ns -> policy time (ms)
         self.cmd_times: list[float] = []
         self.cmd_stamps: list[float] = []
@@ -111,7 +113,7 @@ class Probe:
         stamp = self.node.get_clock().now().to_msg()
         msgs = [self.conv.rgb_to_image(self.img, stamp, f"cam{i}_color_optical_frame") for i in range(2)]
         for pub, m in zip(reversed(self.cams), reversed(msgs), strict=True):  # the first camera triggers: last
-            t = time.perf_counter()
+            t = time.time_ns() * 1e-9  # the clock of DDS' timestamps
             pub.publish(m)
         with self.lock:
             self.published[self._stamp_ns(stamp)] = t
@@ -120,8 +122,8 @@ class Probe:
         names = [f"fr3_joint{i}" for i in range(1, 8)] + ["fr3_finger_joint1", "fr3_finger_joint2"]
         self.js.publish(self.conv.joint_state(names, np.r_[self.q, 0.04, 0.04], self.node.get_clock().now().to_msg()))
 
-    def _on_policy_traj(self, msg) -> None:
-        t = time.perf_counter()
+    def _on_policy_traj(self, msg, info) -> None:
+        t = info["received_timestamp"] * 1e-9  # taken by DDS on arrival: no Python executor delay in it
         with self.lock:
             self.policy_traj[self._stamp_ns(msg.header.stamp)] = t
 
@@ -130,8 +132,8 @@ class Probe:
             self.chunks[self._stamp_ns(msg.observation_stamp)] = float(msg.preprocess_ms + msg.model_latency_ms)
             self.dt_ns = int(round(msg.dt * 1e9))
 
-    def _on_cmd(self, msg) -> None:
-        t = time.perf_counter()
+    def _on_cmd(self, msg, info) -> None:
+        t = info["received_timestamp"] * 1e-9
         _, pos = self.conv.trajectory_rows(msg, [f"fr3_joint{i}" for i in range(1, 8)])
         with self.lock:
             self.cmd_times.append(t)
@@ -184,7 +186,6 @@ def _plot(over: np.ndarray, periods_ms: np.ndarray, path: Path) -> None:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
-
     from roboalign_policy.operator_client import OperatorClient
 
     out = Path(args.out)
@@ -194,6 +195,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     os.environ["ROS_DOMAIN_ID"] = domain
     bridge = {"dry_run": False, "home_first": False, "control_rate_hz": 50.0, "camera_topics": list(CAMS),
               "max_episode_s": 3600.0, "chunk_timeout_s": 2.0, "task_domain": "real",
+              "state_timeout_s": 1.0, "image_timeout_s": 1.0,  # the probe is Python at normal priority
               "realtime_priority": args.realtime_priority}
     procs = [subprocess.Popen(_node_cmd("policy_node", _policy_params(args)), env=env,
                               stdout=open(out / "policy_node.log", "w"), stderr=subprocess.STDOUT),  # noqa: SIM115

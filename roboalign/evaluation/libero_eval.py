@@ -98,11 +98,13 @@ def run_episode(env: Any, policy: BasePolicy, init_state: int, cfg: LiberoEvalCo
 
 
 def evaluate_policy(make_policy: Callable[[str], BasePolicy], cfg: LiberoEvalConfig, out: str | Path | None = None,
-                    progress: bool = True, env_tasks: dict[str, str] | None = None) -> list[EpisodeResult]:
+                    progress: bool = True, env_tasks: dict[str, str] | None = None,
+                    log_path: str | Path | None = None) -> list[EpisodeResult]:
     """Evaluate a policy on every task of ``cfg``. ``make_policy(task)`` returns the policy for that task
     (the same object for a multi-task VLA; a fresh expert per task). ``env_tasks`` maps a task name to the
     scene to load (e.g. the LIBERO-Object object a checkpoint's ``tasks.json`` names for it); default: the
-    task name itself. Writes the reports when ``out`` is set.
+    task name itself. Writes the reports when ``out`` is set; ``log_path`` (default ``out/episodes_log.csv``)
+    gets one line per finished episode as it happens, so a stopped run keeps what it measured.
     """
     from tqdm import tqdm
 
@@ -123,6 +125,7 @@ def evaluate_policy(make_policy: Callable[[str], BasePolicy], cfg: LiberoEvalCon
                 init = cfg.first_init_state + i
                 r = run_episode(env, policy, init, cfg, record=i < cfg.strip_episodes, task=task)
                 results.append(r)
+                _log_episode(r, log_path or (Path(out) / "episodes_log.csv" if out is not None else None))
                 done = [x for x in results if x.task == task]
                 bar.set_postfix(task=task, success=f"{sum(x.success for x in done)}/{len(done)}")
                 bar.update(1)
@@ -134,12 +137,29 @@ def evaluate_policy(make_policy: Callable[[str], BasePolicy], cfg: LiberoEvalCon
     return results
 
 
-def _worker(args: tuple[Callable[[str], BasePolicy], LiberoEvalConfig, dict[str, str] | None]) -> list[EpisodeResult]:
-    make_policy, cfg, env_tasks = args
+_LOG_COLS = ["task", "init_state", "success", "steps", "seconds", "policy_calls", "policy_ms_mean"]
+
+
+def _log_episode(r: EpisodeResult, path: str | Path | None) -> None:
+    if path is None:
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.is_file()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=_LOG_COLS)
+        if new:
+            w.writeheader()
+        w.writerow({c: getattr(r, c) for c in _LOG_COLS})
+
+
+def _worker(args: tuple[Callable[[str], BasePolicy], LiberoEvalConfig, dict[str, str] | None, Path | None]
+            ) -> list[EpisodeResult]:
+    make_policy, cfg, env_tasks, log_path = args
     import torch
 
     torch.set_num_threads(1)
-    return evaluate_policy(make_policy, cfg, progress=False, env_tasks=env_tasks)
+    return evaluate_policy(make_policy, cfg, progress=False, env_tasks=env_tasks, log_path=log_path)
 
 
 def evaluate_parallel(make_policy: Callable[[str], BasePolicy], cfg: LiberoEvalConfig, workers: int,
@@ -155,7 +175,8 @@ def evaluate_parallel(make_policy: Callable[[str], BasePolicy], cfg: LiberoEvalC
     if workers == 1:
         return evaluate_policy(make_policy, cfg, out=out, env_tasks=env_tasks)
     groups = [cfg.tasks[i::workers] for i in range(workers)]
-    jobs = [(make_policy, dataclasses.replace(cfg, tasks=g), env_tasks) for g in groups]
+    logs = [Path(out) / f"episodes_log_{i}.csv" if out is not None else None for i in range(workers)]
+    jobs = [(make_policy, dataclasses.replace(cfg, tasks=g), env_tasks, log) for g, log in zip(groups, logs, strict=True)]
     with mp.get_context("spawn").Pool(workers) as pool:
         parts = pool.map(_worker, jobs)
     by_task: dict[str, list[EpisodeResult]] = {}
@@ -225,12 +246,11 @@ def write_reports(results: Sequence[EpisodeResult], cfg: LiberoEvalConfig, out: 
                   title: str = "") -> dict[str, Any]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    cols = ["task", "init_state", "success", "steps", "seconds", "policy_calls", "policy_ms_mean"]
     with open(out / "episodes.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols)
+        w = csv.DictWriter(f, fieldnames=_LOG_COLS)
         w.writeheader()
         for r in results:
-            w.writerow({c: getattr(r, c) for c in cols})
+            w.writerow({c: getattr(r, c) for c in _LOG_COLS})
     rows = success_table(results)
     with open(out / "success.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))

@@ -34,7 +34,9 @@ class Observation:
 class ActionChunk:
     """A chunk of future actions, un-normalised, in the units of ``action_space``.
 
-    actions: (T, D) float32; row k is meant for time ``stamp + k * dt``.
+    actions: (T, D) float32; row k is the target to reach at ``stamp + (k + 1) * dt`` (the LIBERO /
+    recorded-dataset convention: an action is the target at the end of its control step; the
+    JointTrajectory built from a chunk says so in ``time_from_start``).
     timings: milliseconds, at least ``preprocess``, ``model`` and ``total``.
     """
 

@@ -37,7 +37,7 @@ class KinematicRobot(Node):
         self._img = np.random.default_rng(0).integers(0, 256, (image_size, image_size, 3), dtype=np.uint8)
         self._cams = [self.create_publisher(Image, t, qos_profile_sensor_data) for t in camera_topics]
         self._js = self.create_publisher(JointState, "/joint_states", qos_profile_sensor_data)
-        self.create_subscription(JointTrajectory, command_topic, self._on_traj, 10)
+        self.create_subscription(JointTrajectory, command_topic, self._on_traj, 200)
         self.create_subscription(Float64MultiArray, "/fr3_gripper/commands", lambda m: self.gripper.append(m.data[0]), 10)
         self.create_timer(1.0 / rate_hz, self._publish)
 
@@ -58,6 +58,20 @@ class KinematicRobot(Node):
             self.image_stamps.append(now.nanoseconds * 1e-9)
             for pub in self._cams:
                 pub.publish(conv.rgb_to_image(self._img, stamp, "camera_color_optical_frame"))
+
+    def max_step_violation(self, bound: np.ndarray, period: float) -> float:
+        """Largest excess over ``bound`` per control tick between consecutive commands received (<= 0: none).
+
+        Received commands may skip ticks (a late receiver under load drops samples of a KEEP_LAST queue), so
+        the allowance is ``bound`` times the number of ticks that fit between their header stamps.
+        """
+        with self.lock:
+            cmds = sorted(self.commands, key=lambda c: c[1])
+        worst = -np.inf
+        for (_, s0, p0), (_, s1, p1) in zip(cmds, cmds[1:], strict=False):
+            ticks = max(1, int(np.ceil((s1 - s0) / period + 0.5)))
+            worst = max(worst, float(np.max(np.abs(p1[0] - p0[0]) - ticks * bound)))
+        return worst
 
     def command_points(self) -> np.ndarray:
         """Every trajectory point received so far, (N, 7)."""

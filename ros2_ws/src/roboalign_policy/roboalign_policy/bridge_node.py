@@ -114,9 +114,8 @@ PARAMS = [
               choices=("canonical", "verbatim")),
     ParamSpec("record_dir", "", "write every episode here; empty: no recording", read_only=True),
     ParamSpec("status_rate_hz", 10.0, "EpisodeStatus rate", min=0.1, max=100.0, read_only=True),
-    ParamSpec("realtime_priority", 0, "SCHED_FIFO priority of this process's threads, control loop included "
-              "(wall clock only; 0: normal scheduling; needs CAP_SYS_NICE or an rtprio limit)", min=0, max=98,
-              read_only=True),
+    ParamSpec("realtime_priority", 0, "SCHED_FIFO priority of the control thread (wall clock only; 0: normal "
+              "scheduling; needs CAP_SYS_NICE or an rtprio limit)", min=0, max=98, read_only=True),
 ]
 
 
@@ -176,7 +175,9 @@ class BridgeNode(Node):
         self.create_subscription(ActionChunkMsg, self.p["chunk_topic"], self._on_chunk, RELIABLE, callback_group=io)
         self.create_subscription(Bool, self.p["estop_topic"], self._on_estop_topic, RELIABLE, callback_group=io)
         for topic in self.p["camera_topics"]:
-            self.create_subscription(Image, topic, self._on_image, qos_profile_sensor_data, callback_group=io)
+            # raw: the watchdog needs the arrival only, not a decoded image (less time holding the GIL)
+            self.create_subscription(Image, topic, self._on_image, qos_profile_sensor_data, callback_group=io,
+                                     raw=True)
         if self.p["success_topic"]:
             self.create_subscription(Bool, self.p["success_topic"], self._on_success, RELIABLE, callback_group=io)
         self._reset_client = None
@@ -193,9 +194,6 @@ class BridgeNode(Node):
             self.create_timer(self.period, self._tick, callback_group=self._tick_group)
         else:  # wall clock: a dedicated thread on absolute deadlines, not an executor timer
             sys.setswitchinterval(0.001)  # hand the GIL to the control thread within 1 ms
-            why = make_realtime(self.p["realtime_priority"])  # the whole (light) process: see make_realtime
-            if why:
-                self.get_logger().warning(why)
             self._control_thread = threading.Thread(target=self._control_loop, name="bridge_control", daemon=True)
             self._control_thread.start()
         self.create_timer(1.0 / self.p["status_rate_hz"], self._publish_status, callback_group=self._tick_group)
@@ -220,7 +218,7 @@ class BridgeNode(Node):
             self._state, self._state_time = q, now
             self.watchdog.feed("state", now)
 
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg: bytes) -> None:
         self.watchdog.feed("image", self._now())
 
     def _on_success(self, msg: Bool) -> None:
@@ -390,6 +388,9 @@ class BridgeNode(Node):
 
     # ------------------------------------------------------------------ control loop
     def _control_loop(self) -> None:
+        why = make_realtime(self.p["realtime_priority"])
+        if why:
+            self.get_logger().warning(why)
         deadline = time.monotonic()
         while not self._stop.is_set():
             deadline += self.period
@@ -398,6 +399,8 @@ class BridgeNode(Node):
                 time.sleep(delay)
             elif -delay > self.period:  # fell more than a period behind: skip, do not burst
                 deadline = time.monotonic()
+            if not self.context.ok():  # shutting down
+                return
             try:
                 self._tick()
             except Exception as e:  # the loop must not die; a tick error holds the robot

@@ -256,8 +256,11 @@ class PolicyNode(Node):
         first = self.p["camera_names"][0]
         if self.p["privileged_topic"] and extras.get("stamp", -1.0) < images[first][1] - 1e-6:
             return f"waiting for privileged state of t={images[first][1]:.3f} on {self.p['privileged_topic']}"
+        # stamp: the newest input (the sim's privileged state may be newer than images it renders sparsely)
+        stamp = max(images[first][1], float(extras.get("stamp", -1.0))) if self.p["privileged_topic"] \
+            else images[first][1]
         return Observation(images={n: images[n][0] for n in self.p["camera_names"]}, state=state[0],
-                           instruction=instruction, stamp=images[first][1], extras=extras)
+                           instruction=instruction, stamp=stamp, extras=extras)
 
     def _infer(self) -> None:
         if self._policy is None or not self._instruction:

@@ -71,6 +71,8 @@ PARAMS = [
     ParamSpec("lockstep", True, "wait for the policy's chunk and the bridge's command each step"),
     ParamSpec("lockstep_timeout_s", 2.0, "longest wall-time wait for a chunk or a command", min=0.0, max=60.0),
     ParamSpec("idle_rate_hz", 10.0, "wall-clock step rate when nothing commands the robot", min=0.1, max=1000.0),
+    ParamSpec("render_every", 1, "render the cameras every n-th step (n > 1 speeds up policies that need no "
+              "images every step, e.g. the scripted expert)", min=1, max=100),
     ParamSpec("joint_max_delta", 0.1, "largest joint move per sim step [rad] (LiberoEnv)", min=0.001, max=0.5,
               read_only=True),
 ]
@@ -202,6 +204,7 @@ class SimRobotNode(Node):
             n = self.env.num_init_states
             k = self.p["init_state"] if self.p["init_state"] >= 0 else self._episode % n
             self._episode += 1
+            self.env.set_render(True)
             obs = self.env.reset(init_state=k % n)
             self.t += self.env.dt  # sim time never goes back: a reset is one more step
         except Exception as e:  # unknown task, LIBERO failure: refuse with the reason, keep the old scene
@@ -274,6 +277,8 @@ class SimRobotNode(Node):
                 stamp, times, points, _ = traj
                 self._target = interpolate(times, points, self._target, t_next - stamp)
             row = np.r_[self._target, self._gripper]
+        self._steps = getattr(self, "_steps", 0) + 1
+        self.env.set_render(self._steps % self.p["render_every"] == 0)
         res = self.env.step(row)
         self.t = t_next
         self._publish(res.obs)
