@@ -97,11 +97,10 @@ def load_action_episodes(path: Path) -> list[np.ndarray]:
             raise ValueError(f"{path}: 'episode_ends' must increase strictly and end at {len(actions)}, got {ends}")
         return np.split(actions, ends[:-1])
     if path.is_dir():
-        try:
-            from roboalign.data import load_action_episodes as reader  # type: ignore[attr-defined]
-        except ImportError as e:
-            raise SystemExit(f"--dataset {path}: reading dataset folders needs roboalign.data ({e})") from None
-        return [np.asarray(a, dtype=np.float64) for a in reader(path)]
+        from roboalign.data import EpisodeDataset
+
+        ds = EpisodeDataset(path)
+        return [np.asarray(ds.load(i, images=False).actions["eef_delta"], dtype=np.float64) for i in range(len(ds))]
     raise SystemExit(f"--dataset {path}: expected an .npz file or a dataset folder")
 
 
