@@ -110,9 +110,10 @@ def test_libero_harness_runs_a_vla_episode_end_to_end(tmp_path):
     from test_vla import _vla
 
     from roboalign.evaluation.libero_eval import LiberoEvalConfig, evaluate_policy
-    from roboalign.models.vla_policy import TorchVLAPolicy
+    from roboalign.runtime.policy import Policy
+    from roboalign.runtime.torch_backend import TorchBackend
 
-    policy = TorchVLAPolicy(_vla(1), seed=0)
+    policy = Policy(TorchBackend(_vla(1)), seed=0, warmup=0)
     calls = []
     act = policy.act
     policy.act = lambda obs: calls.append(obs.images["agentview"].shape) or act(obs)  # type: ignore[method-assign]

@@ -15,8 +15,9 @@ from roboalign.models.action_head import ActionHeadConfig
 from roboalign.models.backbone import build_tiny_backbone, language_layers
 from roboalign.models.vla import build_vla, load_vla, save_vla
 from roboalign.models.vla_inputs import VLAInputSpec
-from roboalign.models.vla_policy import TorchVLAPolicy
 from roboalign.normalization import NormStats
+from roboalign.runtime.policy import Policy
+from roboalign.runtime.torch_backend import TorchBackend
 from roboalign.runtime.types import Observation
 from roboalign.sim.libero_env import STATE_NAMES
 
@@ -98,11 +99,15 @@ def test_checkpoint_round_trip_and_policy(tmp_path):
     save_vla(vla, tmp_path / "ckpt")
     rng = np.random.default_rng(5)
     obs = _obs(rng)
-    p1, p2 = TorchVLAPolicy(vla, seed=7), TorchVLAPolicy.from_checkpoint(tmp_path / "ckpt", seed=7)
+    p1, p2 = Policy(TorchBackend(vla), seed=7), Policy.from_checkpoint(tmp_path / "ckpt", "torch", seed=7)
     c1, c2 = p1.act(obs), p2.act(obs)
     assert c1.actions.shape == (16, 7) and c1.action_space == "eef_delta" and c1.action_names == eef_delta.names
     np.testing.assert_allclose(c1.actions, c2.actions, atol=1e-5)
     assert {"preprocess", "model", "total"} <= set(c1.timings)
+    # the runtime policy is the VLA's own pipeline: stock processor + predict_normalized + the action stats
+    noise = np.random.default_rng(7).standard_normal((1, 16, 7)).astype(np.float32)
+    ref = vla.action_stats.unnormalize(vla.predict_normalized(vla.preprocess([obs]), noise)[0])
+    np.testing.assert_allclose(c1.actions, ref, atol=1e-5)
     # deterministic per episode: reset re-seeds the noise; the next call draws new noise
     c3 = p2.act(obs)
     p2.reset()
@@ -178,7 +183,7 @@ def test_train_end_to_end_both_action_spaces(tmp_path, space):
     assert vla.cfg.action_space == space and vla.action_space.name == space
     assert vla.cfg.inputs.embodiment_id == (0 if space == "eef_delta" else 1)
     assert vla.action_stats.names == vla.action_space.names and vla.state_stats.names == STATE_NAMES
-    chunk = TorchVLAPolicy(vla).act(_obs(np.random.default_rng(0)))
+    chunk = Policy(TorchBackend(vla), warmup=0).act(_obs(np.random.default_rng(0)))
     assert chunk.actions.shape == (8, vla.action_space.dim) and chunk.action_space == space
 
 

@@ -3,6 +3,7 @@
 Examples::
 
     roboalign eval libero --checkpoint /work/runs/vla_tiny_base/checkpoint --episodes 20 --out /work/runs/vla_eval_base
+    roboalign eval libero --checkpoint CKPT --backend onnxruntime --episodes 20   # CKPT/onnx/ holds the export
     roboalign eval libero --policy expert --episodes 20 --out /work/runs/expert_eval
     roboalign eval offline --checkpoint CKPT --dataset /work/data/libero_object_4tasks
     roboalign eval probe --dataset /work/data/libero_object_4tasks --task bottle_to_basket \\
@@ -21,11 +22,16 @@ from roboalign.tasks import DEFAULT_TASKS
 
 
 class PolicyFactory:
-    """Picklable ``task -> BasePolicy`` (so evaluation workers in other processes can build the policy)."""
+    """Picklable ``task -> BasePolicy`` (so evaluation workers in other processes can build the policy).
+
+    ``kind="vla"`` loads the checkpoint through the runtime :class:`~roboalign.runtime.policy.Policy` with the
+    given ``backend`` (torch, onnxruntime, tensorrt): the harness scores exactly what the ROS node runs.
+    """
 
     def __init__(self, kind: str, checkpoint: str | None = None, seed: int = 0, action_space: str = "eef_delta",
-                 threads: int = 1) -> None:
+                 threads: int = 1, backend: str = "torch") -> None:
         self.kind, self.checkpoint, self.seed, self.action_space, self.threads = kind, checkpoint, seed, action_space, threads
+        self.backend = backend
         self._policy = None
 
     def __getstate__(self) -> dict:
@@ -37,12 +43,10 @@ class PolicyFactory:
 
             return ScriptedExpert(ExpertConfig(action_space=self.action_space))
         if self._policy is None:  # one multi-task VLA shared by every task
-            import torch
+            from roboalign.runtime.policy import Policy
 
-            from roboalign.models.vla_policy import TorchVLAPolicy
-
-            torch.set_num_threads(self.threads)
-            self._policy = TorchVLAPolicy.from_checkpoint(self.checkpoint, seed=self.seed)
+            self._policy = Policy.from_checkpoint(self.checkpoint, self.backend, action_space=self.action_space,
+                                                  seed=self.seed, num_threads=self.threads)
         return self._policy
 
 
@@ -72,7 +76,7 @@ def _libero(args: argparse.Namespace) -> int:
         env_tasks = {t: ckpt_tasks.get(t).sim.object_name.removesuffix("_1") for t in args.tasks}
     else:
         space = args.action_space
-    factory = PolicyFactory(args.policy, args.checkpoint, args.seed, space, args.threads)
+    factory = PolicyFactory(args.policy, args.checkpoint, args.seed, space, args.threads, args.backend)
     cfg = LiberoEvalConfig(tasks=tuple(args.tasks), episodes=args.episodes, first_init_state=args.first_init_state,
                            action_space=space, max_steps=args.max_steps, execute_steps=args.execute_steps,
                            camera_size=args.camera_size, antialias=not args.no_antialias,
@@ -135,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     lib = sub.add_parser("libero", help="closed-loop rollouts in LIBERO with the official init states")
     lib.add_argument("--checkpoint", help="VLA checkpoint folder (for --policy vla)")
     lib.add_argument("--policy", choices=("vla", "expert"), default="vla")
+    lib.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), default="torch",
+                     help="runtime Policy backend for --policy vla (onnxruntime/tensorrt: the export in CHECKPOINT/onnx)")
     lib.add_argument("--suite", default="libero_object")
     lib.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS.names))
     lib.add_argument("--episodes", type=int, default=20, help="episodes per task (one per official init state)")

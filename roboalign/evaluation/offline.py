@@ -16,7 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from roboalign.models.vla import VLA
-from roboalign.models.vla_policy import draw_noise
+from roboalign.runtime.preprocess import draw_noise
 from roboalign.runtime.types import Observation
 
 
