@@ -13,7 +13,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "collect": ("roboalign.sim.collect", "record scripted-expert demonstrations in LIBERO"),
     "train": ("roboalign.training.cli", "train: sft | grpo | vla"),
-    "eval": ("roboalign.evaluation.cli", "evaluate: libero | offline | probe"),
+    "eval": ("roboalign.evaluation.cli", "evaluate: libero | offline | probe | compare"),
     "export": ("roboalign.export.cli", "export a VLA checkpoint to ONNX (+ TensorRT engines)"),
     "bench": ("roboalign.bench", "benchmarks: fast | sim | align | runtime | ros | all"),
     "trials": ("roboalign.trials", "run the paper's trial protocol (24 trials per object)"),

@@ -128,3 +128,31 @@ def test_libero_harness_runs_a_vla_episode_end_to_end(tmp_path):
     assert [x["task"] for x in rows] == ["bottle_to_basket", "mean"] and rows[0]["successes"] == "0"
     assert "| bottle_to_basket | 0/1 |" in (tmp_path / "success.md").read_text()
     assert (tmp_path / "rollouts.png").stat().st_size > 1000 and (tmp_path / "episodes.csv").is_file()
+
+
+def test_compare_merges_episode_logs_of_split_runs(tmp_path):
+    """Two lanes of one run plus another run: deduplicated per (task, init state), Wilson CIs, table + plot."""
+    from roboalign.evaluation.cli import main
+    from roboalign.evaluation.libero_eval import EpisodeResult, _log_episode
+
+    def log(folder, task, init, ok, name="episodes_log.csv"):
+        _log_episode(EpisodeResult(task, init, ok, 100 if ok else 180, 1.0, 13, 50.0), tmp_path / folder / name)
+
+    for i in range(4):
+        log("base_A", "bottle_to_basket", 20 + i, i == 0)
+        log("base_B", "box_to_plate", 20 + i, i < 3, name="episodes_log_1.csv")
+        log("sft", "bottle_to_basket", 20 + i, False)
+    log("base_B", "box_to_plate", 20, False, name="episodes_log_1.csv")  # a repeated init state counts once
+    out = tmp_path / "cmp"
+    assert main(["compare", "--run", f"base={tmp_path / 'base_A'},{tmp_path / 'base_B'}",
+                 "--run", f"sft={tmp_path / 'sft'}", "--out", str(out)]) == 0
+    rows = {(r["run"], r["task"]): r for r in csv.DictReader(open(out / "compare.csv"))}
+    assert (rows["base", "box_to_plate"]["successes"], rows["base", "box_to_plate"]["episodes"]) == ("3", "4")
+    assert (rows["base", "mean"]["successes"], rows["base", "mean"]["episodes"]) == ("4", "8")
+    assert rows["sft", "box_to_plate"]["episodes"] == "0" and rows["sft", "mean"]["episodes"] == "4"
+    lo, hi = float(rows["base", "bottle_to_basket"]["ci_low"]), float(rows["base", "bottle_to_basket"]["ci_high"])
+    assert 0 < lo < 0.25 < hi < 1  # Wilson interval around 1/4
+    assert float(rows["sft", "bottle_to_basket"]["ci_low"]) == 0.0
+    md = (out / "compare.md").read_text()
+    assert "| box_to_plate | 3/4 (75 %) | — |" in md and "| all tasks (pooled) | 4/8 (50 %) | 0/4 (0 %) |" in md
+    assert (out / "success_bars.png").stat().st_size > 1000

@@ -1,4 +1,4 @@
-"""``roboalign eval libero|offline|probe``: closed-loop LIBERO success, offline action MSE, KNN phase probe.
+"""``roboalign eval libero|offline|probe|compare``: LIBERO success, offline action MSE, KNN probe, run comparison.
 
 Examples::
 
@@ -8,6 +8,7 @@ Examples::
     roboalign eval offline --checkpoint CKPT --dataset /work/data/libero_object_4tasks
     roboalign eval probe --dataset /work/data/libero_object_4tasks --task bottle_to_basket \\
         --backbone base=tiny --backbone sft=/work/runs/.../sft --backbone grpo=/work/runs/.../grpo
+    roboalign eval compare --run base=/work/runs/vla_eval_base --run grpo=DIR_A,DIR_B --out /work/runs/vla_compare
 """
 
 from __future__ import annotations
@@ -132,6 +133,21 @@ def _probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from roboalign.evaluation.compare import markdown, write_comparison
+
+    runs = {}
+    for item in args.run:
+        if "=" not in item:
+            print(f"--run expects name=folder[,folder...], got {item!r}", file=sys.stderr)
+            return 2
+        name, folders = item.split("=", 1)
+        runs[name] = folders.split(",")
+    rows = write_comparison(runs, args.out, tasks=args.tasks, title=args.title)
+    print(markdown(rows))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="roboalign eval", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="what", required=True)
@@ -181,6 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--threads", type=int, default=1)
     pr.add_argument("--out", default=None)
     pr.set_defaults(fn=_probe)
+
+    cmp_ = sub.add_parser("compare", help="per-task success of several eval runs side by side + bar plot")
+    cmp_.add_argument("--run", action="append", required=True,
+                      help="name=folder[,folder...] of `eval libero --out` folders (repeat per run)")
+    cmp_.add_argument("--tasks", nargs="+", default=None)
+    cmp_.add_argument("--title", default="")
+    cmp_.add_argument("--out", required=True)
+    cmp_.set_defaults(fn=_compare)
     return ap
 
 
