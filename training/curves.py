@@ -68,7 +68,14 @@ def plot_curves(runs: dict[str, Sequence[dict[str, Any]]], path: str | Path, tit
             pts = [(r["step"], r[key]) for r in rows if key in r and "step" in r]
             if pts:
                 xs, ys = zip(*pts, strict=True)
-                ax.plot(xs, ys, label=name, marker="." if len(pts) < 30 else None)
+                noisy = len(pts) >= 20 and key != "learning_rate"
+                line = ax.plot(xs, ys, label=name, marker="." if len(pts) < 30 else None, alpha=0.35 if noisy else 1)
+                if noisy:  # a centred moving average over ~1/10 of the run makes the trend readable
+                    from scipy.ndimage import uniform_filter1d
+
+                    w = max(3, len(ys) // 10)
+                    ax.plot(xs, uniform_filter1d(ys, size=w, mode="nearest"), color=line[0].get_color(),
+                            label=f"{name} (mean of {w})")
         ax.set_title(key, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.grid(alpha=0.3)

@@ -40,7 +40,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sft-steps", type=int, default=None, help="override the SFT config's max_steps")
     p.add_argument("--grpo-steps", type=int, default=None, help="override the GRPO config's max_steps")
     p.add_argument("--max-train-episodes", type=int, default=None)
-    p.add_argument("--eval-stride", type=int, default=8, help="held-out prompt every N steps")
+    p.add_argument("--eval-stride", type=int, default=4,
+                   help="held-out prompt every N steps (4: ~220 prompts, standard error of r_a ~0.012)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for the tiny model)")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
