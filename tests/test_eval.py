@@ -130,6 +130,40 @@ def test_libero_harness_runs_a_vla_episode_end_to_end(tmp_path):
     assert (tmp_path / "rollouts.png").stat().st_size > 1000 and (tmp_path / "episodes.csv").is_file()
 
 
+@pytest.mark.sim
+@pytest.mark.slow
+def test_rendering_only_policy_steps_gives_the_same_rollout():
+    """Skipping the frames the policy never sees changes nothing: same chunks, same images, same end state."""
+    import dataclasses
+
+    from test_vla import _vla
+
+    from roboalign.evaluation.libero_eval import LiberoEvalConfig, run_episode
+    from roboalign.runtime.policy import Policy
+    from roboalign.runtime.torch_backend import TorchBackend
+    from roboalign.sim.libero_env import LiberoEnv, LiberoEnvConfig
+
+    cfg = LiberoEvalConfig(tasks=("bottle_to_basket",), episodes=1, max_steps=12, execute_steps=4, antialias=False,
+                           camera_size=64, strip_episodes=0)
+    runs = []
+    with LiberoEnv(LiberoEnvConfig(task="bottle_to_basket", camera_size=64, antialias=False, max_steps=12)) as env:
+        env.reset(init_state=5)  # the first reset of a new env lands ~4e-4 rad apart from later ones (LIBERO)
+        for only in (True, False):
+            policy = Policy(TorchBackend(_vla(1)), seed=0, warmup=0)
+            seen, act = [], policy.act
+            policy.act = lambda obs, act=act, seen=seen: (  # type: ignore[method-assign]
+                seen.append((obs.images["agentview"].copy(), obs.state.copy())) or act(obs))
+            r = run_episode(env, policy, 5, dataclasses.replace(cfg, render_policy_steps_only=only), record=False,
+                            task="bottle_to_basket")
+            runs.append((seen, env.robot_state()["joint_pos"].copy(), r.steps))
+    (seen_a, q_a, steps_a), (seen_b, q_b, steps_b) = runs
+    assert steps_a == steps_b == 12 and len(seen_a) == len(seen_b) == 3
+    for (img_a, st_a), (img_b, st_b) in zip(seen_a, seen_b, strict=True):
+        assert img_a.shape == (64, 64, 3) and np.array_equal(img_a, img_b) and np.array_equal(st_a, st_b)
+    assert not np.array_equal(seen_a[0][0], seen_a[-1][0]) or not np.array_equal(seen_a[0][1], seen_a[-1][1])
+    np.testing.assert_array_equal(q_a, q_b)
+
+
 def test_compare_merges_episode_logs_of_split_runs(tmp_path):
     """Two lanes of one run plus another run: deduplicated per (task, init state), Wilson CIs, table + plot."""
     from roboalign.evaluation.cli import main

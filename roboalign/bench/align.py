@@ -8,7 +8,9 @@ Runs the tiny CPU pipeline end to end on a LIBERO episode dataset (``roboalign c
 
 and scores each on robot prompts of the *held-out* episodes (the dataset's val split: other LIBERO init
 states) with the GRPO rewards, greedy decoding: mean prefix accuracy r_a and format reward r_f (plus the
-same with temperature-1 sampling, first-token accuracy and parse rate in the table). Writes
+same with temperature-1 sampling, first-token accuracy and parse rate in the table). The same scores on an
+equally large sample of *training* prompts (the ones SFT and GRPO optimise) tell apart "GRPO does not raise
+the reward" from "GRPO raises it on what it saw, but it does not transfer to new scenes". Writes
 ``<out>/align_results.{json,md}`` and the curves ``<figures>/align_curves.png`` (+ CSV), and prints the
 final line ``align: base_acc=<a> sft_acc=<b> grpo_acc=<c> grpo_format=<f>``.
 """
@@ -56,14 +58,26 @@ def _eval_all(aligned: Any, prompts: list[dict[str, Any]], progress: bool, name:
     return {"greedy": greedy.to_dict(), "sampled": sampled.to_dict()}
 
 
-def _table(results: dict[str, dict[str, Any]]) -> str:
-    lines = ["| model | r_a (greedy) | r_f (greedy) | first token | parsed | r_a (sampled) | r_f (sampled) |",
-             "|---|---|---|---|---|---|---|"]
+def _table(results: dict[str, dict[str, Any]], train: dict[str, dict[str, Any]]) -> str:
+    lines = ["| model | r_a (greedy) | r_f (greedy) | first token | parsed | r_a (sampled) | r_f (sampled) "
+             "| train r_a (greedy) | train r_a (sampled) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         g, s = r["greedy"], r["sampled"]
+        t = train.get(name)
+        tr = f"{t['greedy']['acc']:.3f} | {t['sampled']['acc']:.3f}" if t else "- | -"
         lines.append(f"| {name} | {g['acc']:.3f} | {g['format']:.3f} | {g['first_token']:.3f} | {g['parsed']:.3f} "
-                     f"| {s['acc']:.3f} | {s['format']:.3f} |")
+                     f"| {s['acc']:.3f} | {s['format']:.3f} | {tr} |")
     return "\n".join(lines)
+
+
+def train_prompt_subset(prompts: list[dict[str, Any]], n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """``n`` training prompts drawn without replacement (all of them if there are fewer), in a fixed order."""
+    import random
+
+    if n >= len(prompts):
+        return list(prompts)
+    return random.Random(seed).sample(prompts, n)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,24 +115,31 @@ def main(argv: list[str] | None = None) -> int:
                             replace(sample_config(data), stride=args.eval_stride))
     print(f"align: {len(prompts)} held-out prompts, FAST vocab {fast.vocab_size}, mean target "
           f"{sum(len(p['target_fast']) for p in prompts) / len(prompts):.1f} FAST tokens", flush=True)
+    train_prompts = train_prompt_subset(
+        robot_samples(train, norm, fast, base.template, base.action_vocab, replace(sample_config(data), stride=2)),
+        len(prompts))
     results: dict[str, Any] = {"base": _eval_all(base, prompts, progress, "base")}
+    on_train: dict[str, Any] = {"base": _eval_all(base, train_prompts, progress, "base, train prompts")}
     timings = {"eval_base_s": time.time() - t_wall}
 
     t, c = time.time(), time.process_time()
     sft = run_sft(sft_cfg, train=train)
     timings["sft_s"], timings["sft_cpu_s"] = time.time() - t, time.process_time() - c
     results["sft"] = _eval_all(sft, prompts, progress, "sft")
+    on_train["sft"] = _eval_all(sft, train_prompts, progress, "sft, train prompts")
 
     t, c = time.time(), time.process_time()
     grpo = run_grpo(grpo_cfg, train=train)
     timings["grpo_s"], timings["grpo_cpu_s"] = time.time() - t, time.process_time() - c
     results["sft+grpo"] = _eval_all(grpo, prompts, progress, "sft+grpo")
+    on_train["sft+grpo"] = _eval_all(grpo, train_prompts, progress, "sft+grpo, train prompts")
 
     timings.update(total_wall_s=time.time() - t_wall, total_cpu_s=time.process_time() - t_cpu)
-    table = _table(results)
+    table = _table(results, on_train)
     print(table)
     out.mkdir(parents=True, exist_ok=True)
-    summary = {"results": results, "timings": timings, "data": args.data, "train_episodes": len(train),
+    summary = {"results": results, "train_prompt_results": on_train, "timings": timings, "data": args.data,
+               "train_episodes": len(train),
                "heldout_episodes": len(held), "heldout_prompts": len(prompts), "fast_vocab": fast.vocab_size,
                "sft_steps": sft_cfg.max_steps, "grpo_steps": grpo_cfg.max_steps}
     (out / "align_results.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -81,7 +81,8 @@ def _libero(args: argparse.Namespace) -> int:
     cfg = LiberoEvalConfig(tasks=tuple(args.tasks), episodes=args.episodes, first_init_state=args.first_init_state,
                            action_space=space, max_steps=args.max_steps, execute_steps=args.execute_steps,
                            camera_size=args.camera_size, antialias=not args.no_antialias,
-                           strip_episodes=args.strip_episodes, seed=args.seed)
+                           strip_episodes=args.strip_episodes, seed=args.seed,
+                           render_policy_steps_only=not args.render_every_step)
     results = evaluate_parallel(factory, cfg, args.workers, out=args.out, env_tasks=env_tasks)
     rows = success_table(results)
     print(markdown_table(rows, title=f"{args.policy} {args.checkpoint or ''}".strip()))
@@ -167,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     lib.add_argument("--camera-size", type=int, default=128)
     lib.add_argument("--no-antialias", action="store_true", help="render without multisampling (match the data)")
     lib.add_argument("--strip-episodes", type=int, default=2)
+    lib.add_argument("--render-every-step", action="store_true",
+                     help="render the cameras after every step, not only where the policy looks (same rollout, slower)")
     lib.add_argument("--seed", type=int, default=0)
     lib.add_argument("--threads", type=int, default=1)
     lib.add_argument("--workers", type=int, default=1, help="processes (tasks are split over them)")
