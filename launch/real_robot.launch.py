@@ -1,11 +1,14 @@
-"""Franka Research 3 + RealSense cameras + policy + bridge (start franka_ros2's bringup first):
+"""Franka Research 3 + RealSense cameras + policy + bridge + gripper relay (start franka_ros2's bringup first):
 
     ros2 launch roboalign_policy real_robot.launch.py checkpoint:=/path/to/export [dry_run:=true]
         [camera_driver:=realsense|pyrealsense2|none] [command_topic:=/fr3_arm_controller/joint_trajectory]
-        [backend:=onnxruntime|torch|tensorrt] [record_dir:=DIR]
+        [gripper:=franka_gripper|topic] [backend:=onnxruntime|torch|tensorrt] [record_dir:=DIR]
 
-dry_run is true by default: the bridge computes and checks every command and sends nothing until you
-relaunch with dry_run:=false. camera_driver:=realsense includes realsense-ros' rs_launch.py once per
+dry_run is true by default: the bridge computes and checks every command and the gripper relay logs its
+goals, and nothing is sent until you relaunch with dry_run:=false. gripper:=franka_gripper (default) starts
+gripper_relay, which turns the bridge's gripper command into franka_gripper Move (open) / Grasp (close)
+goals (parameters in config/real_robot.yaml); gripper:=topic leaves the command on gripper_command_topic
+for a controller. camera_driver:=realsense includes realsense-ros' rs_launch.py once per
 camera of config/real_robot_graph.yaml (topics /camera/<name>/color/image_raw); pyrealsense2 starts our
 camera_node instead; none expects the images from elsewhere. Nodes, arguments and parameters are data:
 config/real_robot_graph.yaml + config/real_robot.yaml (the same files `roboalign demo --graph real_robot`

@@ -131,4 +131,67 @@ if ! stamp_ok colcon "$WS_HASH-$ROS_MODE" || ! "$ROOT/scripts/run" python -c "im
     die "ros2_ws built but roboalign_msgs does not import; see ros2_ws/colcon_build.log"
   stamp_set colcon "$WS_HASH-$ROS_MODE"
 fi
+
+# ---------------------------------------------------------------- 7. franka_msgs stand-in (only without franka_ros2)
+# ros2_ws/compat/franka_msgs (gripper actions only, same definitions as franka_ros2) is built only when no
+# real franka_msgs exists, and an earlier build of it is removed as soon as a real one appears, so it never
+# shadows franka_ros2 (ros2_ws/compat/README.md). A real one: a franka_msgs share in another prefix of
+# AMENT_PREFIX_PATH/CMAKE_PREFIX_PATH, one in the venv without our marker, or an import from elsewhere.
+COMPAT_SRC="$ROOT/ros2_ws/compat/franka_msgs"
+COMPAT_BUILD="$ROOT/ros2_ws/build_compat"
+COMPAT_MANIFEST="$STAMPS/franka_msgs_compat.manifest"
+real_franka_msgs() {
+  local p
+  for p in ${AMENT_PREFIX_PATH:+${AMENT_PREFIX_PATH//:/ }} ${CMAKE_PREFIX_PATH:+${CMAKE_PREFIX_PATH//:/ }}; do
+    [[ "$(realpath -m "$p")" == "$(realpath -m "$VENV")" ]] && continue
+    [[ -f "$p/share/franka_msgs/package.xml" ]] && { echo "$p"; return 0; }
+  done
+  [[ -f "$VENV/share/franka_msgs/package.xml" && ! -f "$VENV/share/franka_msgs/roboalign_compat" ]] &&
+    { echo "$VENV"; return 0; }
+  "$PY" - "$VENV" <<'PYEOF' 2>/dev/null
+import importlib.util, os, sys
+spec = importlib.util.find_spec("franka_msgs")
+ok = spec is not None and spec.origin and not os.path.realpath(spec.origin).startswith(os.path.realpath(sys.argv[1]))
+print(os.path.dirname(spec.origin)) if ok else None
+sys.exit(0 if ok else 1)
+PYEOF
+}
+remove_compat() {
+  local site
+  site="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  [[ -f "$COMPAT_MANIFEST" ]] && xargs -d '\n' rm -f <"$COMPAT_MANIFEST"
+  rm -rf "$VENV/share/franka_msgs" "$VENV/include/franka_msgs" "$site/franka_msgs" "$site"/franka_msgs-*.egg-info \
+    "$COMPAT_BUILD" "$COMPAT_MANIFEST" "$STAMPS/franka_msgs_compat"
+  rm -f "$VENV/share/ament_index/resource_index/packages/franka_msgs" "$VENV/share/colcon-core/packages/franka_msgs"
+}
+if REAL="$(real_franka_msgs)"; then
+  if [[ -f "$VENV/share/franka_msgs/roboalign_compat" ]]; then
+    log "a real franka_msgs is installed ($REAL): removing the RoboAlign stand-in from the venv"
+    remove_compat
+  fi
+  log "using franka_msgs from $REAL"
+else
+  COMPAT_HASH="$( (cd "$ROOT" && find ros2_ws/compat -type f | sort | xargs sha256sum) | sha256sum | cut -c1-16)"
+  if ! stamp_ok franka_msgs_compat "$COMPAT_HASH-$ROS_MODE" ||
+     ! "$ROOT/scripts/run" python -c "from franka_msgs.action import Grasp, Homing, Move" 2>/dev/null; then
+    log "no franka_msgs (franka_ros2) found: building the gripper-action stand-in ros2_ws/compat/franka_msgs"
+    rm -rf "$COMPAT_BUILD"
+    (
+      cd "$ROOT/ros2_ws"
+      if [[ $ROS_MODE == wheels ]]; then
+        export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV"
+      fi
+      COLCON="$VENV/bin/colcon"; [[ -x "$COLCON" ]] || COLCON="$(command -v colcon)"
+      # --base-paths is the package itself: ros2_ws/compat/COLCON_IGNORE hides it from every other crawl
+      "$COLCON" --log-base log build --base-paths "$COMPAT_SRC" --build-base "$COMPAT_BUILD" --merge-install \
+        --install-base "$VENV" --event-handlers console_direct- \
+        --cmake-args -DBUILD_TESTING=OFF "-DPython3_EXECUTABLE=$PY" >"$ROOT/ros2_ws/colcon_build_compat.log" 2>&1
+    ) || die "building the franka_msgs stand-in failed; see ros2_ws/colcon_build_compat.log"
+    mkdir -p "$STAMPS"
+    cp "$COMPAT_BUILD/franka_msgs/install_manifest.txt" "$COMPAT_MANIFEST"
+    "$ROOT/scripts/run" python -c "from franka_msgs.action import Grasp, Homing, Move" ||
+      die "the franka_msgs stand-in built but does not import; see ros2_ws/colcon_build_compat.log"
+    stamp_set franka_msgs_compat "$COMPAT_HASH-$ROS_MODE"
+  fi
+fi
 log "ready (venv: $VENV, ROS 2: $ROS_MODE)"

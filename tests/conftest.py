@@ -1,12 +1,24 @@
-"""Shared pytest setup: offline Hugging Face, local DDS, a unique ROS domain per test session."""
+"""Shared pytest setup: offline Hugging Face, local DDS, a unique ROS domain per test session, the ``ros``
+executor fixture of the ROS 2 tests."""
 
 from __future__ import annotations
 
 import os
 import random
 
+import pytest
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 # A per-session domain keeps parallel test runs on one machine from hearing each other.
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1, 100)))
+
+
+@pytest.fixture
+def ros():
+    """ROS 2 tests: ``add(*nodes)`` puts nodes on a MultiThreadedExecutor spinning in the background; all torn
+    down after the test (rclpy is imported only by the tests that use it)."""
+    from tests.ros_helpers.executor import spinning_executor
+
+    yield from spinning_executor()

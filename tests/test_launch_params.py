@@ -25,10 +25,12 @@ from roboalign_policy.params import declare_params  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "ros2_ws/src/roboalign_policy/config"
 LAUNCH = ROOT / "launch"
-CHEAP = {"policy_node": "PolicyNode", "bridge_node": "BridgeNode"}  # constructed for real (no model load, no sim)
+CHEAP = {"policy_node": "PolicyNode", "bridge_node": "BridgeNode",  # constructed for real (no model load, no sim)
+         "gripper_relay": "GripperRelay"}
 CASES = [("sim", {}), ("sim", {"backend": "onnxruntime", "checkpoint": "/models/tiny", "dry_run": "true"}),
          ("real_robot", {"checkpoint": "/models/export", "camera_driver": "pyrealsense2"}),
-         ("real_robot", {"checkpoint": "/models/export", "dry_run": "false", "camera_driver": "none"})]
+         ("real_robot", {"checkpoint": "/models/export", "dry_run": "false", "camera_driver": "none"}),
+         ("real_robot", {"checkpoint": "/models/export", "camera_driver": "none", "gripper": "topic"})]
 
 
 @pytest.fixture
@@ -82,18 +84,23 @@ def test_every_node_starts_with_its_launch_parameters(ros, graph_name, values) -
             n.destroy_node()
     if graph_name == "sim":
         assert started == ["sim_robot_node", "policy_node", "bridge_node"]
-    elif args["camera_driver"] == "pyrealsense2":
-        assert started == ["policy_node", "bridge_node", "agentview_camera", "wrist_camera"]
     else:
-        assert started == ["policy_node", "bridge_node"]
+        expected = ["policy_node", "bridge_node"] + (["gripper_relay"] if args["gripper"] == "franka_gripper" else [])
+        if args["camera_driver"] == "pyrealsense2":
+            expected += ["agentview_camera", "wrist_camera"]
+        assert started == expected
     if graph_name == "real_robot":
         assert args["dry_run"] is (values.get("dry_run", "true") == "true")
+        # one argument sets both: the gripper relay never sends goals while the bridge is in dry run
+        assert set(graph.arguments["dry_run"].nodes) == {"bridge_node", "gripper_relay"}
 
 
 def test_real_robot_defaults_are_safe() -> None:
     graph = load_graph("real_robot", CONFIG)
-    bridge = yaml.safe_load(graph.params_file.read_text())["bridge_node"]["ros__parameters"]
+    params = yaml.safe_load(graph.params_file.read_text())
+    bridge = params["bridge_node"]["ros__parameters"]
     assert graph.arguments["dry_run"].default is True and bridge["dry_run"] is True
+    assert params["gripper_relay"]["ros__parameters"]["dry_run"] is True
     assert bridge["joint_limits"] == "fr3" and bridge["velocity_scale"] <= 0.5 and bridge["home_first"]
 
 
@@ -154,6 +161,6 @@ def test_yaml_and_launch_argument_defaults_agree(graph_name) -> None:
     graph = load_graph(graph_name, CONFIG)
     params = yaml.safe_load(graph.params_file.read_text())
     for a in graph.arguments.values():
-        if a.node:
-            section = params[a.node]["ros__parameters"]
-            assert section.get(a.param, a.default) == a.default, f"{a.node}.{a.param}: YAML vs argument {a.name}"
+        for node in a.nodes:
+            section = params[node]["ros__parameters"]
+            assert section.get(a.param, a.default) == a.default, f"{node}.{a.param}: YAML vs argument {a.name}"

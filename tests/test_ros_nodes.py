@@ -10,7 +10,6 @@ limits, stale, early, wrong size) ever reaches the command topic outside the lim
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import numpy as np
@@ -20,7 +19,6 @@ pytestmark = pytest.mark.ros
 
 rclpy = pytest.importorskip("rclpy", reason="needs ROS 2 (make setup)")
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter as P  # noqa: E402
 from roboalign_msgs.msg import ActionChunk, EpisodeStatus, PolicyStatus  # noqa: E402
 from roboalign_msgs.srv import TaskCommand  # noqa: E402
@@ -33,45 +31,12 @@ from std_srvs.srv import SetBool  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from roboalign.action_space import FR3_LIMITS  # noqa: E402
+from tests.ros_helpers.executor import wait_until  # noqa: E402
 from tests.ros_helpers.kinematic_robot import START, KinematicRobot  # noqa: E402
 
 CAM = "/camera/test/color/image_raw"
 GOAL = [1.2, -0.5, 0.0, -2.0, 0.0, 1.8, 0.8]
 R = TaskCommand.Request
-
-
-def wait_until(pred, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-@pytest.fixture
-def ros():
-    """Add nodes to one MultiThreadedExecutor spinning in the background; everything is torn down after."""
-    rclpy.init()
-    ex = MultiThreadedExecutor(num_threads=8)
-    nodes = []
-
-    def add(*new):
-        for n in new:
-            ex.add_node(n)
-            nodes.append(n)
-        return new[0] if len(new) == 1 else new
-
-    th = threading.Thread(target=ex.spin, daemon=True)
-    th.start()
-    yield add
-    ex.shutdown(timeout_sec=2.0)
-    th.join(timeout=5.0)
-    for n in nodes:
-        if hasattr(n, "close"):
-            n.close()
-        n.destroy_node()
-    rclpy.shutdown()
 
 
 class Listener:

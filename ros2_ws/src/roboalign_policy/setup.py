@@ -20,7 +20,7 @@ setup(
     zip_safe=True,
     maintainer="RoboAlign maintainers",
     maintainer_email="maintainers@roboalign.example.com",
-    description="RoboAlign ROS 2 nodes: policy, bridge, camera, simulated robot.",
+    description="RoboAlign ROS 2 nodes: policy, bridge, camera, simulated robot, franka_gripper relay.",
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
@@ -28,6 +28,7 @@ setup(
             f"bridge_node = {PACKAGE}.bridge_node:main",
             f"camera_node = {PACKAGE}.camera_node:main",
             f"sim_robot_node = {PACKAGE}.sim_robot_node:main",
+            f"gripper_relay = {PACKAGE}.gripper_relay:main",
         ],
     },
 )

@@ -2,7 +2,8 @@
 
 A graph file (``config/<name>_graph.yaml``) names a ROS parameters file, the nodes to start (executable,
 node name, remappings, extra parameters, ``use_sim_time``, an optional ``when`` condition on the launch
-arguments) and the launch arguments with their defaults and the node parameter each one sets. The launch
+arguments) and the launch arguments with their defaults and the node parameter each one sets
+(``node`` may list several nodes, e.g. ``dry_run`` sets the bridge's and the gripper relay's). The launch
 files (``launch/sim.launch.py``, ``launch/real_robot.launch.py``) turn it into ``launch_ros`` Node actions;
 ``roboalign demo`` turns it into processes started with the same ``--ros-args``. No rclpy import here.
 """
@@ -39,13 +40,13 @@ def config_dir() -> Path:
 
 @dataclass(frozen=True)
 class Argument:
-    """A launch argument: its default, type and the node parameter it sets."""
+    """A launch argument: its default, type and the parameter ``param`` it sets on each node of ``nodes``."""
 
     name: str
     default: Any
     type: str
     description: str
-    node: str | None = None
+    nodes: tuple[str, ...] = ()
     param: str | None = None
 
     def parse(self, text: str | Any) -> Any:
@@ -97,7 +98,7 @@ class Graph:
         """Parameters set on top of the parameters file: the node's own, then the launch arguments'."""
         params = dict(node.parameters)
         for a in self.arguments.values():
-            if a.node == node.name and a.param:
+            if node.name in a.nodes and a.param:
                 params[a.param] = args[a.name]
         params["use_sim_time"] = node.use_sim_time
         return params
@@ -121,8 +122,9 @@ def load_graph(name: str | Path, directory: Path | None = None) -> Graph:
     for n, a in (raw.get("arguments") or {}).items():
         if a.get("type", "str") not in _TYPES:
             raise ValueError(f"{path}: argument {n} has type {a.get('type')!r}; valid: {', '.join(_TYPES)}")
-        args[n] = Argument(n, a.get("default"), a.get("type", "str"), a.get("description", ""), a.get("node"),
-                           a.get("param"))
+        targets = a.get("node") or ()  # one node name or a list of them (e.g. dry_run: bridge and gripper)
+        args[n] = Argument(n, a.get("default"), a.get("type", "str"), a.get("description", ""),
+                           (targets,) if isinstance(targets, str) else tuple(targets), a.get("param"))
     nodes = []
     for i, n in enumerate(raw["nodes"]):
         missing = [k for k in ("executable", "name") if k not in n]
