@@ -6,8 +6,11 @@
 Per task, ``--trials-per-object`` (24) trials for each object: the four real objects of the task
 (``roboalign.tasks``), or in simulation the task's LIBERO object. Each trial is an operator command
 through the bridge (``roboalign say``); success is the sim predicate, or the operator's y/n on the real
-robot (press Enter to stop a real episode early). Results accumulate in ``--out`` (resumable: finished
-trials are skipped on a re-run; ``--label`` tells models apart, like the paper's base / SFT / RoboAlign
+robot (press Enter to stop a real episode early). In simulation trial k of a task starts from LIBERO init
+state ``--first-init-state`` + k (sent with the START command; the init state the simulator reports is
+checked and recorded), so a trial run can be repeated exactly. Results accumulate in ``--out`` (resumable:
+finished trials are skipped on a re-run, and a finished trial recorded with another init state than the
+plan's is an error; ``--label`` tells models apart, like the paper's base / SFT / RoboAlign
 columns): ``trials.csv`` (one row per trial), ``results.csv`` + ``results.md`` (success rate per task and
 object, one column per label) and ``results.png`` (bar plot). With ``--launch sim`` episodes are recorded
 as rosbag2 under ``<out>/episodes``.
@@ -44,18 +47,30 @@ class Trial:
     episode: int
     instruction: str
     message: str
+    init_state: int = -1  # sim: the LIBERO init state the scene was reset to; real: -1
 
 
-def plan(tasks: list[Task], mode: str, trials_per_object: int) -> list[tuple[Task, str, int]]:
-    """(task, object, trial index) for every trial of the protocol."""
+@dataclass(frozen=True)
+class PlannedTrial:
+    task: Task
+    object: str
+    trial: int
+    init_state: int  # sim: LIBERO init state to reset the scene to; real: -1 (the operator sets the scene up)
+
+
+def plan(tasks: list[Task], mode: str, trials_per_object: int, first_init_state: int = 0) -> list[PlannedTrial]:
+    """Every trial of the protocol; in sim, trial k of each task starts from init state first_init_state + k."""
     if mode not in ("sim", "real"):
         raise ValueError(f"mode {mode!r}; valid: sim, real")
     if trials_per_object < 1:
         raise ValueError(f"trials_per_object must be >= 1, got {trials_per_object}")
+    if first_init_state < 0:
+        raise ValueError(f"first_init_state must be >= 0, got {first_init_state}")
     out = []
     for t in tasks:
         objects = [t.sim_object] if mode == "sim" else list(t.objects)
-        out += [(t, o, k) for o in objects for k in range(trials_per_object)]
+        out += [PlannedTrial(t, o, k, first_init_state + k if mode == "sim" else -1)
+                for o in objects for k in range(trials_per_object)]
     return out
 
 
@@ -70,7 +85,8 @@ def read_trials(out: Path) -> list[Trial]:
             try:
                 rows.append(Trial(r["label"], r["mode"], r["task"], r["object"], int(r["trial"]),
                                   r["success"] == "True", r["outcome"], int(r["steps"]), float(r["elapsed_s"]),
-                                  int(r["episode"]), r["instruction"], r["message"]))
+                                  int(r["episode"]), r["instruction"], r["message"],
+                                  int(r.get("init_state") or -1)))  # older files have no init_state column
             except (KeyError, ValueError) as e:
                 raise ValueError(f"{path}: row {i} is malformed ({e!r}); fix or remove it") from e
     return rows
@@ -188,12 +204,12 @@ def ask_operator(prompt: str, console: Console) -> str:
 
 
 def run_trial(client, task: Task, obj: str, mode: str, timeout: float, echo: Callable[[str], None],
-              console: Console | None) -> dict[str, Any] | None:
+              console: Console | None, init_state: int = -1) -> dict[str, Any] | None:
     """One episode through the bridge; returns the outcome fields (None if the operator skipped it)."""
     from roboalign.operator import format_status
 
     instruction = task.instruction(obj if mode == "real" else None, domain=mode)
-    res = client.command("start", task=task.name, instruction=instruction)
+    res = client.command("start", task=task.name, instruction=instruction, init_state=init_state)
     if not res.accepted:
         raise RuntimeError(f"the bridge refused the trial: {res.message}")
     episode = int(res.message.split()[1].rstrip(":"))
@@ -210,6 +226,11 @@ def run_trial(client, task: Task, obj: str, mode: str, timeout: float, echo: Cal
         client.command("stop")
         final = client.wait_for_status(lambda s: s.episode == episode and s.terminal, timeout=10.0)
     outcome = final.phase if final is not None else "no outcome"
+    used = final.init_state if final is not None else -1
+    if mode == "sim" and final is not None and final.message.startswith("sim reset failed"):
+        raise RuntimeError(f"the simulator could not set up the trial: {final.message}")  # not the policy's fault
+    if init_state >= 0 and final is not None and used != init_state:
+        raise RuntimeError(f"trial asked for init state {init_state}, the simulator reports {used}")
     if mode == "sim":
         success = outcome == "success"
     else:
@@ -220,32 +241,49 @@ def run_trial(client, task: Task, obj: str, mode: str, timeout: float, echo: Cal
         outcome = f"operator:{verdict} ({outcome})"
     return {"success": success, "outcome": outcome, "steps": final.steps if final else 0,
             "elapsed_s": round(final.elapsed_s, 3) if final else 0.0, "episode": episode,
-            "instruction": res.instruction, "message": final.message if final else ""}
+            "instruction": res.instruction, "message": final.message if final else "", "init_state": used}
+
+
+def pending(planned: list[PlannedTrial], finished: list[Trial], label: str, mode: str) -> list[PlannedTrial]:
+    """The planned trials not yet finished; raises ValueError if a finished trial used another init state."""
+    done = {(t.label, t.mode, t.task, t.object, t.trial): t for t in finished}
+    todo = []
+    for p in planned:
+        t = done.get((label, mode, p.task.name, p.object, p.trial))
+        if t is None:
+            todo.append(p)
+        elif mode == "sim" and t.init_state >= 0 and t.init_state != p.init_state:
+            raise ValueError(f"{TRIALS_CSV}: {label} {p.task.name} trial {p.trial} ran from init state "
+                             f"{t.init_state}, the plan says {p.init_state}: use the same --first-init-state "
+                             "or another --out")
+    return todo
 
 
 def run_trials(client, tasks: list[Task], mode: str, trials_per_object: int, out: Path, label: str,
                timeout: float = 600.0, echo: Callable[[str], None] = print,
-               console: Console | None = None) -> list[dict[str, Any]]:
+               console: Console | None = None, first_init_state: int = 0) -> list[dict[str, Any]]:
     """Run every trial of the protocol not yet in ``out/trials.csv``; returns the summary."""
     from tqdm import tqdm
 
     out.mkdir(parents=True, exist_ok=True)
-    done = {(t.label, t.mode, t.task, t.object, t.trial) for t in read_trials(out)}
-    todo = [p for p in plan(tasks, mode, trials_per_object) if (label, mode, p[0].name, p[1], p[2]) not in done]
-    echo(f"[trials] {len(todo)} trials to run ({len(done)} already in {out / TRIALS_CSV})")
+    finished = read_trials(out)
+    todo = pending(plan(tasks, mode, trials_per_object, first_init_state), finished, label, mode)
+    echo(f"[trials] {len(todo)} trials to run ({len(finished)} already in {out / TRIALS_CSV})")
     if mode == "real" and console is None:
         console = Console()
-    for task, obj, k in tqdm(todo, desc="trials", disable=len(todo) < 2):
+    for p in tqdm(todo, desc="trials", disable=len(todo) < 2):
+        task, obj, k = p.task, p.object, p.trial
         if mode == "real":
             console.ask(f"[trials] set up {task.name} trial {k + 1}/{trials_per_object} with the {obj} "
                         f"({task.source} -> {task.target}), then press Enter ")
-        result = run_trial(client, task, obj, mode, timeout, echo, console)
+        result = run_trial(client, task, obj, mode, timeout, echo, console, p.init_state)
         if result is None:
             echo("[trials] skipped; it will be asked again on the next run")
             continue
         append_trial(out, Trial(label, mode, task.name, obj, k, **result))
+        where = f", init state {result['init_state']}" if result["init_state"] >= 0 else ""
         echo(f"[trials] {task.name} / {obj} #{k + 1}: {'SUCCESS' if result['success'] else 'fail'} "
-             f"({result['outcome']})")
+             f"({result['outcome']}{where})")
         time.sleep(0.5)
     return write_results(out)
 
@@ -262,6 +300,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="ARG=VALUE",
                    help="launch argument of the sim graph, e.g. --set backend=onnxruntime --set checkpoint=DIR")
     p.add_argument("--timeout", type=float, default=600.0, help="wall-clock limit per episode")
+    p.add_argument("--first-init-state", type=int, default=0,
+                   help="sim: trial k starts from LIBERO init state FIRST + k (e.g. 20: states unseen in training)")
     return p
 
 
@@ -286,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
         client.wait_for_bridge(timeout=300.0)
         if client.wait_for_status(timeout=300.0) is None:
             raise RuntimeError("the bridge publishes no episode status (is the robot / simulator running?)")
-        summary = run_trials(client, tasks, args.mode, args.trials_per_object, out, args.label, args.timeout)
+        summary = run_trials(client, tasks, args.mode, args.trials_per_object, out, args.label, args.timeout,
+                             first_init_state=args.first_init_state)
         print((out / RESULTS_MD).read_text(), end="")
         total = [r for r in summary if r["object"] == "all" and r["label"] == args.label]
         print(f"[trials] wrote {out / RESULTS_CSV}, {out / RESULTS_MD}, {out / RESULTS_PNG}; "

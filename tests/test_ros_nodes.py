@@ -177,6 +177,46 @@ def test_bridge_runs_an_episode_homing_then_policy_then_stop(ros) -> None:
     assert not refused.accepted and "valid tasks" in refused.message
 
 
+def test_the_bridge_passes_the_trials_init_state_to_the_sim_reset_and_reports_the_one_used(ros) -> None:
+    """START carries the LIBERO init state to the sim reset service; the sim's answer goes into EpisodeStatus;
+    a reset the sim refuses faults the episode with the sim's reason; a real-robot bridge refuses init states."""
+    requests = []
+
+    def on_reset(req, res):
+        requests.append((req.task, req.init_state))
+        if req.init_state >= 50:
+            res.accepted, res.message = False, f"init_state {req.init_state} is out of range: 50 init states"
+        else:
+            res.accepted, res.message = True, "reset"
+            res.init_state = req.init_state if req.init_state >= 0 else 7  # -1: the sim's own choice
+        return res
+
+    sim = ros(rclpy.create_node("fake_sim_reset"))
+    sim.create_service(TaskCommand, "/sim_robot/reset", on_reset)
+    ros(KinematicRobot([CAM]), bridge(sim_reset_service="/sim_robot/reset", task_domain="sim"))
+    listen = Listener(ros)
+    wait_until(lambda: listen.estatus, 10, "episode status")
+    for asked, used in ((12, 12), (-1, 7)):
+        res = listen.call(listen.cmd, R(command=R.START, task="shelf_to_tray", init_state=asked))
+        assert res.accepted, res.message
+        wait_until(lambda u=used: listen.estatus[-1].init_state == u
+                   and listen.phase() == EpisodeStatus.PHASE_RUNNING, 10, f"RUNNING from init state {used}")
+        assert requests[-1] == ("shelf_to_tray", asked)
+        assert listen.command(R.STOP).accepted
+        wait_until(lambda: listen.phase() == EpisodeStatus.PHASE_STOPPED, 5, "STOPPED")
+    assert listen.call(listen.cmd, R(command=R.START, task="shelf_to_tray", init_state=60)).accepted
+    wait_until(lambda: listen.phase() == EpisodeStatus.PHASE_FAULT, 10, "the refused reset to fault the episode")
+    assert "out of range" in listen.estatus[-1].message and listen.estatus[-1].init_state == -1
+
+
+def test_a_real_robot_bridge_refuses_an_init_state(ros) -> None:
+    ros(KinematicRobot([CAM]), bridge())
+    listen = Listener(ros)
+    wait_until(lambda: listen.estatus, 10, "episode status")
+    res = listen.call(listen.cmd, R(command=R.START, task="bottle_to_basket", init_state=3))
+    assert not res.accepted and "needs a simulator" in res.message
+
+
 def test_stale_camera_holds_within_100_ms_reports_on_diagnostics_and_keeps_the_recording(ros, tmp_path) -> None:
     from rosbags.rosbag2 import Reader
 

@@ -12,6 +12,7 @@ from roboalign.trials import (
     Trial,
     append_trial,
     markdown,
+    pending,
     plan,
     read_trials,
     summarize,
@@ -23,7 +24,8 @@ def test_plan_follows_the_paper_protocol() -> None:
     real = plan(list(DEFAULT_TASKS), "real", 24)
     assert len(real) == 4 * 4 * 24  # 4 tasks x 4 objects x 24 trials
     sim = plan([DEFAULT_TASKS.get("bottle_to_basket")], "sim", 24)
-    assert {o for _, o, _ in sim} == {"ketchup"} and len(sim) == 24
+    assert {p.object for p in sim} == {"ketchup"} and len(sim) == 24
+    assert {p.init_state for p in real} == {-1}  # the operator sets a real scene up
     with pytest.raises(ValueError, match="valid: sim, real"):
         plan(list(DEFAULT_TASKS), "lab", 1)
 
@@ -65,3 +67,33 @@ def test_a_malformed_trial_row_is_named(tmp_path) -> None:
 
 def test_markdown_of_nothing_is_just_a_header() -> None:
     assert markdown([]).count("\n") == 2
+
+
+def test_sim_trials_get_explicit_reproducible_init_states() -> None:
+    tasks = [DEFAULT_TASKS.get("bottle_to_basket"), DEFAULT_TASKS.get("shelf_to_tray")]
+    a = plan(tasks, "sim", 3, first_init_state=20)
+    assert [(p.task.name, p.trial, p.init_state) for p in a] == [
+        ("bottle_to_basket", 0, 20), ("bottle_to_basket", 1, 21), ("bottle_to_basket", 2, 22),
+        ("shelf_to_tray", 0, 20), ("shelf_to_tray", 1, 21), ("shelf_to_tray", 2, 22)]
+    assert plan(tasks, "sim", 3, first_init_state=20) == a  # the same plan every time
+    with pytest.raises(ValueError, match="first_init_state"):
+        plan(tasks, "sim", 3, first_init_state=-1)
+
+
+def test_init_states_are_recorded_and_a_resumed_run_must_use_the_same_ones(tmp_path) -> None:
+    task = DEFAULT_TASKS.get("bottle_to_basket")
+    done = Trial("expert", "sim", task.name, "ketchup", 0, True, "success", 120, 6.0, 1, "i", "", init_state=5)
+    append_trial(tmp_path, done)
+    assert read_trials(tmp_path) == [done]
+    todo = pending(plan([task], "sim", 3, first_init_state=5), read_trials(tmp_path), "expert", "sim")
+    assert [(p.trial, p.init_state) for p in todo] == [(1, 6), (2, 7)]
+    assert len(pending(plan([task], "sim", 3), read_trials(tmp_path), "other_label", "sim")) == 3
+    with pytest.raises(ValueError, match="ran from init state 5, the plan says 0"):
+        pending(plan([task], "sim", 3, first_init_state=0), read_trials(tmp_path), "expert", "sim")
+
+
+def test_trials_csv_from_before_init_states_still_reads(tmp_path) -> None:
+    (tmp_path / TRIALS_CSV).write_text("label,mode,task,object,trial,success,outcome,steps,elapsed_s,episode,"
+                                       "instruction,message\nx,sim,bottle_to_basket,ketchup,0,True,success,1,1.0,1,i,m\n")
+    (t,) = read_trials(tmp_path)
+    assert t.init_state == -1 and t.success

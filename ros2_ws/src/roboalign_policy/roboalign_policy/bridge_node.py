@@ -2,7 +2,8 @@
 
 - ``command_service`` (roboalign_msgs/TaskCommand): START a task by name or free text (matched to the four
   tasks of ``roboalign.tasks``), STOP, HOME, RESET, ESTOP, RELEASE_ESTOP.
-- Episodes (``roboalign.control.episode``): optional scene reset (sim: ``sim_reset_service``), homing at a
+- Episodes (``roboalign.control.episode``): optional scene reset (sim: ``sim_reset_service``; the command's
+  ``init_state`` is passed on and the init state the sim reports goes into EpisodeStatus), homing at a
   reduced speed, then running: the instruction goes to the policy on ``instruction_topic`` (latched), chunks
   come back on ``chunk_topic`` and are executed at ``control_rate_hz`` with temporal ensembling
   (``roboalign.control.controller.ArmController``); success from ``success_topic`` (sim predicate), or
@@ -152,6 +153,7 @@ class BridgeNode(Node):
         self._success = False
         self._reset_future = None
         self._reset_done_at: float | None = None
+        self._init_state = -1  # the sim's init state of the current episode's scene (-1: none / not yet)
         self._last_phase = self.machine.phase
         self._last_reason = ""
         self._counts = {"published": 0, "dry_run": 0, "chunks_rejected": 0, "bad_state": 0, "faults": 0}
@@ -276,8 +278,9 @@ class BridgeNode(Node):
                 raise TransitionError(f"no joint state on {self.p['joint_states_topic']} yet; is the robot up?")
             if self._reset_client is not None and not self._reset_client.service_is_ready():
                 raise TransitionError(f"sim reset service {self.p['sim_reset_service']} is not available")
+            self._check_init_state(req)
             self.machine.start(task, instruction, now)
-            self._begin_episode(now)
+            self._begin_episode(now, req.init_state)
             res.task, res.instruction = task, instruction
             res.message = f"episode {self.machine.episode.index}: {self.machine.episode.message}"
         elif req.command == R.STOP:
@@ -291,10 +294,11 @@ class BridgeNode(Node):
             self.watchdog.arm("state", now)
             res.message = "homing"
         elif req.command == R.RESET:
+            self._check_init_state(req)
             self.machine.reset()
             if self._reset_client is not None:
                 task = self._match(req)[0] if (req.task or req.instruction) else self.machine.episode.task
-                self._request_sim_reset(task)
+                self._request_sim_reset(task, req.init_state)
             res.message = "reset" + (" (scene reset requested)" if self._reset_client else "")
         elif req.command == R.ESTOP:
             self._engage_estop("e-stop from the command service", now)
@@ -307,6 +311,11 @@ class BridgeNode(Node):
                                   "RELEASE_ESTOP=5")
         res.accepted = True
         return res
+
+    def _check_init_state(self, req: TaskCommand.Request) -> None:
+        if req.init_state >= 0 and self._reset_client is None:
+            raise TransitionError(f"init_state {req.init_state} needs a simulator (sim_reset_service); this bridge "
+                                  "drives a real robot: send -1")
 
     def _match(self, req: TaskCommand.Request) -> tuple[str, str]:
         """(task name, instruction for the policy) of a command; raises TaskError listing valid tasks."""
@@ -333,10 +342,10 @@ class BridgeNode(Node):
         grip = self.p["home_gripper"] if last is None else last[-1]
         return np.r_[self._state, grip]
 
-    def _begin_episode(self, now: float) -> None:
+    def _begin_episode(self, now: float, init_state: int = -1) -> None:
         self._success = False
         if self._reset_client is not None:
-            self._request_sim_reset(self.machine.episode.task)
+            self._request_sim_reset(self.machine.episode.task, init_state)
         else:
             self.ctrl.reset(self._measured(), now)
         self.watchdog.arm("state", now)
@@ -346,12 +355,13 @@ class BridgeNode(Node):
         if self.machine.phase is Phase.RUNNING and self._reset_future is None:
             self._start_running(now)
 
-    def _request_sim_reset(self, task: str) -> None:
+    def _request_sim_reset(self, task: str, init_state: int = -1) -> None:
         if not self._reset_client.service_is_ready():
             raise TransitionError(f"sim reset service {self.p['sim_reset_service']} is not available")
         self._reset_future = self._reset_client.call_async(TaskCommand.Request(command=TaskCommand.Request.RESET,
-                                                                               task=task))
+                                                                               task=task, init_state=init_state))
         self._reset_done_at = None
+        self._init_state = -1
 
     def _start_running(self, now: float) -> None:
         self._success = False
@@ -459,6 +469,7 @@ class BridgeNode(Node):
                 self._fault(f"sim reset failed: {getattr(res, 'message', 'no response')}")
                 return None
             self._reset_done_at = now
+            self._init_state = int(res.init_state)
             return None
         if self._state_time <= self._reset_done_at:  # wait for a joint state from after the reset
             return None
@@ -518,7 +529,7 @@ class BridgeNode(Node):
             ep = self.machine.episode
             msg = EpisodeStatus(phase=int(self.machine.phase), task=ep.task, instruction=ep.instruction,
                                 episode_index=ep.index, steps=ep.steps, elapsed_s=float(ep.elapsed(now)),
-                                dry_run=bool(self.p["dry_run"]), message=ep.message)
+                                dry_run=bool(self.p["dry_run"]), message=ep.message, init_state=self._init_state)
         msg.header.stamp = self.get_clock().now().to_msg()
         self._status_pub.publish(msg)
 

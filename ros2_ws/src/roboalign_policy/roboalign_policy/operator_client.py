@@ -43,11 +43,12 @@ class Status:
     dry_run: bool
     message: str
     received: float  # monotonic time of arrival
+    init_state: int = -1  # sim only: the LIBERO init state of the episode's scene
 
     @classmethod
     def from_msg(cls, m: EpisodeStatus) -> Status:
         return cls(PHASES.get(m.phase, f"phase{m.phase}"), m.episode_index, m.task, m.instruction, m.steps,
-                   m.elapsed_s, m.dry_run, m.message, time.monotonic())
+                   m.elapsed_s, m.dry_run, m.message, time.monotonic(), m.init_state)
 
     @property
     def terminal(self) -> bool:
@@ -104,11 +105,14 @@ class OperatorClient:
                 if left <= 0 or not self._cond.wait(timeout=left):
                     return self.status if self.status is not None and predicate(self.status) else None
 
-    def command(self, name: str, task: str = "", instruction: str = "", timeout: float = 30.0) -> TaskCommand.Response:
+    def command(self, name: str, task: str = "", instruction: str = "", timeout: float = 30.0,
+                init_state: int = -1) -> TaskCommand.Response:
+        """Send a TaskCommand; ``init_state`` >= 0 picks the sim scene's LIBERO init state (START / RESET)."""
         if name not in COMMANDS:
             raise ValueError(f"unknown command {name!r}; valid: {', '.join(COMMANDS)}")
         self.wait_for_bridge(timeout)
-        fut = self._cmd.call_async(TaskCommand.Request(command=COMMANDS[name], task=task, instruction=instruction))
+        fut = self._cmd.call_async(TaskCommand.Request(command=COMMANDS[name], task=task, instruction=instruction,
+                                                       init_state=init_state))
         deadline = time.monotonic() + timeout
         while not fut.done() and time.monotonic() < deadline:
             time.sleep(0.01)

@@ -9,8 +9,9 @@ is half the opening), camera images ``/camera/<name>/color/image_raw`` (rgb8, fr
 (std_msgs/Bool) and, for the scripted-expert backend only, privileged object poses as JSON on
 ``privileged_topic`` (std_msgs/String; sim-only ground truth, never available on a real robot).
 Service ``reset_service`` (roboalign_msgs/TaskCommand, command RESET, task = one of the four tasks; empty =
-same task) loads the task's scene (first time ~20 s) and the next LIBERO init state (cycling, or
-``init_state``).
+same task) loads the task's scene (first time ~20 s) and a LIBERO init state: the request's ``init_state``
+when it is >= 0 (out of range is refused with the reason), else the ``init_state`` parameter, else the next
+one (cycling); the response's ``init_state`` says which, so a trial can be repeated exactly.
 
 Stepping (one LIBERO control step = 1 / 20 s of sim time per loop): publish state, privileged data and
 images stamped t; when a policy is active (non-empty instruction) wait up to ``lockstep_timeout_s`` of wall
@@ -112,7 +113,7 @@ class SimRobotNode(Node):
         self._gripper = -1.0
         self._instruction = ""
         self._chunk_stamp = -1.0
-        self._reset_request: tuple[str, threading.Event, dict[str, Any]] | None = None
+        self._reset_request: tuple[str, int, threading.Event, dict[str, Any]] | None = None
         self._stop = threading.Event()
         self.env = None
         self.t = 0.0
@@ -174,13 +175,13 @@ class SimRobotNode(Node):
             return res
         done, out = threading.Event(), {}
         with self._cv:
-            self._reset_request = (req.task, done, out)
+            self._reset_request = (req.task, int(req.init_state), done, out)
             self._cv.notify_all()
         if not done.wait(timeout=300.0):
             res.accepted, res.message = False, "sim reset timed out"
             return res
         res.accepted, res.task, res.message = out["ok"], out.get("task", ""), out["message"]
-        res.instruction = out.get("instruction", "")
+        res.instruction, res.init_state = out.get("instruction", ""), int(out.get("init_state", -1))
         return res
 
     # ------------------------------------------------------------------ the sim loop
@@ -196,16 +197,21 @@ class SimRobotNode(Node):
                              cameras=tuple(self.p["camera_names"]), antialias=self.p["antialias"],
                              joint_max_delta=self.p["joint_max_delta"], max_steps=10**9)
 
-    def _reset(self, task: str) -> dict[str, Any]:
+    def _reset(self, task: str, init_state: int = -1) -> dict[str, Any]:
         task = task or (self.env.task_name if self.env is not None else self.p["task"])
         try:
             task = DEFAULT_TASKS.get(task).name
             self._load(task)
             n = self.env.num_init_states
-            k = self.p["init_state"] if self.p["init_state"] >= 0 else self._episode % n
+            if init_state >= n:
+                raise ValueError(f"init_state {init_state} is out of range: {task} has {n} init states (0..{n - 1})")
+            if init_state >= 0:
+                k = init_state
+            else:
+                k = (self.p["init_state"] if self.p["init_state"] >= 0 else self._episode) % n
             self._episode += 1
             self.env.set_render(True)
-            obs = self.env.reset(init_state=k % n)
+            obs = self.env.reset(init_state=k)
             self.t += self.env.dt  # sim time never goes back: a reset is one more step
         except Exception as e:  # unknown task, LIBERO failure: refuse with the reason, keep the old scene
             self.get_logger().error(f"sim reset failed: {e}")
@@ -215,8 +221,8 @@ class SimRobotNode(Node):
             self._target = np.asarray(obs.extras["joint_pos"], np.float64).copy()
             self._gripper = -1.0
         self._publish(obs)
-        return {"ok": True, "task": task, "instruction": self.env.instruction,
-                "message": f"reset {task} init_state={k % n}"}
+        return {"ok": True, "task": task, "instruction": self.env.instruction, "init_state": k,
+                "message": f"reset {task} init_state={k}"}
 
     def _run(self) -> None:
         try:
@@ -234,8 +240,8 @@ class SimRobotNode(Node):
         with self._cv:
             request, self._reset_request = self._reset_request, None
         if request is not None:
-            task, done, out = request
-            out.update(self._reset(task))
+            task, init_state, done, out = request
+            out.update(self._reset(task, init_state))
             done.set()
             return
         t = self.t
