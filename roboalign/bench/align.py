@@ -45,6 +45,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--eval-stride", type=int, default=4,
                    help="held-out prompt every N steps (4: ~220 prompts, standard error of r_a ~0.012)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for the tiny model)")
+    p.add_argument("--reuse-sft", action="store_true",
+                   help="load <out>/sft if it holds a finished SFT checkpoint instead of training it again "
+                        "(to try GRPO settings on the same SFT model)")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -123,7 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     timings = {"eval_base_s": time.time() - t_wall}
 
     t, c = time.time(), time.process_time()
-    sft = run_sft(sft_cfg, train=train)
+    if args.reuse_sft and (out / "sft" / "config.json").is_file():
+        from roboalign.models.aligned import load_aligned
+
+        sft = load_aligned(out / "sft")
+        print(f"align: reusing the SFT checkpoint in {out / 'sft'}", flush=True)
+    else:
+        sft = run_sft(sft_cfg, train=train)
     timings["sft_s"], timings["sft_cpu_s"] = time.time() - t, time.process_time() - c
     results["sft"] = _eval_all(sft, prompts, progress, "sft")
     on_train["sft"] = _eval_all(sft, train_prompts, progress, "sft, train prompts")

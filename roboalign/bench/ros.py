@@ -14,8 +14,10 @@ Python executor does not add to what is measured (a C++ ros2_control controller 
   policy's own time (``ActionChunk.preprocess_ms + model_latency_ms`` = all of ``Policy.act``). So it is
   two DDS hops, image decoding, observation assembly and message building, all in Python.
 - jitter: |period - 20 ms| of the bridge's 50 Hz JointTrajectory stream, received here, while the policy
-  process is running inference (also reported at the sender, from the header stamps). The bridge's control
-  thread runs at SCHED_FIFO ``--realtime-priority`` (as configured for the real robot) when permitted.
+  process is running inference (also reported at the sender, from the header stamps, which the bridge puts
+  on its 1/rate deadline grid, and as the delivery time header stamp -> reception here, which says whether
+  the tail is the bridge or the way to this process). The bridge's control thread runs at SCHED_FIFO
+  ``--realtime-priority`` (as configured for the real robot) when permitted.
 
 Final line: ``ros: overhead_ms_median=<m> overhead_ms_p99=<p> cmd_period_jitter_ms_p99=<j>``
 (targets: median <= 3 ms, p99 <= 10 ms, jitter p99 <= 2 ms). Writes ``ros.json`` and ``ros.png``.
@@ -250,9 +252,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise RuntimeError(f"too few samples ({len(over)} chunks, {len(periods)} commands); see {out}")
     jitter = np.abs(periods - 20.0)
     sent = np.abs(np.diff(np.sort(np.asarray(probe.cmd_stamps))) * 1e3 - 20.0)  # at the bridge (header stamps)
+    # where the receive-side jitter comes from: header stamp (taken at the tick) -> DDS reception here
+    delivery = (np.asarray(probe.cmd_times) - np.asarray(probe.cmd_stamps)) * 1e3
     res = {"overhead_ms_median": float(np.median(over)), "overhead_ms_p99": float(np.percentile(over, 99)),
            "cmd_period_jitter_ms_p99": float(np.percentile(jitter, 99)),
            "cmd_stamp_jitter_ms_p99": float(np.percentile(sent, 99)), "realtime_priority": args.realtime_priority,
+           "cmd_delivery_ms_median": float(np.median(delivery)), "cmd_delivery_ms_p99": float(np.percentile(delivery, 99)),
            "load_avg_1min": os.getloadavg()[0], "cpus": os.cpu_count(),
            "cmd_period_ms_median": float(np.median(periods)), "cmd_period_ms_max": float(periods.max()),
            "policy_ms_median": float(np.median(model)), "chunks": int(len(over)), "commands": int(len(periods) + 1),
@@ -271,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"policy ({args.backend}) median {r['policy_ms_median']:.1f} ms per chunk over {r['chunks']} chunks; "
           f"bridge command period median {r['cmd_period_ms_median']:.2f} ms, max {r['cmd_period_ms_max']:.1f} ms "
-          f"over {r['commands']} commands (jitter p99 at the sender {r['cmd_stamp_jitter_ms_p99']:.2f} ms); "
+          f"over {r['commands']} commands (jitter p99 at the sender {r['cmd_stamp_jitter_ms_p99']:.2f} ms; tick stamp "
+          f"-> reception here median {r['cmd_delivery_ms_median']:.2f} ms, p99 {r['cmd_delivery_ms_p99']:.2f} ms); "
           f"load average {r['load_avg_1min']:.1f} on {r['cpus']} CPUs; targets {TARGETS}; "
           f"plot {Path(args.out) / 'ros.png'}")
     print(f"ros: overhead_ms_median={r['overhead_ms_median']:.2f} overhead_ms_p99={r['overhead_ms_p99']:.2f} "

@@ -71,6 +71,7 @@ def run_episode(env: Any, policy: BasePolicy, init_state: int, cfg: LiberoEvalCo
                 task: str) -> EpisodeResult:
     """One closed-loop episode from an official init state."""
     t0 = time.perf_counter()
+    env.set_render(True)  # the first observation always reaches the policy (the last episode may end unrendered)
     obs: Observation = env.reset(init_state=init_state, seed=cfg.seed)
     policy.reset()
     frames = [obs.images["agentview"]] if record and "agentview" in obs.images else []

@@ -15,6 +15,12 @@
 - Safety: position/step/velocity limits on every command, chunk checks (NaN, far out of limits), watchdog
   on stale images, joint state and chunks, e-stop topic (std_msgs/Bool) and service (std_srvs/SetBool).
   On any fault the last command is held and the reason goes to /diagnostics and the log.
+- Inputs the control loop needs only the newest of (joint states, camera arrivals for the watchdog) are
+  taken by the control tick itself (``roboalign_policy.polling``), stamped with their DDS reception time:
+  the executor never wakes up for them, so its Python wait-set loop does not hold the GIL 160 times a second
+  while the control thread waits for it. Chunks, e-stop, services and timers stay on the executor; no
+  entity has rclpy's per-entity QoS event handlers (``polling.QuietEvents``; /diagnostics "qos" reports
+  incompatible peers instead).
 - Recording: with ``record_dir`` every episode is written (``roboalign.control.recording``); an episode
   that ends in a fault or is interrupted keeps what was recorded.
 """
@@ -50,6 +56,7 @@ from roboalign_policy.diagnostics import ERROR, OK, WARN, DiagnosticUpdater
 from roboalign_policy.node_runner import make_realtime, run_node
 from roboalign_policy.params import ParamSpec, declare_params
 from roboalign_policy.policy_node import LATCHED, RELIABLE
+from roboalign_policy.polling import PolledGroup, QuietEvents, received_s, take_all, take_newest
 
 FR3_HOME = [0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785]
 
@@ -130,7 +137,7 @@ def _rules(v: dict[str, Any]) -> str | None:
     return None
 
 
-class BridgeNode(Node):
+class BridgeNode(QuietEvents, Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("bridge_node", **kwargs)
         self.p = declare_params(self, PARAMS, [_rules])
@@ -172,14 +179,16 @@ class BridgeNode(Node):
         self._grip_pub = self.create_publisher(Float64MultiArray, self.p["gripper_command_topic"], RELIABLE)
         self._instr_pub = self.create_publisher(String, self.p["instruction_topic"], LATCHED)
         self._status_pub = self.create_publisher(EpisodeStatus, self.p["episode_status_topic"], RELIABLE)
-        self.create_subscription(JointState, self.p["joint_states_topic"], self._on_state, qos_profile_sensor_data,
-                                 callback_group=io)
+        polled = PolledGroup()  # taken by the control tick (_poll_inputs), never by the executor
+        self._state_sub = self.create_subscription(JointState, self.p["joint_states_topic"], self._on_state,
+                                                   qos_profile_sensor_data, callback_group=polled)
         self.create_subscription(ActionChunkMsg, self.p["chunk_topic"], self._on_chunk, RELIABLE, callback_group=io)
         self.create_subscription(Bool, self.p["estop_topic"], self._on_estop_topic, RELIABLE, callback_group=io)
-        for topic in self.p["camera_topics"]:
-            # raw: the watchdog needs the arrival only, not a decoded image (less time holding the GIL)
-            self.create_subscription(Image, topic, self._on_image, qos_profile_sensor_data, callback_group=io,
-                                     raw=True)
+        # raw: the watchdog needs the arrival only, not a decoded image (less time holding the GIL)
+        self._image_subs = [self.create_subscription(Image, topic, self._on_image, qos_profile_sensor_data,
+                                                     callback_group=polled, raw=True)
+                            for topic in self.p["camera_topics"]]
+        self._sim_time = bool(self.get_parameter("use_sim_time").value)
         if self.p["success_topic"]:
             self.create_subscription(Bool, self.p["success_topic"], self._on_success, RELIABLE, callback_group=io)
         self._reset_client = None
@@ -190,8 +199,11 @@ class BridgeNode(Node):
         self._diag = DiagnosticUpdater(self, hardware_id="bridge")
         self._diag.add("safety", self._diag_safety)
         self._diag.add("episode", self._diag_episode)
+        self._diag.add_qos_check()
         self._stop = threading.Event()
         self._control_thread = None
+        # the wall-clock loop computes each command this long before its deadline and publishes it on the deadline
+        self._lead = min(0.003, 0.2 * self.period)
         if self.get_parameter("use_sim_time").value:  # sim time: tick on the clock the simulator publishes
             self.create_timer(self.period, self._tick, callback_group=self._tick_group)
         else:  # wall clock: a dedicated thread on absolute deadlines, not an executor timer
@@ -208,20 +220,32 @@ class BridgeNode(Node):
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def _on_state(self, msg: JointState) -> None:
+    def _poll_inputs(self, now: float) -> None:
+        """Take the newest joint state and camera arrivals (called by the tick, with the lock held)."""
+        def arrival(info: dict[str, Any]) -> float:  # sim time: the tick's time (reception is wall time)
+            return now if self._sim_time else min(received_s(info), now)
+
+        newest = take_newest(self._state_sub)
+        if newest is not None:
+            self._on_state(newest[0], arrival(newest[1]))
+        for sub in self._image_subs:
+            got = take_all(sub)
+            if got:
+                self._on_image(got[-1][0], arrival(got[-1][1]))
+
+    def _on_state(self, msg: JointState, now: float) -> None:
         try:
             q = conv.joint_positions(msg, self.p["joint_names"])
         except ValueError as e:
             self._counts["bad_state"] += 1
             self.get_logger().warning(f"ignoring joint state: {e}", throttle_duration_sec=2.0)
             return
-        now = self._now()
         with self._lock:
             self._state, self._state_time = q, now
             self.watchdog.feed("state", now)
 
-    def _on_image(self, msg: bytes) -> None:
-        self.watchdog.feed("image", self._now())
+    def _on_image(self, msg: bytes, now: float) -> None:
+        self.watchdog.feed("image", now)
 
     def _on_success(self, msg: Bool) -> None:
         with self._lock:  # only a running episode's own scene counts (not the previous one before a reset)
@@ -404,26 +428,35 @@ class BridgeNode(Node):
         deadline = time.monotonic()
         while not self._stop.is_set():
             deadline += self.period
-            delay = deadline - time.monotonic()
+            delay = deadline - self._lead - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
             elif -delay > self.period:  # fell more than a period behind: skip, do not burst
-                deadline = time.monotonic()
+                deadline = time.monotonic() + self._lead
             if not self.context.ok():  # shutting down
                 return
             try:
-                self._tick()
+                self._tick(deadline)
             except Exception as e:  # the loop must not die; a tick error holds the robot
                 self.get_logger().error(f"control tick failed: {e!r}", throttle_duration_sec=1.0)
                 with self._lock:
                     self._fault(f"control tick failed: {e!r}")
 
-    def _tick(self) -> None:
-        now = self._now()
-        with self._lock:
+    def _tick(self, deadline: float | None = None) -> None:
+        """One control step. With a ``deadline`` (monotonic, wall-clock thread) the command is computed for the
+        deadline's time and published at the deadline: the commands leave on a steady 1/rate grid however
+        long the computation took (it starts ``_lead`` s ahead); the sim-time timer publishes at once."""
+        wait = 0.0 if deadline is None else max(0.0, deadline - time.monotonic())
+        now = self._now() + wait
+        with self._lock:  # held until published: an e-stop's hold can never be overtaken by this command
+            self._poll_inputs(now)
             tick = self._step(now)
-            if tick is not None:
-                self._send(tick, now)
+            out = self._build(tick, now) if tick is not None else None
+            if out is not None:
+                left = 0.0 if deadline is None else deadline - time.monotonic()
+                if left > 0:
+                    time.sleep(left)
+                self._publish_command(*out)
             self._after_tick(now)
 
     def _step(self, now: float) -> Tick | None:
@@ -487,6 +520,12 @@ class BridgeNode(Node):
         self.machine.fault(reason)
 
     def _send(self, tick: Tick, now: float) -> None:
+        out = self._build(tick, now)
+        if out is not None:
+            self._publish_command(*out)
+
+    def _build(self, tick: Tick, now: float) -> tuple[JointTrajectory, Float64MultiArray] | None:
+        """The commands of one tick, recorded; None in dry run (counted, never sent)."""
         arm = tick.plan[:, :7]  # (K, 7)
         traj = conv.trajectory(self.p["joint_names"], arm, self.period, conv.to_time(now), first=1)
         g = float(tick.command[-1])  # -1 open .. +1 closed -> controller units
@@ -497,7 +536,10 @@ class BridgeNode(Node):
             self._recorder.write(self.p["gripper_command_topic"], grip)
         if self.p["dry_run"]:
             self._counts["dry_run"] += 1
-            return
+            return None
+        return traj, grip
+
+    def _publish_command(self, traj: JointTrajectory, grip: Float64MultiArray) -> None:
         self._cmd_pub.publish(traj)
         self._grip_pub.publish(grip)
         self._counts["published"] += 1

@@ -28,6 +28,23 @@ class DiagnosticUpdater:
     def add(self, name: str, check: Check) -> None:
         self._checks.append((name, check))
 
+    def add_qos_check(self) -> None:
+        """A "qos" check listing peers with incompatible QoS (each new one is also logged once), for nodes
+        that create their entities without rclpy's QoS event handlers (``polling.QuietEvents``)."""
+        from roboalign_policy.polling import qos_problems
+
+        seen: set[str] = set()
+
+        def check() -> tuple[int, str, dict[str, Any]]:
+            problems = qos_problems(self._node)
+            for p in problems:
+                if p not in seen:
+                    seen.add(p)
+                    self._node.get_logger().warning(p)
+            return (WARN, "; ".join(problems), {}) if problems else (OK, "all peers QoS-compatible", {})
+
+        self.add("qos", check)
+
     def statuses(self) -> list[DiagnosticStatus]:
         out = []
         for name, check in self._checks:

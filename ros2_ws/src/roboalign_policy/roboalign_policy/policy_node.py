@@ -10,7 +10,11 @@ k * dt`` from the observation stamp), plus roboalign_msgs/PolicyStatus and /diag
 Inference runs in its own mutually-exclusive callback group of the MultiThreadedExecutor: in the callback
 of the first camera (subscribed there with depth 1, so it always acts on the newest image), at most
 ``max_inference_rate_hz``, or through a guard condition when the sim's privileged state completes an
-observation; the other subscriptions live in another group, so they never wait for the model. The model is
+observation. The joint state and the other cameras are only needed as the newest message when an
+observation is assembled, so the inference step takes them itself (``roboalign_policy.polling``, stamped with
+their DDS reception time) instead of the executor waking up for each of them (100 Hz + 30 Hz of Python
+wait-set rebuilds holding the GIL on the trigger's path); the instruction and the sim's privileged state
+stay on the executor in another group, so they never wait for the model. The model is
 loaded after start-up in that group (status LOADING -> READY), so the node answers at once. Bad input (wrong encoding, malformed
 message, NaN in the state or the chunk) is logged with the reason, nothing is published for it, and the
 node keeps running.
@@ -41,6 +45,7 @@ from roboalign_policy import conversions as conv
 from roboalign_policy.diagnostics import ERROR, OK, WARN, DiagnosticUpdater
 from roboalign_policy.node_runner import run_node
 from roboalign_policy.params import ParamSpec, declare_params
+from roboalign_policy.polling import PolledGroup, QuietEvents, received_s, take_newest
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -106,7 +111,7 @@ def privileged_from_json(text: str) -> dict[str, Any]:
     return {k: np.asarray(v, np.float64) if isinstance(v, list) else v for k, v in raw.items()}
 
 
-class PolicyNode(Node):
+class PolicyNode(QuietEvents, Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("policy_node", **kwargs)
         self.p = declare_params(self, PARAMS, [_rules])
@@ -135,12 +140,18 @@ class PolicyNode(Node):
         # other cameras, the state and the instruction are taken by the io group meanwhile.
         newest_only = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
                                  durability=DurabilityPolicy.VOLATILE)
+        self._sim_time = bool(self.get_parameter("use_sim_time").value)
+        polled = PolledGroup()  # taken in _poll_inputs, never by the executor
+        self._polled_images: dict[str, Any] = {}
         for i, (name, topic) in enumerate(zip(self.p["camera_names"], self.p["camera_topics"], strict=True)):
-            self.create_subscription(Image, topic, lambda m, n=name, first=i == 0: self._on_image(m, n, first),
-                                     newest_only if i == 0 else qos_profile_sensor_data,
-                                     callback_group=self._infer_group if i == 0 else io)
-        self.create_subscription(JointState, self.p["joint_states_topic"], self._on_state, qos_profile_sensor_data,
-                                 callback_group=io)
+            if i == 0:
+                self.create_subscription(Image, topic, lambda m, n=name: self._on_image(m, n, True, self._now()),
+                                         newest_only, callback_group=self._infer_group)
+            else:
+                self._polled_images[name] = self.create_subscription(Image, topic, lambda m: None,
+                                                                     qos_profile_sensor_data, callback_group=polled)
+        self._state_sub = self.create_subscription(JointState, self.p["joint_states_topic"], lambda m: None,
+                                                   qos_profile_sensor_data, callback_group=polled)
         self.create_subscription(String, self.p["instruction_topic"], self._on_instruction, LATCHED, callback_group=io)
         if self.p["privileged_topic"]:
             self.create_subscription(String, self.p["privileged_topic"], self._on_privileged,
@@ -149,6 +160,7 @@ class PolicyNode(Node):
         self._load_timer = self.create_timer(0.0, self._load, callback_group=self._infer_group)
         self._diag = DiagnosticUpdater(self, hardware_id=f"policy:{self.p['backend']}")
         self._diag.add("policy", self._diag_check)
+        self._diag.add_qos_check()
         self._status_timer = self.create_timer(1.0 / self.p["status_rate_hz"], self._publish_status,
                                                callback_group=MutuallyExclusiveCallbackGroup())
 
@@ -184,13 +196,27 @@ class PolicyNode(Node):
         self._input_errors += 1
         self.get_logger().warning(f"ignoring {what}: {e}", throttle_duration_sec=2.0)
 
-    def _on_image(self, msg: Image, name: str, first: bool) -> None:
+    def _poll_inputs(self) -> None:
+        """Take the newest joint state and non-trigger camera images (any thread; takes the lock)."""
+        now = self._now()
+        with self._lock:
+            polled = [(n, take_newest(s)) for n, s in self._polled_images.items()]
+            state = take_newest(self._state_sub)
+        for name, got in polled:
+            if got is not None:
+                self._on_image(got[0], name, False, self._arrival(got[1], now))
+        if state is not None:
+            self._on_state(state[0], self._arrival(state[1], now))
+
+    def _arrival(self, info: dict[str, Any], now: float) -> float:
+        return now if self._sim_time else min(received_s(info), now)  # sim time: reception is wall time
+
+    def _on_image(self, msg: Image, name: str, first: bool, now: float) -> None:
         try:
             rgb = conv.image_to_rgb(msg)
         except ValueError as e:
             self._bad_input(f"image on camera {name!r}", e)
             return
-        now = self._now()
         with self._lock:
             self._images[name] = (rgb, conv.to_sec(msg.header.stamp), now)
         if first and self._due(now):
@@ -205,7 +231,7 @@ class PolicyNode(Node):
         if self._due(now):
             self._trigger.trigger()
 
-    def _on_state(self, msg: JointState) -> None:
+    def _on_state(self, msg: JointState, now: float) -> None:
         try:
             q = conv.joint_positions(msg, self.p["state_joint_names"])
             if self.p["gripper_joint_names"]:
@@ -214,7 +240,7 @@ class PolicyNode(Node):
             self._bad_input("joint state", e)
             return
         with self._lock:
-            self._state = (q.astype(np.float32), self._now())
+            self._state = (q.astype(np.float32), now)
 
     def _on_privileged(self, msg: String) -> None:
         try:
@@ -242,6 +268,7 @@ class PolicyNode(Node):
     # ------------------------------------------------------------------ inference
     def _observation(self, now: float) -> Observation | str:
         """The observation to act on, or why there is none yet."""
+        self._poll_inputs()
         with self._lock:
             images, state, extras, instruction = dict(self._images), self._state, self._extras, self._instruction
         for name, topic in zip(self.p["camera_names"], self.p["camera_topics"], strict=True):
@@ -322,6 +349,7 @@ class PolicyNode(Node):
         return -1.0 if not arrivals else (self._now() - min(arrivals)) * 1e3
 
     def _publish_status(self) -> None:
+        self._poll_inputs()  # the ages below are of the newest messages, also while no inference runs
         now = self._now()
         last = self._chunk_times[-1] if self._chunk_times else -1e18
         if self._policy is not None and self._instruction and now - last > max(1.0, 3.0 / self.p["max_inference_rate_hz"]):

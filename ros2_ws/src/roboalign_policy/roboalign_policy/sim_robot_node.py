@@ -44,6 +44,7 @@ from roboalign_policy import conversions as conv
 from roboalign_policy.node_runner import run_node
 from roboalign_policy.params import ParamSpec, declare_params
 from roboalign_policy.policy_node import LATCHED, RELIABLE
+from roboalign_policy.polling import QuietEvents
 
 PARAMS = [
     ParamSpec("task", DEFAULT_TASKS.names[0], "task whose scene is loaded at start-up",
@@ -102,7 +103,7 @@ def interpolate(times: np.ndarray, points: np.ndarray, start: np.ndarray, tau: f
     return np.array([np.interp(tau, ts, ps[:, j]) for j in range(ps.shape[1])])
 
 
-class SimRobotNode(Node):
+class SimRobotNode(QuietEvents, Node):  # no per-entity QoS event handlers: cheaper executor wake-ups
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("sim_robot_node", **kwargs)
         self.p = declare_params(self, PARAMS)

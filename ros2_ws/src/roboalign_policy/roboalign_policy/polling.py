@@ -1,0 +1,95 @@
+"""Keeping rclpy's Python executor off the hot paths (the control loop, image -> chunk).
+
+rclpy's executors are Python: every wake-up rebuilds the wait set over all of a node's entities while
+holding the GIL. Measured with py-spy in `roboalign bench ros`, that loop was ~90 % of all GIL time in both
+the policy and the bridge process (~1/3 of the wall time), the control thread and the inference callback
+waiting behind it. Two things made it expensive, and both are removed here:
+
+- **Wake-ups for inputs that are only read as the newest message** (100 Hz joint states, 30 Hz cameras):
+  subscriptions in a :class:`PolledGroup` are left out of every wait set, and their owner takes the newest
+  message itself when it needs one (:func:`take_newest`; the DDS queue keeps ``depth`` messages meanwhile,
+  as for any subscription; the DDS reception time, :func:`received_s`, stamps its arrival).
+- **Two QoS event handlers per publisher and subscription** (rclpy's default "incompatible QoS / type"
+  warnings), each a Python waitable visited on every wake-up: :class:`QuietEvents` creates entities without
+  them (measured: half of the executor's CPU per message), and :func:`qos_problems`, run by the 1 Hz
+  diagnostics, reports an incompatible peer instead, with the same information.
+
+``take_all`` uses the same rclpy calls the executor uses to take a message (``Subscription.handle``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rclpy.callback_groups import CallbackGroup
+from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+from rclpy.node import Node
+from rclpy.qos import QoSCompatibility, qos_check_compatible
+from rclpy.subscription import Subscription
+
+
+class QuietEvents:
+    """Node mixin (``class MyNode(QuietEvents, Node)``): publishers and subscriptions get no default QoS event
+    handlers (explicit ``event_callbacks`` still work); see :func:`qos_problems` for the replacement."""
+
+    def create_publisher(self, *args: Any, event_callbacks: PublisherEventCallbacks | None = None, **kw: Any):
+        return super().create_publisher(  # type: ignore[misc]
+            *args, event_callbacks=event_callbacks or PublisherEventCallbacks(use_default_callbacks=False), **kw)
+
+    def create_subscription(self, *args: Any, event_callbacks: SubscriptionEventCallbacks | None = None,
+                            **kw: Any):
+        return super().create_subscription(  # type: ignore[misc]
+            *args, event_callbacks=event_callbacks or SubscriptionEventCallbacks(use_default_callbacks=False),
+            **kw)
+
+
+def qos_problems(node: Node) -> list[str]:
+    """Peers whose QoS cannot talk to this node's publishers / subscriptions (what rclpy's default event
+    handlers would have warned about), one line each."""
+    out = []
+    for sub in node.subscriptions:
+        for peer in node.get_publishers_info_by_topic(sub.topic_name):
+            ok, why = qos_check_compatible(peer.qos_profile, sub.qos_profile)
+            if ok == QoSCompatibility.ERROR:
+                out.append(f"publisher {peer.node_namespace.rstrip('/')}/{peer.node_name} on {sub.topic_name} "
+                           f"offers incompatible QoS, no messages reach us: {why}")
+    for pub in node.publishers:
+        for peer in node.get_subscriptions_info_by_topic(pub.topic_name):
+            ok, why = qos_check_compatible(pub.qos_profile, peer.qos_profile)
+            if ok == QoSCompatibility.ERROR:
+                out.append(f"subscription {peer.node_namespace.rstrip('/')}/{peer.node_name} on {pub.topic_name} "
+                           f"requests incompatible QoS, it gets nothing from us: {why}")
+    return out
+
+
+class PolledGroup(CallbackGroup):
+    """A callback group whose entities no executor waits on or runs (see the module docstring)."""
+
+    def can_execute(self, entity: Any) -> bool:
+        return False
+
+    def beginning_execution(self, entity: Any) -> bool:
+        return False
+
+    def ending_execution(self, entity: Any) -> None:
+        pass
+
+
+def take_all(sub: Subscription) -> list[tuple[Any, dict[str, Any]]]:
+    """Every message waiting on ``sub``, oldest first, as (message, MessageInfo dict) pairs."""
+    out = []
+    with sub.handle:
+        while (taken := sub.handle.take_message(sub.msg_type, sub.raw)) is not None:
+            out.append(taken)
+    return out
+
+
+def take_newest(sub: Subscription) -> tuple[Any, dict[str, Any]] | None:
+    """The newest waiting message (older ones are dropped), or None."""
+    got = take_all(sub)
+    return got[-1] if got else None
+
+
+def received_s(info: dict[str, Any]) -> float:
+    """The DDS reception time of a taken message [s, system clock] (what the executor's wake-up would delay)."""
+    return info["received_timestamp"] * 1e-9
