@@ -209,6 +209,19 @@ def test_the_bridge_passes_the_trials_init_state_to_the_sim_reset_and_reports_th
     assert "out of range" in listen.estatus[-1].message and listen.estatus[-1].init_state == -1
 
 
+def test_an_incompatible_qos_peer_is_reported_on_diagnostics(ros) -> None:
+    """The nodes have no rclpy QoS event handlers (cheaper executor wake-ups); /diagnostics says it instead."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    b = ros(bridge())
+    listen = Listener(ros)
+    best_effort = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+    listen.node.create_publisher(ActionChunk, "/roboalign/action_chunk", best_effort)  # the bridge wants RELIABLE
+    assert not [w for w in b.waitables if type(w).__name__ == "EventHandler"]
+    wait_until(lambda: any(lvl == 1 and "/listener on /roboalign/action_chunk offers incompatible QoS" in m
+                           for lvl, m in listen.diag_messages("bridge_node: qos")), 10, "the QoS warning")
+
+
 def test_a_real_robot_bridge_refuses_an_init_state(ros) -> None:
     ros(KinematicRobot([CAM]), bridge())
     listen = Listener(ros)

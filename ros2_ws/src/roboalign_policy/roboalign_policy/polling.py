@@ -47,18 +47,18 @@ def qos_problems(node: Node) -> list[str]:
     """Peers whose QoS cannot talk to this node's publishers / subscriptions (what rclpy's default event
     handlers would have warned about), one line each."""
     out = []
-    for sub in node.subscriptions:
-        for peer in node.get_publishers_info_by_topic(sub.topic_name):
-            ok, why = qos_check_compatible(peer.qos_profile, sub.qos_profile)
-            if ok == QoSCompatibility.ERROR:
-                out.append(f"publisher {peer.node_namespace.rstrip('/')}/{peer.node_name} on {sub.topic_name} "
-                           f"offers incompatible QoS, no messages reach us: {why}")
-    for pub in node.publishers:
-        for peer in node.get_subscriptions_info_by_topic(pub.topic_name):
-            ok, why = qos_check_compatible(pub.qos_profile, peer.qos_profile)
-            if ok == QoSCompatibility.ERROR:
-                out.append(f"subscription {peer.node_namespace.rstrip('/')}/{peer.node_name} on {pub.topic_name} "
-                           f"requests incompatible QoS, it gets nothing from us: {why}")
+    sides = ((node.subscriptions, node.get_publishers_info_by_topic, "publisher", "offers", "no messages reach us"),
+             (node.publishers, node.get_subscriptions_info_by_topic, "subscription", "requests",
+              "it gets nothing from us"))
+    for entities, peers_of, kind, verb, effect in sides:
+        for ent in entities:
+            for peer in peers_of(ent.topic_name):
+                pub_qos, sub_qos = (peer.qos_profile, ent.qos_profile) if kind == "publisher" else \
+                    (ent.qos_profile, peer.qos_profile)
+                ok, why = qos_check_compatible(pub_qos, sub_qos)
+                if ok == QoSCompatibility.ERROR:
+                    out.append(f"{kind} {peer.node_namespace.rstrip('/')}/{peer.node_name} on {ent.topic_name} "
+                               f"{verb} incompatible QoS, {effect}: {why}")
     return out
 
 
