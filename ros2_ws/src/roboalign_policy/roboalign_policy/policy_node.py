@@ -9,12 +9,12 @@ k * dt`` from the observation stamp), plus roboalign_msgs/PolicyStatus and /diag
 
 Inference runs in its own mutually-exclusive callback group of the MultiThreadedExecutor: in the callback
 of the first camera (subscribed there with depth 1, so it always acts on the newest image), at most
-``max_inference_rate_hz``, or through a guard condition when the sim's privileged state completes an
-observation. The joint state and the other cameras are only needed as the newest message when an
+``max_inference_rate_hz``, or in the callback of the sim's privileged state (same group) when that
+completes an observation. The joint state and the other cameras are only needed as the newest message when an
 observation is assembled, so the inference step takes them itself (``roboalign_policy.polling``, stamped with
 their DDS reception time) instead of the executor waking up for each of them (100 Hz + 30 Hz of Python
 wait-set rebuilds holding the GIL on the trigger's path); the instruction and the sim's privileged state
-stay on the executor in another group, so they never wait for the model. The model is
+stay on the executor (the instruction in another group, so it never waits for the model). The model is
 loaded after start-up in that group (status LOADING -> READY), so the node answers at once. Bad input (wrong encoding, malformed
 message, NaN in the state or the chunk) is logged with the reason, nothing is published for it, and the
 node keeps running.
@@ -154,9 +154,9 @@ class PolicyNode(QuietEvents, Node):
                                                    qos_profile_sensor_data, callback_group=polled)
         self.create_subscription(String, self.p["instruction_topic"], self._on_instruction, LATCHED, callback_group=io)
         if self.p["privileged_topic"]:
+            # in the inference group: a completed observation runs the model in this callback (no extra hop)
             self.create_subscription(String, self.p["privileged_topic"], self._on_privileged,
-                                     qos_profile_sensor_data, callback_group=io)
-        self._trigger = self.create_guard_condition(self._infer, callback_group=self._infer_group)
+                                     qos_profile_sensor_data, callback_group=self._infer_group)
         self._load_timer = self.create_timer(0.0, self._load, callback_group=self._infer_group)
         self._diag = DiagnosticUpdater(self, hardware_id=f"policy:{self.p['backend']}")
         self._diag.add("policy", self._diag_check)
@@ -226,10 +226,6 @@ class PolicyNode(QuietEvents, Node):
         return self._policy is not None and bool(self._instruction) and \
             now - self._last_start >= 1.0 / self.p["max_inference_rate_hz"]
 
-    def _maybe_trigger(self, now: float) -> None:
-        """Run inference in the inference group on the newest inputs, at most max_inference_rate_hz."""
-        if self._due(now):
-            self._trigger.trigger()
 
     def _on_state(self, msg: JointState, now: float) -> None:
         try:
@@ -250,7 +246,8 @@ class PolicyNode(QuietEvents, Node):
             return
         with self._lock:
             self._extras = extras
-        self._maybe_trigger(self._now())  # the image of the same instant may have arrived first
+        if self._due(self._now()):  # the image of the same instant may have arrived first
+            self._infer()  # we are in the inference group
 
     def _on_instruction(self, msg: String) -> None:
         self._set_instruction(msg.data)

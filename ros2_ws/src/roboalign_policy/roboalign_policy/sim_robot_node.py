@@ -261,7 +261,8 @@ class SimRobotNode(QuietEvents, Node):  # no per-entity QoS event handlers: chea
         if self._reset_request:
             return
         self._step(t + self.env.dt)
-        self._timing(w1 - w0, w2 - w1, time.perf_counter() - w2)
+        if self._instruction or commanding:  # idle steps sleep 1 / idle_rate_hz: not the bridge's time
+            self._timing(w1 - w0, w2 - w1, time.perf_counter() - w2)
 
     def _timing(self, policy_s: float, bridge_s: float, step_s: float) -> None:
         """Log where the wall time of a sim step goes, every 100 steps while commanded."""
