@@ -171,7 +171,7 @@ if REAL="$(real_franka_msgs)"; then
   fi
   log "using franka_msgs from $REAL"
 else
-  COMPAT_HASH="$( (cd "$ROOT" && find ros2_ws/compat -type f | sort | xargs sha256sum) | sha256sum | cut -c1-16)"
+  COMPAT_HASH="$( (cd "$ROOT" && find ros2_ws/compat/franka_msgs -type f | sort | xargs sha256sum) | sha256sum | cut -c1-16)"
   if ! stamp_ok franka_msgs_compat "$COMPAT_HASH-$ROS_MODE" ||
      ! "$ROOT/scripts/run" python -c "from franka_msgs.action import Grasp, Homing, Move" 2>/dev/null; then
     log "no franka_msgs (franka_ros2) found: building the gripper-action stand-in ros2_ws/compat/franka_msgs"
