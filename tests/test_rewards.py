@@ -147,3 +147,15 @@ def test_completion_text_forms():
     assert completion_text([{"role": "assistant", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]) == "ab"
     with pytest.raises(TypeError):
         completion_text(42)
+
+
+def test_paired_difference_of_two_models_on_the_same_prompts() -> None:
+    from roboalign.training.evaluate import paired_difference
+
+    a = [0.0, 0.5, 0.25, 1.0]
+    b = [0.25, 0.5, 0.5, 1.0]  # differences 0.25, 0, 0.25, 0: mean 0.125, sd 0.1443 -> se 0.0722
+    d, se = paired_difference(a, b)
+    assert d == pytest.approx(0.125) and se == pytest.approx(0.144338 / 2, rel=1e-4)
+    assert paired_difference(b, a)[0] == pytest.approx(-0.125)
+    with pytest.raises(ValueError, match="equally long"):
+        paired_difference(a, b[:3])

@@ -9,6 +9,7 @@ a complete ``<ACTION_START> … <ACTION_END>`` block).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ class AlignEval:
     first_token: float
     parsed: float
     n: int
+    per_sample_acc: tuple[float, ...] = ()  # r_a of each sample, in order (for paired comparisons)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,4 +89,15 @@ def evaluate(aligned: AlignedModel, samples: list[dict[str, Any]], max_new_token
         parsed.append(float(p.ok))
     n = len(robot)
     return AlignEval(acc=sum(ra) / n, format=sum(rf) / n, total=sum(total_reward(f, a) for f, a in zip(rf, ra, strict=True)) / n,
-                     first_token=sum(first) / n, parsed=sum(parsed) / n, n=n)
+                     first_token=sum(first) / n, parsed=sum(parsed) / n, n=n, per_sample_acc=tuple(ra))
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """Mean of ``b - a`` over the same samples and its standard error (the two models saw the same prompts)."""
+    import numpy as np
+
+    if len(a) != len(b) or not len(a):
+        raise ValueError(f"paired_difference needs two equally long non-empty lists, got {len(a)} and {len(b)}")
+    d = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
+    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+    return float(d.mean()), se

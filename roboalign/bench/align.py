@@ -162,7 +162,14 @@ def main(argv: list[str] | None = None) -> int:
               figures / "align_curves.csv")
     print(f"align: wall {timings['total_wall_s'] / 60:.1f} min, cpu {timings['total_cpu_s'] / 60:.1f} min; "
           f"curves {figures / 'align_curves.png'}")
+    from roboalign.training.evaluate import paired_difference
+
     g = {k: v["greedy"] for k, v in results.items()}
+    for mode in ("greedy", "sampled"):  # same held-out prompts for both models: a paired difference
+        d, se = paired_difference(results["sft"][mode]["per_sample_acc"], results["sft+grpo"][mode]["per_sample_acc"])
+        summary[f"grpo_minus_sft_acc_{mode}"] = {"mean": d, "se": se}
+        print(f"align: grpo - sft r_a ({mode}) = {d:+.4f} ± {se:.4f} (paired, {len(prompts)} held-out prompts)")
+    (out / "align_results.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"align: base_acc={g['base']['acc']:.3f} sft_acc={g['sft']['acc']:.3f} "
           f"grpo_acc={g['sft+grpo']['acc']:.3f} grpo_format={g['sft+grpo']['format']:.3f}")
     return 0
