@@ -154,7 +154,10 @@ class Demo:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from roboalign_policy.process_graph import interrupt_on_sigterm
+
     args = _parser().parse_args(argv)
+    interrupt_on_sigterm()  # `timeout`, `kill`: stop the nodes too (they run in their own sessions)
     demo = Demo(args)
     try:
         return demo.run()

@@ -316,7 +316,9 @@ def main(argv: list[str] | None = None) -> int:
 
         if launch == "sim":
             from roboalign_policy.graph import load_graph
-            from roboalign_policy.process_graph import ProcessGraph
+            from roboalign_policy.process_graph import ProcessGraph, interrupt_on_sigterm
+
+            interrupt_on_sigterm()  # SIGTERM stops the sim stack too (its nodes run in their own sessions)
 
             overrides = {"record_dir": str(out / "episodes"), **dict(kv.split("=", 1) for kv in args.set)}
             procs = ProcessGraph(load_graph("sim"), overrides, out / "logs")

@@ -2,7 +2,9 @@
 
 Each node runs as ``python -m roboalign_policy.<executable> --ros-args ...`` with the graph's parameters file
 and overrides; output goes to ``<log_dir>/<node>.log`` (or the terminal with ``echo``). Stopping sends
-SIGINT (the nodes shut down cleanly), then SIGKILL after a grace period. No rclpy import here.
+SIGINT (the nodes shut down cleanly), then SIGKILL after a grace period. The nodes run in their own sessions
+(a Ctrl-C reaches them once, from ``stop``), so a program that starts a graph calls
+:func:`interrupt_on_sigterm` to clean up on SIGTERM too (``timeout``, ``kill``). No rclpy import here.
 """
 
 from __future__ import annotations
@@ -15,6 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from roboalign_policy.graph import Graph, NodeSpec, node_command
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def interrupt_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt in this (main-thread) program, so its ``finally: graph.stop()``
+    runs instead of the process dying and leaving the node processes orphaned."""
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 class ProcessGraph:
