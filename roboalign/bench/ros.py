@@ -105,8 +105,30 @@ class Probe:
         n.create_subscription(JointTrajectory, "/roboalign/policy/joint_trajectory", self._on_policy_traj, 50)
         n.create_subscription(ActionChunk, "/roboalign/action_chunk", self._on_chunk, 50)
         n.create_subscription(JointTrajectory, "/fr3_arm_controller/joint_trajectory", self._on_cmd, 50)
-        n.create_timer(1 / 30, self._publish_images)
-        n.create_timer(1 / 100, self._publish_state)
+        # The robot's sensors publish from their own thread on absolute deadlines, as a camera driver does,
+        # not from this process's executor timers. (Some runs still fault on ~1 s gaps in all of this
+        # process's traffic, also at load 0.6: open, see README "ROS timing".)
+        self._stop = threading.Event()
+        self._sensor_thread = threading.Thread(target=self._sensor_loop, name="bench_sensors", daemon=True)
+        self._sensor_thread.start()
+
+    def _sensor_loop(self) -> None:
+        """30 Hz images and 100 Hz joint states, each on its own absolute schedule."""
+        period_img, period_js = 1 / 30, 1 / 100
+        next_img = next_js = time.monotonic()
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if now >= next_js:
+                self._publish_state()
+                next_js = max(next_js + period_js, now - period_js)  # no burst after a stall
+            if now >= next_img:
+                self._publish_images()
+                next_img = max(next_img + period_img, now - period_img)
+            self._stop.wait(max(0.0, min(next_js, next_img) - time.monotonic()))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._sensor_thread.join(timeout=2.0)
 
     def _stamp_ns(self, t) -> int:
         return t.sec * 1_000_000_000 + t.nanosec
@@ -242,6 +264,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 p.kill()
+        probe.stop()
         ex.shutdown(timeout_sec=1.0)
         th.join(timeout=5.0)
         probe.node.destroy_node()

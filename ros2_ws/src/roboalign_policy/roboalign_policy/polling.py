@@ -45,20 +45,28 @@ class QuietEvents:
 
 def qos_problems(node: Node) -> list[str]:
     """Peers whose QoS cannot talk to this node's publishers / subscriptions (what rclpy's default event
-    handlers would have warned about), one line each."""
+    handlers would have warned about), one line each.
+
+    Both sides are compared as the ROS graph reports them: an entity's own ``qos_profile`` says 0 for a
+    default deadline / liveliness lease where the graph says "infinite", and ``qos_check_compatible`` of
+    the two mixed forms reports an incompatibility that does not exist.
+    """
+    me = (node.get_name(), node.get_namespace().rstrip("/"))
     out = []
-    sides = ((node.subscriptions, node.get_publishers_info_by_topic, "publisher", "offers", "no messages reach us"),
-             (node.publishers, node.get_subscriptions_info_by_topic, "subscription", "requests",
-              "it gets nothing from us"))
-    for entities, peers_of, kind, verb, effect in sides:
-        for ent in entities:
-            for peer in peers_of(ent.topic_name):
-                pub_qos, sub_qos = (peer.qos_profile, ent.qos_profile) if kind == "publisher" else \
-                    (ent.qos_profile, peer.qos_profile)
-                ok, why = qos_check_compatible(pub_qos, sub_qos)
-                if ok == QoSCompatibility.ERROR:
-                    out.append(f"{kind} {peer.node_namespace.rstrip('/')}/{peer.node_name} on {ent.topic_name} "
-                               f"{verb} incompatible QoS, {effect}: {why}")
+    sides = ((node.subscriptions, node.get_publishers_info_by_topic, node.get_subscriptions_info_by_topic,
+              "publisher", "offers", "no messages reach us"),
+             (node.publishers, node.get_subscriptions_info_by_topic, node.get_publishers_info_by_topic,
+              "subscription", "requests", "it gets nothing from us"))
+    for entities, peers_of, own_of, kind, verb, effect in sides:
+        for topic in sorted({ent.topic_name for ent in entities}):
+            own = [i.qos_profile for i in own_of(topic) if (i.node_name, i.node_namespace.rstrip("/")) == me]
+            for peer in peers_of(topic):
+                for mine in own[:1]:  # one entity of ours per topic and side (all this project creates)
+                    pub_qos, sub_qos = (peer.qos_profile, mine) if kind == "publisher" else (mine, peer.qos_profile)
+                    ok, why = qos_check_compatible(pub_qos, sub_qos)
+                    if ok == QoSCompatibility.ERROR:
+                        out.append(f"{kind} {peer.node_namespace.rstrip('/')}/{peer.node_name} on {topic} "
+                                   f"{verb} incompatible QoS, {effect}: {why}")
     return out
 
 
