@@ -93,3 +93,18 @@ def test_grpo_rejects_mismatched_data(sft_dir, episodes):
         grpo_samples(sft, episodes, GRPORunConfig(data=replace(DATA, chunk_len=8)))
     with pytest.raises(ValueError, match="must be a multiple of num_generations=5"):
         GRPORunConfig(per_device_train_batch_size=8)
+
+
+def test_reward_weights_can_be_overridden_for_ablations(sft_dir, episodes, tmp_path):
+    """``trainer_overrides: {reward_weights: [0, 1]}`` (accuracy only) reaches TRL instead of clashing."""
+    from roboalign.training.data_builders import to_hf_dataset
+    from roboalign.training.grpo import GRPO_COLUMNS, make_grpo_trainer
+
+    sft = load_aligned(sft_dir)
+    prompts = grpo_samples(sft, episodes, GRPORunConfig(data=DATA))
+    for overrides, want in (({}, [0.5, 0.5]), ({"reward_weights": [0.0, 1.0]}, [0.0, 1.0])):
+        cfg = GRPORunConfig(init_checkpoint=str(sft_dir), output_dir=str(tmp_path / "g"), data=DATA, max_steps=1,
+                            per_device_train_batch_size=10, trainer_overrides=overrides)
+        trainer = make_grpo_trainer(sft, to_hf_dataset(prompts, GRPO_COLUMNS), cfg)
+        assert list(trainer.args.reward_weights) == want
+        assert trainer.reward_weights.tolist() == want

@@ -86,7 +86,7 @@ def make_grpo_trainer(aligned: AlignedModel, train_dataset: Any, cfg: GRPORunCon
         epsilon_high=cfg.epsilon_high,
         loss_type=cfg.loss_type,
         scale_rewards=cfg.scale_rewards,
-        reward_weights=weights,
+        reward_weights=cfg.trainer_overrides.get("reward_weights", weights),  # [w_format, w_accuracy]
         weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm,
         activation_checkpointing=cfg.gradient_checkpointing,  # the new name of gradient_checkpointing
@@ -100,7 +100,7 @@ def make_grpo_trainer(aligned: AlignedModel, train_dataset: Any, cfg: GRPORunCon
         seed=cfg.seed,
         report_to=[],
         use_cpu=use_cpu,
-        **cfg.trainer_overrides,
+        **{k: v for k, v in cfg.trainer_overrides.items() if k != "reward_weights"},
     )
     return GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=train_dataset,
                        processing_class=aligned.backbone.processor, callbacks=callbacks or [])
