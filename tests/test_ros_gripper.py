@@ -108,12 +108,18 @@ def _wait_for_server(node: GripperRelay) -> None:
     wait_until(lambda: all(c.server_is_ready() for c in node._actions.values()), 10, "the gripper action servers")
 
 
-def test_open_close_open_sends_move_grasp_move_with_the_configured_values(ros) -> None:
+def _started(ros, **relay_params):
+    """A stand-in franka_gripper, a command publisher and a relay, connected: (server, commander, relay)."""
     server = FakeFrankaGripper(ros)
     cmd = Commander(ros)
-    r = ros(relay())
+    r = ros(relay(**relay_params))
     _wait_for_server(r)
     wait_until(lambda: cmd.pub.get_subscription_count() >= 1, 5, "the relay's subscription")
+    return server, cmd, r
+
+
+def test_open_close_open_sends_move_grasp_move_with_the_configured_values(ros) -> None:
+    server, cmd, r = _started(ros)
 
     cmd.hold(-1.0)  # open, 20 equal commands
     wait_until(lambda: server.results == ["move"], 10, "the Move goal's result")
@@ -135,11 +141,7 @@ def test_open_close_open_sends_move_grasp_move_with_the_configured_values(ros) -
 
 
 def test_a_rejected_or_failed_goal_is_reported_and_the_relay_keeps_running(ros) -> None:
-    server = FakeFrankaGripper(ros)
-    cmd = Commander(ros)
-    r = ros(relay())
-    _wait_for_server(r)
-    wait_until(lambda: cmd.pub.get_subscription_count() >= 1, 5, "the relay's subscription")
+    server, cmd, r = _started(ros)
 
     server.reject_next = True
     cmd.hold(1.0)  # close -> Grasp, rejected
@@ -173,11 +175,7 @@ def test_a_missing_server_gets_the_goal_once_it_appears(ros) -> None:
 
 
 def test_dry_run_sends_no_goal(ros) -> None:
-    server = FakeFrankaGripper(ros)
-    cmd = Commander(ros)
-    r = ros(relay(dry_run=True, home_on_start=True))
-    _wait_for_server(r)
-    wait_until(lambda: cmd.pub.get_subscription_count() >= 1, 5, "the relay's subscription")
+    server, cmd, r = _started(ros, dry_run=True, home_on_start=True)
     cmd.hold(-1.0, 0.2)
     cmd.hold(1.0, 0.3, ramp_from=-1.0)
     wait_until(lambda: r.counts["dry_run_goals"] == 2, 5, "two dry-run goals")

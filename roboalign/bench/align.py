@@ -67,8 +67,8 @@ def _table(results: dict[str, dict[str, Any]], train: dict[str, dict[str, Any]])
              "|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         g, s = r["greedy"], r["sampled"]
-        t = train.get(name)
-        tr = f"{t['greedy']['acc']:.3f} | {t['sampled']['acc']:.3f}" if t else "- | -"
+        t = train[name]
+        tr = f"{t['greedy']['acc']:.3f} | {t['sampled']['acc']:.3f}"
         lines.append(f"| {name} | {g['acc']:.3f} | {g['format']:.3f} | {g['first_token']:.3f} | {g['parsed']:.3f} "
                      f"| {s['acc']:.3f} | {s['format']:.3f} | {tr} |")
     return "\n".join(lines)
@@ -151,6 +151,11 @@ def main(argv: list[str] | None = None) -> int:
                "train_episodes": len(train),
                "heldout_episodes": len(held), "heldout_prompts": len(prompts), "fast_vocab": fast.vocab_size,
                "sft_steps": sft_cfg.max_steps, "grpo_steps": grpo_cfg.max_steps}
+    from roboalign.training.evaluate import paired_difference
+
+    for mode in ("greedy", "sampled"):  # same held-out prompts for both models: a paired difference
+        d, se = paired_difference(results["sft"][mode]["per_sample_acc"], results["sft+grpo"][mode]["per_sample_acc"])
+        summary[f"grpo_minus_sft_acc_{mode}"] = {"mean": d, "se": se}
     (out / "align_results.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "align_results.md").write_text(table + "\n")
     figures = Path(args.figures)
@@ -162,14 +167,11 @@ def main(argv: list[str] | None = None) -> int:
               figures / "align_curves.csv")
     print(f"align: wall {timings['total_wall_s'] / 60:.1f} min, cpu {timings['total_cpu_s'] / 60:.1f} min; "
           f"curves {figures / 'align_curves.png'}")
-    from roboalign.training.evaluate import paired_difference
-
     g = {k: v["greedy"] for k, v in results.items()}
-    for mode in ("greedy", "sampled"):  # same held-out prompts for both models: a paired difference
-        d, se = paired_difference(results["sft"][mode]["per_sample_acc"], results["sft+grpo"][mode]["per_sample_acc"])
-        summary[f"grpo_minus_sft_acc_{mode}"] = {"mean": d, "se": se}
-        print(f"align: grpo - sft r_a ({mode}) = {d:+.4f} ± {se:.4f} (paired, {len(prompts)} held-out prompts)")
-    (out / "align_results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    for mode in ("greedy", "sampled"):
+        diff = summary[f"grpo_minus_sft_acc_{mode}"]
+        print(f"align: grpo - sft r_a ({mode}) = {diff['mean']:+.4f} ± {diff['se']:.4f} "
+              f"(paired, {len(prompts)} held-out prompts)")
     print(f"align: base_acc={g['base']['acc']:.3f} sft_acc={g['sft']['acc']:.3f} "
           f"grpo_acc={g['sft+grpo']['acc']:.3f} grpo_format={g['sft+grpo']['format']:.3f}")
     return 0
