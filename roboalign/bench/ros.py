@@ -106,8 +106,7 @@ class Probe:
         n.create_subscription(ActionChunk, "/roboalign/action_chunk", self._on_chunk, 50)
         n.create_subscription(JointTrajectory, "/fr3_arm_controller/joint_trajectory", self._on_cmd, 50)
         # The robot's sensors publish from their own thread on absolute deadlines, as a camera driver does,
-        # not from this process's executor timers. (Some runs still fault on ~1 s gaps in all of this
-        # process's traffic, also at load 0.6: open, see README "ROS timing".)
+        # not from this process's executor timers.
         self._stop = threading.Event()
         self._sensor_thread = threading.Thread(target=self._sensor_loop, name="bench_sensors", daemon=True)
         self._sensor_thread.start()
@@ -209,7 +208,7 @@ def _plot(over: np.ndarray, periods_ms: np.ndarray, path: Path) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
     from roboalign_policy.operator_client import OperatorClient
 
     out = Path(args.out)
@@ -227,17 +226,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                               stdout=open(out / "bridge_node.log", "w"), stderr=subprocess.STDOUT)]  # noqa: SIM115
     rclpy.init()
     probe = Probe(args.image_size)
-    ex = MultiThreadedExecutor(num_threads=4)
+    # Single-threaded on purpose: rclpy's MultiThreadedExecutor hands a ready callback to a worker and waits
+    # again at once; while the worker has not taken the message yet (or the callback group is busy), the wait
+    # returns immediately, and that loop held this process's GIL for ~1 s at a time (measured with py-spy:
+    # one spin thread at 90-100 % CPU, the sensor thread starved, the bridge faulting on stale images).
+    ex = SingleThreadedExecutor()
     ex.add_node(probe.node)
     th = threading.Thread(target=ex.spin, daemon=True)
     th.start()
-    client = OperatorClient()
+    client = OperatorClient(joint_states_topic="")  # the probe is the robot: no 100 Hz joint states here
     try:
         client.wait_for_bridge(60.0)
         deadline = time.monotonic() + 120.0
         while not probe.chunks and time.monotonic() < deadline:  # policy loaded and running
             if client.wait_for_status(timeout=1.0) and client.status.phase != "running":
                 client.command("start", task="bottle_to_basket")
+            time.sleep(0.1)  # wait_for_status returns at once once a status is there: no busy loop
             for p in procs:
                 if p.poll() is not None:
                     raise RuntimeError(f"a node exited (code {p.returncode}); see the logs in {out}")

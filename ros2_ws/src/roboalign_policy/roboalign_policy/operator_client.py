@@ -68,7 +68,8 @@ class OperatorClient:
         self.status: Status | None = None
         self.joints: dict[str, float] = {}
         self.node.create_subscription(EpisodeStatus, status_topic, self._on_status, 10)
-        self.node.create_subscription(JointState, joint_states_topic, self._on_joints, qos_profile_sensor_data)
+        if joint_states_topic:  # "" : no joint states (they wake this client's executor at the robot's rate)
+            self.node.create_subscription(JointState, joint_states_topic, self._on_joints, qos_profile_sensor_data)
         self._executor = SingleThreadedExecutor(context=self._ctx)
         self._executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, daemon=True)
