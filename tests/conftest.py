@@ -17,7 +17,7 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1,
 
 @pytest.fixture
 def ros():
-    """ROS 2 tests: ``add(*nodes)`` puts nodes on a MultiThreadedExecutor spinning in the background; all torn
+    """ROS 2 tests: ``add(*nodes)`` puts nodes on a multi-threaded executor spinning in the background; all torn
     down after the test (rclpy is imported only by the tests that use it)."""
     from tests.ros_helpers.executor import spinning_executor
 

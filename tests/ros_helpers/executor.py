@@ -1,4 +1,4 @@
-"""Test helpers for ROS 2 tests: a background MultiThreadedExecutor that owns the nodes, and polling waits."""
+"""Test helpers for ROS 2 tests: a background multi-threaded executor (the nodes' own QueueAwareExecutor) that owns the nodes, and polling waits."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable, Iterator
 
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
+from roboalign_policy.executor import QueueAwareExecutor
 
 
 def wait_until(pred: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
@@ -21,10 +21,10 @@ def wait_until(pred: Callable[[], object], timeout: float = 10.0, what: str = "c
 
 
 def spinning_executor() -> Iterator[Callable[..., Node]]:
-    """rclpy.init, a MultiThreadedExecutor spinning in the background, and ``add(*nodes)`` putting nodes on it
+    """rclpy.init, a QueueAwareExecutor spinning in the background, and ``add(*nodes)`` putting nodes on it
     (returns the node, or the nodes); after the yield everything is torn down (``close()`` first if a node has it)."""
     rclpy.init()
-    ex = MultiThreadedExecutor(num_threads=8)
+    ex = QueueAwareExecutor(num_threads=8)
     nodes = []
 
     def add(*new):

@@ -1,4 +1,4 @@
-"""Run a node under a MultiThreadedExecutor and exit cleanly on Ctrl-C / SIGTERM or a bad configuration."""
+"""Run a node under a multi-threaded executor (``executor.QueueAwareExecutor``) and exit cleanly on Ctrl-C / SIGTERM or a bad configuration."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import threading
 from collections.abc import Callable
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+
+from roboalign_policy.executor import QueueAwareExecutor
 
 
 def make_realtime(priority: int, tid: int | None = None) -> str | None:
@@ -43,7 +45,7 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None = None, threa
         print(f"[roboalign] cannot start: {e}", file=sys.stderr, flush=True)
         rclpy.try_shutdown()
         return 2
-    executor = MultiThreadedExecutor(num_threads=threads)
+    executor = QueueAwareExecutor(num_threads=threads)
     executor.add_node(node)
     try:
         executor.spin()
