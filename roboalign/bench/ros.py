@@ -5,7 +5,10 @@
 Starts policy_node and bridge_node as separate processes (as deployed) and, in this process, a robot node
 publishing two rgb8 cameras at 30 Hz and /joint_states at 100 Hz and taking the bridge's commands. The
 policy runs the tiny exported VLA on ONNX Runtime (built once; ``--backend reach`` measures with a
-trivial policy instead), the bridge runs an episode at 50 Hz. Measured, in one run:
+trivial policy instead), the bridge runs an episode at 50 Hz. With ``--pin auto`` (the default on 2+ CPUs)
+the policy node runs on the last CPU and the bridge and the robot on the others, set through the nodes'
+``cpu_affinity`` parameter (inference kept off the control path's cores, as one configures a robot PC);
+``--pin none`` leaves everything to the scheduler. Measured, in one run:
 
 Arrival times are the DDS reception timestamps (``MessageInfo.received_timestamp``), so the probe's own
 Python executor does not add to what is measured (a C++ ros2_control controller would see these).
@@ -50,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=10.0, help="policy inference rate [Hz]")
     p.add_argument("--realtime-priority", type=int, default=50,
                    help="bridge control thread SCHED_FIFO priority (0: normal scheduling)")
+    p.add_argument("--pin", choices=("auto", "none"), default="auto",
+                   help="auto (2+ CPUs): the policy node on the last CPU, the bridge and the robot on the others "
+                        "(the nodes' cpu_affinity parameter: inference off the control path's cores); none: "
+                        "let the scheduler place everything")
     p.add_argument("--out", default="runs/bench_ros")
     p.add_argument("--tiny-cache", default=str(Path.home() / ".cache" / "roboalign" / "tiny_joint_vla"))
     return p
@@ -60,13 +67,23 @@ def _node_cmd(executable: str, params: dict[str, Any]) -> list[str]:
 
     cmd = [sys.executable, "-m", f"roboalign_policy.{executable}", "--ros-args"]
     for k, v in params.items():
+        if isinstance(v, list) and not v:  # an empty list has no type on the command line: keep the default
+            continue
         cmd += ["-p", f"{k}:={ros_value(v)}"]
     return cmd
 
 
+def _cpu_split(pin: str) -> tuple[list[int], list[int]]:
+    """(policy CPUs, control-path CPUs) for ``--pin``; empty lists: no pinning."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if pin == "none" or len(cpus) < 2:
+        return [], []
+    return cpus[-1:], cpus[:-1]
+
+
 def _policy_params(args: argparse.Namespace) -> dict[str, Any]:
     base = {"camera_names": ["agentview", "wrist"], "camera_topics": list(CAMS),
-            "max_inference_rate_hz": args.rate, "max_image_age_s": 0.2}
+            "max_inference_rate_hz": args.rate, "max_image_age_s": 0.2, "cpu_affinity": args.policy_cpus}
     if args.backend == "reach":
         goal = [0.3, -0.5, 0.0, -2.0, 0.0, 1.8, 0.8]
         return {**base, "backend": "reach", "backend_options": json.dumps({"goal": goal, "speed": 0.05})}
@@ -213,19 +230,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    args.policy_cpus, args.control_cpus = _cpu_split(args.pin)  # before this process pins itself
     domain = os.environ.get("ROS_DOMAIN_ID") or str(150 + os.getpid() % 80)  # keep other stacks out
     env = {**os.environ, "ROS_DOMAIN_ID": domain, "OMP_NUM_THREADS": "1"}
     os.environ["ROS_DOMAIN_ID"] = domain
     bridge = {"dry_run": False, "home_first": False, "control_rate_hz": 50.0, "camera_topics": list(CAMS),
               "max_episode_s": 3600.0, "chunk_timeout_s": 2.0, "task_domain": "real",
               "state_timeout_s": 1.0, "image_timeout_s": 1.0,  # the probe is Python at normal priority
-              "realtime_priority": args.realtime_priority}
+              "realtime_priority": args.realtime_priority, "cpu_affinity": args.control_cpus}
     procs = [subprocess.Popen(_node_cmd("policy_node", _policy_params(args)), env=env,
                               stdout=open(out / "policy_node.log", "w"), stderr=subprocess.STDOUT),  # noqa: SIM115
              subprocess.Popen(_node_cmd("bridge_node", bridge), env=env,
                               stdout=open(out / "bridge_node.log", "w"), stderr=subprocess.STDOUT)]  # noqa: SIM115
     rclpy.init()
     probe = Probe(args.image_size)
+    from roboalign_policy.node_runner import pin_process
+
+    why = pin_process(args.control_cpus)  # the robot sits on the control path's cores
+    if why:
+        print(f"bench ros: {why}", file=sys.stderr)
     # Single-threaded on purpose: rclpy's MultiThreadedExecutor hands a ready callback to a worker and waits
     # again at once; while the worker has not taken the message yet (or the callback group is busy), the wait
     # returns immediately, and that loop held this process's GIL for ~1 s at a time (measured with py-spy:
@@ -284,6 +307,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     res = {"overhead_ms_median": float(np.median(over)), "overhead_ms_p99": float(np.percentile(over, 99)),
            "cmd_period_jitter_ms_p99": float(np.percentile(jitter, 99)),
            "cmd_stamp_jitter_ms_p99": float(np.percentile(sent, 99)), "realtime_priority": args.realtime_priority,
+           "pin": args.pin, "policy_cpus": args.policy_cpus, "control_cpus": args.control_cpus,
            "cmd_delivery_ms_median": float(np.median(delivery)), "cmd_delivery_ms_p99": float(np.percentile(delivery, 99)),
            "load_avg_1min": os.getloadavg()[0], "cpus": os.cpu_count(),
            "cmd_period_ms_median": float(np.median(periods)), "cmd_period_ms_max": float(periods.max()),
@@ -305,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
           f"bridge command period median {r['cmd_period_ms_median']:.2f} ms, max {r['cmd_period_ms_max']:.1f} ms "
           f"over {r['commands']} commands (jitter p99 at the sender {r['cmd_stamp_jitter_ms_p99']:.2f} ms; tick stamp "
           f"-> reception here median {r['cmd_delivery_ms_median']:.2f} ms, p99 {r['cmd_delivery_ms_p99']:.2f} ms); "
-          f"load average {r['load_avg_1min']:.1f} on {r['cpus']} CPUs; targets {TARGETS}; "
+          f"load average {r['load_avg_1min']:.1f} on {r['cpus']} CPUs; policy on CPUs {r['policy_cpus'] or 'any'}, "
+          f"bridge + robot on {r['control_cpus'] or 'any'}; targets {TARGETS}; "
           f"plot {Path(args.out) / 'ros.png'}")
     print(f"ros: overhead_ms_median={r['overhead_ms_median']:.2f} overhead_ms_p99={r['overhead_ms_p99']:.2f} "
           f"cmd_period_jitter_ms_p99={r['cmd_period_jitter_ms_p99']:.2f}")

@@ -54,7 +54,7 @@ from roboalign.tasks import DEFAULT_TASKS, TaskError
 from roboalign_policy import conversions as conv
 from roboalign_policy.diagnostics import ERROR, OK, WARN, DiagnosticUpdater
 from roboalign_policy.node_runner import make_realtime, run_node
-from roboalign_policy.params import ParamSpec, declare_params
+from roboalign_policy.params import CPU_AFFINITY, ParamSpec, declare_params
 from roboalign_policy.policy_node import LATCHED, RELIABLE
 from roboalign_policy.polling import PolledGroup, QuietEvents, received_s, take_all, take_newest
 
@@ -124,6 +124,7 @@ PARAMS = [
     ParamSpec("status_rate_hz", 10.0, "EpisodeStatus rate", min=0.1, max=100.0, read_only=True),
     ParamSpec("realtime_priority", 0, "SCHED_FIFO priority of the control thread (wall clock only; 0: normal "
               "scheduling; needs CAP_SYS_NICE or an rtprio limit)", min=0, max=98, read_only=True),
+    CPU_AFFINITY,
 ]
 
 

@@ -20,7 +20,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from roboalign_policy import conversions as conv
 from roboalign_policy.node_runner import StartupError, run_node
-from roboalign_policy.params import ParamSpec, declare_params
+from roboalign_policy.params import CPU_AFFINITY, ParamSpec, declare_params
 
 PARAMS = [
     ParamSpec("camera_name", "camera", "name in the topic and frame (e.g. agentview, wrist)", read_only=True),
@@ -29,6 +29,7 @@ PARAMS = [
     ParamSpec("height", 480, "colour height", min=16, max=4096, read_only=True),
     ParamSpec("fps", 30, "frame rate", min=1, max=90, read_only=True),
     ParamSpec("camera_namespace", "/camera", "topics go to <ns>/<camera_name>/color/...", read_only=True),
+    CPU_AFFINITY,
 ]
 
 

@@ -33,7 +33,7 @@ from std_msgs.msg import Float64MultiArray
 from roboalign.control.gripper import GripperState, GripperSwitch
 from roboalign_policy.diagnostics import ERROR, OK, WARN, DiagnosticUpdater
 from roboalign_policy.node_runner import run_node
-from roboalign_policy.params import ParamSpec, declare_params
+from roboalign_policy.params import CPU_AFFINITY, ParamSpec, declare_params
 from roboalign_policy.policy_node import RELIABLE
 
 PARAMS = [
@@ -62,6 +62,7 @@ PARAMS = [
     ParamSpec("dry_run", True, "log the goals, send nothing to the gripper"),
     ParamSpec("retry_period_s", 1.0, "how often a goal waiting for its action server is retried [s]",
               min=0.05, max=60.0, read_only=True),
+    CPU_AFFINITY,
 ]
 
 

@@ -1,4 +1,5 @@
-"""Run a node under a multi-threaded executor (``executor.QueueAwareExecutor``) and exit cleanly on Ctrl-C / SIGTERM or a bad configuration."""
+"""Run a node under a multi-threaded executor (``executor.QueueAwareExecutor``), pinned to its
+``cpu_affinity``, and exit cleanly on Ctrl-C / SIGTERM or a bad configuration."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import rclpy
 from rclpy.executors import ExternalShutdownException
@@ -30,6 +31,34 @@ def make_realtime(priority: int, tid: int | None = None) -> str | None:
     return None
 
 
+def pin_process(cpus: Sequence[int]) -> str | None:
+    """Run every thread of this process (and the threads it starts later) on ``cpus``; returns why it could
+    not (CPUs this process may not use, no affinity support), or None. Empty ``cpus``: leave as is."""
+    if not cpus:
+        return None
+    try:
+        allowed = os.sched_getaffinity(0)
+        missing = sorted(set(cpus) - allowed)
+        if missing:
+            return f"cpu_affinity {list(cpus)}: CPUs {missing} are not available here ({sorted(allowed)}); not pinned"
+        for tid in os.listdir("/proc/self/task"):  # sched_setaffinity(0) would pin the calling thread only
+            try:
+                os.sched_setaffinity(int(tid), set(cpus))
+            except ProcessLookupError:  # a thread that just ended
+                pass
+    except (AttributeError, OSError) as e:
+        return f"cpu_affinity {list(cpus)} not applied ({e})"
+    return None
+
+
+def _apply_affinity(node: Node, cpus: list[int]) -> None:
+    why = pin_process(cpus)
+    if why:
+        node.get_logger().warning(why)
+    elif cpus:
+        node.get_logger().info(f"pinned to CPUs {cpus}")
+
+
 class StartupError(RuntimeError):
     """A node cannot start (missing device, driver, ...); the message says why and what to do."""
 
@@ -45,6 +74,10 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None = None, threa
         print(f"[roboalign] cannot start: {e}", file=sys.stderr, flush=True)
         rclpy.try_shutdown()
         return 2
+    if node.has_parameter("cpu_affinity"):
+        _apply_affinity(node, list(node.get_parameter("cpu_affinity").value or []))
+        node.add_post_set_parameters_callback(
+            lambda ps: [_apply_affinity(node, list(p.value or [])) for p in ps if p.name == "cpu_affinity"])
     executor = QueueAwareExecutor(num_threads=threads)
     executor.add_node(node)
     try:

@@ -126,10 +126,14 @@ def declare_params(node: Node, specs: Sequence[ParamSpec], rules: Sequence[Rule]
             if s.array and not s.default:  # an empty list has no type of its own: declare typed, then set
                 node.declare_parameter(s.name, s.type, s.descriptor())
                 if not node.has_parameter(s.name) or _uninitialized(node, s.name):
-                    node.set_parameters([Parameter(s.name, s.type, [])])
+                    res = node.set_parameters([Parameter(s.name, s.type, [])])[0]
+                    if not res.successful:  # e.g. a cross-parameter rule refusing another parameter
+                        raise ValueError(f"{node.get_name()}: {res.reason}")
                 values[s.name] = list(node.get_parameter(s.name).value)
             else:
                 values[s.name] = node.declare_parameter(s.name, s.default, s.descriptor()).value
+        except ValueError:
+            raise
         except Exception as e:  # rclpy raises InvalidParameterValueException / InvalidParameterTypeException
             raise ValueError(f"{node.get_name()}: parameter {s.name}: {e}") from e
     # the cross-parameter rules have run on the last declaration; run them once more for a clear error
@@ -138,3 +142,9 @@ def declare_params(node: Node, specs: Sequence[ParamSpec], rules: Sequence[Rule]
         if why:
             raise ValueError(f"{node.get_name()}: {why}")
     return values
+
+
+# Declared by every node (as ros2_control's controller_manager has it); applied by node_runner.run_node at
+# start-up and again when it is set.
+CPU_AFFINITY = ParamSpec("cpu_affinity", [], "CPUs this node's process runs on, e.g. [2, 3] to keep inference off "
+                         "the control path's cores; empty: any CPU", min=0, max=1023, array="int")

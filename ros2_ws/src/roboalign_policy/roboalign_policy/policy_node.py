@@ -44,7 +44,7 @@ from roboalign.runtime.types import Observation
 from roboalign_policy import conversions as conv
 from roboalign_policy.diagnostics import ERROR, OK, WARN, DiagnosticUpdater
 from roboalign_policy.node_runner import run_node
-from roboalign_policy.params import ParamSpec, declare_params
+from roboalign_policy.params import CPU_AFFINITY, ParamSpec, declare_params
 from roboalign_policy.polling import PolledGroup, QuietEvents, received_s, take_newest
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -83,6 +83,7 @@ PARAMS = [
               "JointTrajectory header stamp is observation + offset * dt)", min=0.0, max=10.0),
     ParamSpec("instruction", "", "initial instruction (the instruction topic overrides it)"),
     ParamSpec("status_rate_hz", 2.0, "PolicyStatus and /diagnostics rate", min=0.1, max=100.0),
+    CPU_AFFINITY,
 ]
 
 

@@ -42,7 +42,7 @@ from roboalign.action_space import FR3_JOINT_NAMES
 from roboalign.tasks import DEFAULT_TASKS
 from roboalign_policy import conversions as conv
 from roboalign_policy.node_runner import run_node
-from roboalign_policy.params import ParamSpec, declare_params
+from roboalign_policy.params import CPU_AFFINITY, ParamSpec, declare_params
 from roboalign_policy.policy_node import LATCHED, RELIABLE
 from roboalign_policy.polling import QuietEvents
 
@@ -77,6 +77,7 @@ PARAMS = [
               "images every step, e.g. the scripted expert)", min=1, max=100),
     ParamSpec("joint_max_delta", 0.1, "largest joint move per sim step [rad] (LiberoEnv)", min=0.001, max=0.5,
               read_only=True),
+    CPU_AFFINITY,
 ]
 
 
