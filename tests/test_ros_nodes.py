@@ -265,10 +265,30 @@ def test_stale_camera_holds_within_100_ms_reports_on_diagnostics_and_keeps_the_r
                5, "an ERROR on /diagnostics")
     meta = json.loads((next(tmp_path.glob("episode_0001_*")) / "episode.json").read_text())
     assert meta["outcome"] == "fault" and "stale image" in meta["message"]
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS2_JAZZY)
+    stamps: dict[str, list[float]] = {"/joint_states": [], CAM: []}
+    log_times = []
     with Reader(next(tmp_path.glob("episode_0001_*")) / "bag") as bag:
         counts = {c.topic: c.msgcount for c in bag.connections}
+        for conn, t, raw in bag.messages():
+            log_times.append(t)
+            if conn.topic in stamps:
+                h = store.deserialize_cdr(raw, conn.msgtype).header.stamp
+                stamps[conn.topic].append(h.sec + h.nanosec * 1e-9)
     assert counts["/joint_states"] > 10 and counts["/fr3_arm_controller/joint_trajectory"] > 10
     assert counts["/roboalign/action_chunk"] > 0 and counts[CAM] > 10
+    assert log_times == sorted(log_times)
+    # what the robot published during the episode is in the bag, intact and once (recorded off the executor by
+    # the recorder thread; a bounded queue between its passes)
+    for topic, published in (("/joint_states", robot.state_stamps), (CAM, robot.image_stamps)):
+        got = np.array(stamps[topic])
+        pub = np.array(published)
+        assert len(np.unique(got)) == len(got), f"{topic}: duplicates in the bag"
+        assert np.all(np.min(np.abs(got[:, None] - pub[None, :]), axis=1) < 1e-6), f"{topic}: unknown stamps"
+        window = pub[(pub >= got.min()) & (pub <= got.max())]
+        assert len(got) >= 0.9 * len(window), f"{topic}: {len(got)} of {len(window)} published messages recorded"
 
 
 def test_estop_topic_and_service(ros) -> None:

@@ -34,6 +34,7 @@ class KinematicRobot(Node):
         self.commands: list[tuple[float, float, np.ndarray]] = []  # (arrival monotonic, header stamp, (K, 7))
         self.gripper: list[float] = []
         self.image_stamps: list[float] = []
+        self.state_stamps: list[float] = []
         self._img = np.random.default_rng(0).integers(0, 256, (image_size, image_size, 3), dtype=np.uint8)
         self._cams = [self.create_publisher(Image, t, qos_profile_sensor_data) for t in camera_topics]
         self._js = self.create_publisher(JointState, "/joint_states", qos_profile_sensor_data)
@@ -52,6 +53,7 @@ class KinematicRobot(Node):
         stamp = now.to_msg()
         with self.lock:
             q = self.q.copy()
+        self.state_stamps.append(now.nanoseconds * 1e-9)
         self._js.publish(conv.joint_state([*FR3_JOINT_NAMES, "fr3_finger_joint1", "fr3_finger_joint2"],
                                           np.r_[q, 0.04, 0.04], stamp))
         if self.cameras_on:

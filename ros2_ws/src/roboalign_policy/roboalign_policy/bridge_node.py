@@ -21,8 +21,9 @@
   while the control thread waits for it. Chunks, e-stop, services and timers stay on the executor; no
   entity has rclpy's per-entity QoS event handlers (``polling.QuietEvents``; /diagnostics "qos" reports
   incompatible peers instead).
-- Recording: with ``record_dir`` every episode is written (``roboalign.control.recording``); an episode
-  that ends in a fault or is interrupted keeps what was recorded.
+- Recording: with ``record_dir`` every episode is written as a rosbag2 (``roboalign_policy.bag_recorder``,
+  off the executor and the control thread); an episode that ends in a fault or is interrupted keeps what was
+  recorded.
 """
 
 from __future__ import annotations
@@ -596,7 +597,7 @@ class BridgeNode(QuietEvents, Node):
         if self._control_thread is not None:
             self._control_thread.join(timeout=2.0)
         if self._recorder is not None:
-            self._recorder.end("interrupted", "node shut down")
+            self._recorder.close("interrupted", "node shut down")
 
 
 def main(args: list[str] | None = None) -> int:
