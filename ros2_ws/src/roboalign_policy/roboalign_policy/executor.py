@@ -21,6 +21,7 @@ from concurrent.futures import Future as PoolFuture
 from concurrent.futures import wait
 from typing import Any
 
+from rclpy._rclpy_pybind11 import InvalidHandle
 from rclpy.executors import (
     ConditionReachedException,
     ExternalShutdownException,
@@ -58,4 +59,9 @@ class QueueAwareExecutor(MultiThreadedExecutor):
         for task in self._futures[:]:
             if task.done():
                 self._futures.remove(task)
-                task.result()  # raise any exception of a callback, as rclpy does
+                try:
+                    task.result()  # raise any exception of a callback, as rclpy does
+                except InvalidHandle:
+                    if not self._is_shutdown:
+                        raise
+                    # shutting down: an entity was destroyed under a last callback; not the callback's error
