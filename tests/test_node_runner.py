@@ -55,3 +55,34 @@ def test_every_node_declares_cpu_affinity() -> None:
     for mod in ("bridge_node", "policy_node", "sim_robot_node", "camera_node", "gripper_relay"):
         params = importlib.import_module(f"roboalign_policy.{mod}").PARAMS
         assert any(p.name == "cpu_affinity" and p.array == "int" for p in params), mod
+
+
+def test_repeated_sigterm_does_not_cut_the_clean_up_short() -> None:
+    """make and timeout each send a SIGTERM: the first one starts the clean-up, the later ones must not
+    interrupt it (which would orphan the node processes of a ProcessGraph)."""
+    import signal
+    import time
+
+    prog = textwrap.dedent("""
+        import sys, time
+        from roboalign_policy.process_graph import interrupt_on_sigterm
+        interrupt_on_sigterm()
+        try:
+            print("ready", flush=True)
+            time.sleep(30)
+        except KeyboardInterrupt as e:
+            print("interrupted", e, flush=True)
+        finally:
+            for _ in range(10):  # a slow clean-up (graph.stop) that more signals arrive during
+                time.sleep(0.05)
+            print("cleaned up", flush=True)
+    """)
+    p = subprocess.Popen([sys.executable, "-c", prog], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "ready"
+    for _ in range(3):
+        p.send_signal(signal.SIGTERM)
+        time.sleep(0.1)
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=30)
+    assert p.returncode == 0
+    assert out.splitlines() == ["interrupted signal 15", "cleaned up"]

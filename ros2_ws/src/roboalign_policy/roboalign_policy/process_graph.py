@@ -18,15 +18,25 @@ from typing import Any
 
 from roboalign_policy.graph import Graph, NodeSpec, node_command
 
+_interrupted = False
+
 
 def _interrupt(signum: int, frame: Any) -> None:
+    global _interrupted
+    if _interrupted:  # a second signal (make and timeout both send one; an impatient Ctrl-C) must not cut
+        return        # the clean-up short and orphan the nodes: stop() ends them within its grace period
+    _interrupted = True
     raise KeyboardInterrupt(f"signal {signum}")
 
 
 def interrupt_on_sigterm() -> None:
-    """Turn SIGTERM into KeyboardInterrupt in this (main-thread) program, so its ``finally: graph.stop()``
-    runs instead of the process dying and leaving the node processes orphaned."""
+    """Turn SIGTERM (and Ctrl-C) into one KeyboardInterrupt in this (main-thread) program, so its
+    ``finally: graph.stop()`` runs, once and to the end, instead of the process dying and leaving the node
+    processes orphaned; later signals are ignored while it cleans up."""
+    global _interrupted
+    _interrupted = False
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
 
 
 class ProcessGraph:
