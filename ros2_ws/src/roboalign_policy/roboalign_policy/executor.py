@@ -4,9 +4,10 @@ rclpy's (Jazzy) MultiThreadedExecutor submits each ready callback to a thread po
 The wait yields every task that has not *started* yet, so a callback still queued in the pool is yielded
 and submitted again, and while one is queued the wait returns without waiting: the spin thread loops at
 full speed holding the GIL, and the pool's workers barely get to run (ros2/rclpy#1452, fixed upstream in
-rclpy 10.0.4 by ros2/rclpy#1547, not in the Jazzy wheels). Measured here: 3 subscriptions at 200 Hz with
-2 ms callbacks gave 143 000 submissions for 257 callbacks, one core at 100 %, and 70 % of the messages
-never delivered; in ``roboalign bench ros`` the same loop stalled a whole process for ~1 s at a time.
+rclpy 10.0.4 by ros2/rclpy#1547, not in the Jazzy wheels). Measured here: 3 subscriptions (queue depth 50)
+at ~200 Hz with 0.5 ms callbacks: 215 000 submissions, one core at 100 %, 221 of 900 messages delivered
+(this executor: ~2 submissions per callback, all 900 delivered, a third of a core); in ``roboalign bench
+ros`` the same loop stalled a whole process for ~1 s at a time.
 
 :class:`QueueAwareExecutor` submits a task only if it is not already waiting in the pool; when the wait
 yields one that is, it gives the pool a moment (waiting on that task's future, which releases the GIL)
