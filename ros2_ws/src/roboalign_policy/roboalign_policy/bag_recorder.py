@@ -71,6 +71,7 @@ class BagRecorder:
         self._types = dict(topics)
         self._meta: dict[str, Any] = {}
         self._begin_ns = 0
+        self._ref = (time.time_ns(), self._stamp_ns())  # (system clock, node clock) at the last pass
         self._own: deque[tuple[int, str, Any]] = deque()  # (stamp, topic, message) queued by write()
         self.folder: Path | None = None
         self.written = 0  # messages written into bags so far
@@ -92,13 +93,24 @@ class BagRecorder:
             with self._lock:
                 self._drain()
 
+    def _to_clock(self, received_ns: int, wall_ns: int, now_ns: int) -> int:
+        """A DDS reception time (system clock) on the node's clock: interpolated between the previous pass and
+        this one, so it is exact on the system clock and monotone and within the pass under sim time."""
+        wall0, clock0 = self._ref
+        if received_ns >= wall_ns or wall_ns <= wall0:
+            return now_ns
+        if received_ns <= wall0:
+            return clock0
+        return clock0 + (received_ns - wall0) * (now_ns - clock0) // (wall_ns - wall0)
+
     def _drain(self) -> None:
         """Take every waiting message and write what belongs to the open episode, in time order (lock held)."""
         now_ns, wall_ns = self._stamp_ns(), time.time_ns()
         items = []
         for topic, sub in self._subs.items():
-            for data, info in take_all(sub):  # reception time (system clock) -> the node's clock (sim time too)
-                items.append((now_ns - (wall_ns - info["received_timestamp"]), topic, data))
+            for data, info in take_all(sub):
+                items.append((self._to_clock(info["received_timestamp"], wall_ns, now_ns), topic, data))
+        self._ref = (wall_ns, now_ns)
         while self._own:
             items.append(self._own.popleft())
         if self._writer is None:
