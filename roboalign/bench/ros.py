@@ -246,7 +246,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     probe = Probe(args.image_size)
     from roboalign_policy.node_runner import pin_process
 
-    why = pin_process(args.control_cpus)  # the robot sits on the control path's cores
+    all_cpus = sorted(os.sched_getaffinity(0))
+    why = pin_process(args.control_cpus)  # the robot sits on the control path's cores (undone at the end)
     if why:
         print(f"bench ros: {why}", file=sys.stderr)
     # Single-threaded on purpose: rclpy's MultiThreadedExecutor hands a ready callback to a worker and waits
@@ -296,6 +297,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         th.join(timeout=5.0)
         probe.node.destroy_node()
         rclpy.try_shutdown()
+        pin_process(all_cpus)
     over, model = probe.overheads_ms()
     periods = np.diff(np.asarray(probe.cmd_times)) * 1e3
     if len(over) < 10 or len(periods) < 50:

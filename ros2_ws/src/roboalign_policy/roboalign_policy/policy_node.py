@@ -7,7 +7,7 @@ object poses published by sim_robot_node). Publishes per chunk a roboalign_msgs/
 joint-position action space, a trajectory_msgs/JointTrajectory (one point per row, ``time_from_start =
 k * dt`` from the observation stamp), plus roboalign_msgs/PolicyStatus and /diagnostics.
 
-Inference runs in its own mutually-exclusive callback group of the MultiThreadedExecutor: in the callback
+Inference runs in its own mutually-exclusive callback group of the multi-threaded executor: in the callback
 of the first camera (subscribed there with depth 1, so it always acts on the newest image), at most
 ``max_inference_rate_hz``, or in the callback of the sim's privileged state (same group) when that
 completes an observation. The joint state and the other cameras are only needed as the newest message when an
