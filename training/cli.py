@@ -8,8 +8,9 @@ processes / GPUs run the stage module under accelerate instead, e.g.
 
 from __future__ import annotations
 
-import importlib
 import sys
+
+from roboalign.dispatch import dispatch
 
 STAGES: dict[str, tuple[str, str]] = {
     "sft": ("roboalign.training.sft", "stage 1: SFT to reasoning + FAST action tokens"),
@@ -18,23 +19,8 @@ STAGES: dict[str, tuple[str, str]] = {
 }
 
 
-def _usage() -> str:
-    lines = ["usage: roboalign train <stage> --config CONFIG [options]", "", "stages:"]
-    lines += [f"  {name:<5} {help_}" for name, (_, help_) in STAGES.items()]
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(_usage())
-        return 0 if argv else 2
-    stage, rest = argv[0], argv[1:]
-    if stage not in STAGES:
-        print(f"roboalign train: unknown stage {stage!r}; valid stages: {', '.join(STAGES)}", file=sys.stderr)
-        return 2
-    module = importlib.import_module(STAGES[stage][0])
-    return int(module.main(rest) or 0)
+    return dispatch("roboalign train", "<stage> --config CONFIG [options]", "stage", STAGES, argv)
 
 
 if __name__ == "__main__":
