@@ -31,7 +31,7 @@ from rclpy.serialization import serialize_message
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from roboalign_policy.polling import PolledGroup, take_all
+from roboalign_policy.polling import PolledGroup, polled_subscription, take_all
 
 CUSTOM_PACKAGES = ("roboalign_msgs",)
 
@@ -74,12 +74,10 @@ class BagRecorder:
         self._ref = (time.time_ns(), self._stamp_ns())  # (system clock, node clock) at the last pass
         self._own: deque[tuple[int, str, Any]] = deque()  # (stamp, topic, message) queued by write()
         self.folder: Path | None = None
-        self.written = 0  # messages written into bags so far
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=ReliabilityPolicy.BEST_EFFORT,
                          durability=DurabilityPolicy.VOLATILE)
         group = PolledGroup()  # taken by the recorder thread, never by the executor
-        self._subs = {topic: node.create_subscription(cls, topic, _never_called, qos, callback_group=group, raw=True)
-                      for topic, cls in topics.items()}
+        self._subs = {topic: polled_subscription(node, group, cls, topic, qos, raw=True) for topic, cls in topics.items()}
         self._period = period
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="bag_recorder", daemon=True)
@@ -121,7 +119,6 @@ class BagRecorder:
             data = msg if isinstance(msg, bytes) else serialize_message(msg)
             cls = self._types[topic] if isinstance(msg, bytes) else type(msg)
             self._writer.write(self._connection(topic, cls), stamp, data)
-            self.written += 1
 
     def begin(self, index: int, task: str, instruction: str) -> Path:
         """Open the bag of episode ``index`` (closing any open one first)."""
@@ -177,6 +174,3 @@ class BagRecorder:
         tmp.write_text(json.dumps(self._meta, indent=2))
         tmp.replace(self.folder / "episode.json")
 
-
-def _never_called(msg: Any) -> None:  # the subscriptions are polled; rclpy wants a callback anyway
-    raise AssertionError("polled subscription called by an executor")

@@ -57,7 +57,7 @@ from roboalign_policy.diagnostics import ERROR, OK, WARN, DiagnosticUpdater
 from roboalign_policy.node_runner import make_realtime, run_node
 from roboalign_policy.params import CPU_AFFINITY, ParamSpec, declare_params
 from roboalign_policy.policy_node import LATCHED, RELIABLE
-from roboalign_policy.polling import PolledGroup, QuietEvents, received_s, take_all, take_newest
+from roboalign_policy.polling import PolledGroup, QuietEvents, arrival_s, polled_subscription, take_newest
 
 FR3_HOME = [0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785]
 
@@ -182,13 +182,12 @@ class BridgeNode(QuietEvents, Node):
         self._instr_pub = self.create_publisher(String, self.p["instruction_topic"], LATCHED)
         self._status_pub = self.create_publisher(EpisodeStatus, self.p["episode_status_topic"], RELIABLE)
         polled = PolledGroup()  # taken by the control tick (_poll_inputs), never by the executor
-        self._state_sub = self.create_subscription(JointState, self.p["joint_states_topic"], self._on_state,
-                                                   qos_profile_sensor_data, callback_group=polled)
+        self._state_sub = polled_subscription(self, polled, JointState, self.p["joint_states_topic"],
+                                              qos_profile_sensor_data)
         self.create_subscription(ActionChunkMsg, self.p["chunk_topic"], self._on_chunk, RELIABLE, callback_group=io)
         self.create_subscription(Bool, self.p["estop_topic"], self._on_estop_topic, RELIABLE, callback_group=io)
         # raw: the watchdog needs the arrival only, not a decoded image (less time holding the GIL)
-        self._image_subs = [self.create_subscription(Image, topic, self._on_image, qos_profile_sensor_data,
-                                                     callback_group=polled, raw=True)
+        self._image_subs = [polled_subscription(self, polled, Image, topic, qos_profile_sensor_data, raw=True)
                             for topic in self.p["camera_topics"]]
         self._sim_time = bool(self.get_parameter("use_sim_time").value)
         if self.p["success_topic"]:
@@ -206,7 +205,7 @@ class BridgeNode(QuietEvents, Node):
         self._control_thread = None
         # the wall-clock loop computes each command this long before its deadline and publishes it on the deadline
         self._lead = min(0.003, 0.2 * self.period)
-        if self.get_parameter("use_sim_time").value:  # sim time: tick on the clock the simulator publishes
+        if self._sim_time:  # sim time: tick on the clock the simulator publishes
             self.create_timer(self.period, self._tick, callback_group=self._tick_group)
         else:  # wall clock: a dedicated thread on absolute deadlines, not an executor timer
             sys.setswitchinterval(0.001)  # hand the GIL to the control thread within 1 ms
@@ -224,16 +223,13 @@ class BridgeNode(QuietEvents, Node):
 
     def _poll_inputs(self, now: float) -> None:
         """Take the newest joint state and camera arrivals (called by the tick, with the lock held)."""
-        def arrival(info: dict[str, Any]) -> float:  # sim time: the tick's time (reception is wall time)
-            return now if self._sim_time else min(received_s(info), now)
-
         newest = take_newest(self._state_sub)
         if newest is not None:
-            self._on_state(newest[0], arrival(newest[1]))
+            self._on_state(newest[0], arrival_s(newest[1], now, self._sim_time))
         for sub in self._image_subs:
-            got = take_all(sub)
-            if got:
-                self._on_image(got[-1][0], arrival(got[-1][1]))
+            got = take_newest(sub)
+            if got is not None:
+                self._on_image(got[0], arrival_s(got[1], now, self._sim_time))
 
     def _on_state(self, msg: JointState, now: float) -> None:
         try:

@@ -39,7 +39,8 @@ class QueueAwareExecutor(MultiThreadedExecutor):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._queued: dict[Any, PoolFuture] = {}  # task -> its pool future, until that run has finished
+        # task -> the pool future of its current run (replaces rclpy's _futures list)
+        self._queued: dict[Any, PoolFuture] = {}
         self.submissions = 0  # tasks handed to the pool (for tests / diagnostics)
 
     def _spin_once_impl(self, timeout_sec: Any = None, wait_condition: Callable[[], bool] = lambda: False) -> None:
@@ -53,13 +54,11 @@ class QueueAwareExecutor(MultiThreadedExecutor):
         else:
             self._queued[handler] = self._executor.submit(handler)
             self.submissions += 1
-            self._futures.append(handler)
-        for task, fut in list(self._queued.items()):
-            if fut.done():
-                del self._queued[task]
-        for task in self._futures[:]:
+        for task, run in list(self._queued.items()):
+            if not run.done():
+                continue
+            del self._queued[task]  # a suspended coroutine is yielded again when it can resume
             if task.done():
-                self._futures.remove(task)
                 try:
                     task.result()  # raise any exception of a callback, as rclpy does
                 except InvalidHandle:

@@ -45,7 +45,7 @@ from roboalign_policy import conversions as conv
 from roboalign_policy.diagnostics import ERROR, OK, WARN, DiagnosticUpdater
 from roboalign_policy.node_runner import run_node
 from roboalign_policy.params import CPU_AFFINITY, ParamSpec, declare_params
-from roboalign_policy.polling import PolledGroup, QuietEvents, received_s, take_newest
+from roboalign_policy.polling import PolledGroup, QuietEvents, arrival_s, polled_subscription, take_newest
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -149,10 +149,9 @@ class PolicyNode(QuietEvents, Node):
                 self.create_subscription(Image, topic, lambda m, n=name: self._on_image(m, n, True, self._now()),
                                          newest_only, callback_group=self._infer_group)
             else:
-                self._polled_images[name] = self.create_subscription(Image, topic, lambda m: None,
-                                                                     qos_profile_sensor_data, callback_group=polled)
-        self._state_sub = self.create_subscription(JointState, self.p["joint_states_topic"], lambda m: None,
-                                                   qos_profile_sensor_data, callback_group=polled)
+                self._polled_images[name] = polled_subscription(self, polled, Image, topic, qos_profile_sensor_data)
+        self._state_sub = polled_subscription(self, polled, JointState, self.p["joint_states_topic"],
+                                              qos_profile_sensor_data)
         self.create_subscription(String, self.p["instruction_topic"], self._on_instruction, LATCHED, callback_group=io)
         if self.p["privileged_topic"]:
             # in the inference group: a completed observation runs the model in this callback (no extra hop)
@@ -205,12 +204,9 @@ class PolicyNode(QuietEvents, Node):
             state = take_newest(self._state_sub)
         for name, got in polled:
             if got is not None:
-                self._on_image(got[0], name, False, self._arrival(got[1], now))
+                self._on_image(got[0], name, False, arrival_s(got[1], now, self._sim_time))
         if state is not None:
-            self._on_state(state[0], self._arrival(state[1], now))
-
-    def _arrival(self, info: dict[str, Any], now: float) -> float:
-        return now if self._sim_time else min(received_s(info), now)  # sim time: reception is wall time
+            self._on_state(state[0], arrival_s(state[1], now, self._sim_time))
 
     def _on_image(self, msg: Image, name: str, first: bool, now: float) -> None:
         try:
@@ -226,7 +222,6 @@ class PolicyNode(QuietEvents, Node):
     def _due(self, now: float) -> bool:
         return self._policy is not None and bool(self._instruction) and \
             now - self._last_start >= 1.0 / self.p["max_inference_rate_hz"]
-
 
     def _on_state(self, msg: JointState, now: float) -> None:
         try:

@@ -101,3 +101,20 @@ def take_newest(sub: Subscription) -> tuple[Any, dict[str, Any]] | None:
 def received_s(info: dict[str, Any]) -> float:
     """The DDS reception time of a taken message [s, system clock] (what the executor's wake-up would delay)."""
     return info["received_timestamp"] * 1e-9
+
+
+def arrival_s(info: dict[str, Any], now: float, sim_time: bool) -> float:
+    """When a message taken at ``now`` (the node's clock) arrived: its DDS reception time, never later than
+    ``now``; under sim time ``now`` itself (the reception time is on the system clock)."""
+    return now if sim_time else min(received_s(info), now)
+
+
+def polled_subscription(node: Node, group: PolledGroup, msg_type: type, topic: str, qos: Any,
+                        raw: bool = False) -> Subscription:
+    """A subscription in ``group``, to be taken with :func:`take_all` / :func:`take_newest` (its callback is
+    never called)."""
+    return node.create_subscription(msg_type, topic, _never_called, qos, callback_group=group, raw=raw)
+
+
+def _never_called(msg: Any) -> None:  # rclpy wants a callback; a PolledGroup never runs it
+    raise AssertionError("a polled subscription was called by an executor")
