@@ -86,6 +86,8 @@ PANDA_LIMITS = JointLimits(
 JOINT_LIMITS = {lim.name: lim for lim in (FR3_LIMITS, PANDA_LIMITS)}
 
 FR3_JOINT_NAMES = tuple(f"fr3_joint{i}" for i in range(1, 8))
+# The FR3 "ready" pose [rad] (franka_ros2 / libfranka examples): the bridge's home pose and the start of tests.
+FR3_HOME = (0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785)
 # The proprioceptive state that goes with these spaces (Observation.state): 7 joint positions [rad] +
 # gripper opening [m] (distance between the fingers).
 STATE_NAMES = FR3_JOINT_NAMES + ("gripper_width",)

@@ -24,7 +24,8 @@ from roboalign_msgs.msg import ActionChunk, EpisodeStatus, PolicyStatus  # noqa:
 from roboalign_msgs.srv import TaskCommand  # noqa: E402
 from roboalign_policy import conversions as conv  # noqa: E402
 from roboalign_policy.bridge_node import BridgeNode  # noqa: E402
-from roboalign_policy.policy_node import LATCHED, PolicyNode  # noqa: E402
+from roboalign_policy.policy_node import PolicyNode  # noqa: E402
+from roboalign_policy.qos import LATCHED  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import Bool, String  # noqa: E402
 from std_srvs.srv import SetBool  # noqa: E402

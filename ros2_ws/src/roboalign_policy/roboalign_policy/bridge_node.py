@@ -45,7 +45,7 @@ from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
-from roboalign.action_space import ACTION_SPACES, FR3_JOINT_NAMES, JOINT_LIMITS, make_joint_position
+from roboalign.action_space import ACTION_SPACES, FR3_HOME, FR3_JOINT_NAMES, JOINT_LIMITS, make_joint_position
 from roboalign.control.chunk_executor import ExecutorConfig
 from roboalign.control.controller import ArmController, Tick
 from roboalign.control.episode import EpisodeMachine, Phase, TransitionError
@@ -56,10 +56,8 @@ from roboalign_policy import conversions as conv
 from roboalign_policy.diagnostics import ERROR, OK, WARN, DiagnosticUpdater
 from roboalign_policy.node_runner import make_realtime, run_node
 from roboalign_policy.params import CPU_AFFINITY, ParamSpec, declare_params
-from roboalign_policy.policy_node import LATCHED, RELIABLE
 from roboalign_policy.polling import PolledGroup, QuietEvents, arrival_s, polled_subscription, take_newest
-
-FR3_HOME = [0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785]
+from roboalign_policy.qos import LATCHED, RELIABLE
 
 PARAMS = [
     ParamSpec("joint_names", list(FR3_JOINT_NAMES), "arm joints, in the order of the action space",
@@ -100,7 +98,7 @@ PARAMS = [
               max=3.0, read_only=True),
     ParamSpec("gripper_velocity", 20.0, "gripper command rate limit [1/s]", min=0.1, max=1000.0, read_only=True),
     ParamSpec("home_first", True, "move to home_pose before each episode"),
-    ParamSpec("home_pose", FR3_HOME, "home joint positions [rad]", array="float", length=7),
+    ParamSpec("home_pose", list(FR3_HOME), "home joint positions [rad]", array="float", length=7),
     ParamSpec("home_gripper", -1.0, "gripper command at home (-1 open)", min=-1.0, max=1.0),
     ParamSpec("homing_velocity_scale", 0.25, "speed while homing, fraction of the limits", min=0.01, max=1.0),
     ParamSpec("image_timeout_s", 0.2, "images older than this fault a running episode", min=0.001, max=60.0),

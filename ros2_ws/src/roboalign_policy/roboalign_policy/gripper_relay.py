@@ -34,7 +34,7 @@ from roboalign.control.gripper import GripperState, GripperSwitch
 from roboalign_policy.diagnostics import ERROR, OK, WARN, DiagnosticUpdater
 from roboalign_policy.node_runner import run_node
 from roboalign_policy.params import CPU_AFFINITY, ParamSpec, declare_params
-from roboalign_policy.policy_node import RELIABLE
+from roboalign_policy.qos import RELIABLE
 
 PARAMS = [
     ParamSpec("gripper_command_topic", "/roboalign/gripper_command",

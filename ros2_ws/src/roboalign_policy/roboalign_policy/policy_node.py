@@ -46,9 +46,7 @@ from roboalign_policy.diagnostics import ERROR, OK, WARN, DiagnosticUpdater
 from roboalign_policy.node_runner import run_node
 from roboalign_policy.params import CPU_AFFINITY, ParamSpec, declare_params
 from roboalign_policy.polling import PolledGroup, QuietEvents, arrival_s, polled_subscription, take_newest
-
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+from roboalign_policy.qos import LATCHED, RELIABLE
 
 PARAMS = [
     ParamSpec("backend", "expert", "policy backend", choices=BACKENDS, read_only=True),

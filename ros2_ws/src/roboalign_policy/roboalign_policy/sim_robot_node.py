@@ -43,8 +43,8 @@ from roboalign.tasks import DEFAULT_TASKS
 from roboalign_policy import conversions as conv
 from roboalign_policy.node_runner import run_node
 from roboalign_policy.params import CPU_AFFINITY, ParamSpec, declare_params
-from roboalign_policy.policy_node import LATCHED, RELIABLE
 from roboalign_policy.polling import QuietEvents
+from roboalign_policy.qos import LATCHED, RELIABLE
 
 PARAMS = [
     ParamSpec("task", DEFAULT_TASKS.names[0], "task whose scene is loaded at start-up",
