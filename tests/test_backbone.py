@@ -171,3 +171,19 @@ def test_hub_layout_folder_loads(tiny, tmp_path):
     assert loaded.tokenizer.chat_template == template
     _, inputs = _inputs(loaded)
     assert int((inputs["input_ids"] == loaded.model.config.image_token_id).sum()) == 16
+
+
+def test_family_table_drives_processor_and_tiny_configs():
+    from roboalign.models.families import FAMILIES, family_of_tiny_name, get_family
+
+    for fam in FAMILIES.values():
+        bb = build_tiny_backbone(fam.name)
+        ip = bb.processor.image_processor
+        assert (ip.patch_size, tuple(ip.image_mean), tuple(ip.image_std)) == (fam.patch_size, fam.image_mean,
+                                                                               fam.image_std)
+        vc = bb.model.config.vision_config
+        assert vc.patch_size == fam.patch_size and vc.spatial_merge_size == fam.merge_size
+        assert type(bb.model).__name__ == fam.model_class and family_of_tiny_name(fam.tiny_name) is fam
+        assert hasattr(vc, "deepstack_visual_indexes") == fam.deepstack
+    with pytest.raises(ValueError, match="unknown backbone family 'llava'; valid: qwen2_5_vl, qwen3_vl"):
+        get_family("llava")

@@ -1,14 +1,10 @@
 """The multimodal LLM backbone: Qwen2.5-VL / Qwen3-VL through transformers, tiny or paper-scale.
 
-What lives here (and nowhere else):
+What lives here (the family table is :mod:`roboalign.models.families`, the tiny tokenizer and configs
+:mod:`roboalign.models.tiny`; both are re-exported here):
 
-* ``build_tiny_tokenizer`` — a byte-level BPE tokenizer trained locally with HF ``tokenizers`` on a small
-  built-in corpus of robot / instruction / reasoning text, with the same pre-tokenizer, decoder and
-  special tokens as the Qwen2.5-VL tokenizer, wrapped as a transformers ``Qwen2Tokenizer``
-  (``Qwen2TokenizerFast`` is an alias of it in transformers 5) with the Qwen2-VL chat template.
-* ``build_tiny_qwen25vl`` / ``build_tiny_qwen3vl`` — random-initialised models of the real classes
-  (``Qwen2_5_VLForConditionalGeneration``, ``Qwen3VLForConditionalGeneration``) from small configs
-  whose vocabulary matches the tokenizer (~1 M parameters; CPU tests and the align benchmark).
+* ``build_tiny_backbone`` / ``build_tiny_model`` — random-initialised models of the real classes
+  (``Qwen2_5_VLForConditionalGeneration``, ``Qwen3VLForConditionalGeneration``) from the tiny configs.
 * ``build_processor`` / ``load_processor`` — the image+text processor. The stock ``AutoProcessor`` for
   Qwen2.5-VL / Qwen3-VL also builds a *video* processor, and that one needs torchvision, which does not
   import beside torch 2.13 on this machine. We therefore build the stock ``Qwen2_5_VLProcessor`` /
@@ -25,209 +21,73 @@ What lives here (and nowhere else):
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-from transformers import (
-    PreTrainedModel,
-    Qwen2_5_VLConfig,
-    Qwen2_5_VLForConditionalGeneration,
-    Qwen2_5_VLProcessor,
-    Qwen2Tokenizer,
-    Qwen2VLImageProcessorPil,
+from transformers import PreTrainedModel, Qwen2Tokenizer, Qwen2VLImageProcessorPil
+
+from roboalign.models.families import FAMILIES, BackboneFamily, family_of_model_type, get_family
+from roboalign.models.tiny import (
+    QWEN_ADDED_TOKENS,
+    QWEN_SPECIAL_TOKENS,
+    QWEN_VL_CHAT_TEMPLATE,
+    TinyBackboneConfig,
+    build_tiny_tokenizer,
+    builtin_corpus,
+    tiny_model_config,
+    tiny_qwen3vl_config,
+    tiny_qwen25vl_config,
 )
-
-try:  # Qwen3-VL exists in transformers >= 4.57
-    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor
-except ImportError:  # pragma: no cover - depends on the installed transformers
-    Qwen3VLConfig = Qwen3VLForConditionalGeneration = Qwen3VLProcessor = None  # type: ignore[assignment,misc]
-
-# --------------------------------------------------------------------------------------------------
-# Tokenizer
-# --------------------------------------------------------------------------------------------------
-
-# The Qwen2.5-VL special tokens, in the order of the real tokenizer (ids 151643.. there; 0.. here).
-QWEN_SPECIAL_TOKENS: tuple[str, ...] = (
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|object_ref_start|>",
-    "<|object_ref_end|>",
-    "<|box_start|>",
-    "<|box_end|>",
-    "<|quad_start|>",
-    "<|quad_end|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|vision_pad|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-)
-# Added (non-special) tokens: Qwen3-VL's tokenizer has <think>/</think> as single added tokens; we give the
-# tiny tokenizer the same so reasoning tags survive ``skip_special_tokens=True`` decoding.
-QWEN_ADDED_TOKENS: tuple[str, ...] = ("<think>", "</think>", "<tool_call>", "</tool_call>")
-
-# Pre-tokenisation regex of the Qwen2 tokenizer (transformers' tokenization_qwen2.PRETOKENIZE_REGEX).
-QWEN_PRETOKENIZE_REGEX = (
-    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
-)
-
-# The Qwen2-VL / Qwen2.5-VL chat template (as shipped in their tokenizer_config.json / chat_template.json).
-QWEN_VL_CHAT_TEMPLATE = (
-    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
-    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
-    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
-    "<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
-    "{% else %}{% for content in message['content'] %}"
-    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
-    "{% set image_count.value = image_count.value + 1 %}"
-    "{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}"
-    "<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif content['type'] == 'video' or 'video' in content %}"
-    "{% set video_count.value = video_count.value + 1 %}"
-    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}"
-    "<|vision_start|><|video_pad|><|vision_end|>"
-    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
-    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-# Words of the built-in corpus: LIBERO-Object objects and places, robot verbs, phases, spatial words.
-_OBJECTS = (
-    "alphabet soup", "cream cheese", "salad dressing", "bbq sauce", "ketchup", "tomato sauce", "butter",
-    "milk", "chocolate pudding", "orange juice", "basket", "bowl", "plate", "tray", "box", "cup",
-)
-_PHASES = ("approach", "grasp", "lift", "carry", "release", "retreat", "descend", "align", "place")
-_DIRECTIONS = ("left", "right", "forward", "backward", "up", "down", "above", "below", "behind", "in front of")
-_SENTENCES = (
-    "You are a helpful assistant.",
-    "You are a robot control assistant for a Franka arm with a parallel gripper.",
-    "First think about the scene and the task inside <think> </think>, then give the answer inside "
-    "<answer> </answer>.",
-    "The answer holds the next action chunk as FAST action tokens between <ACTION_START> and <ACTION_END>.",
-    "The robot state is the joint positions and the gripper opening.",
-    "The end effector is at x y z and the gripper is open.",
-    "The gripper is closed around the object, so the next step is to lift it.",
-    "The object is on the table to the left of the basket.",
-    "Where is the object relative to the gripper? How far is it? Which object is closest?",
-    "Answer with a short phrase. Is the gripper holding anything? Yes. No.",
-    "Move the arm towards the object, open the gripper, descend, close the gripper and lift.",
-    "Carry the object over the basket, lower it and open the gripper to release it.",
-    "What should the robot do next? Which phase is the robot in?",
-)
-
-
-def builtin_corpus() -> list[str]:
-    """The deterministic text the tiny tokenizer is trained on (a few thousand short lines)."""
-    lines = list(_SENTENCES)
-    for obj in _OBJECTS:
-        lines.append(f"pick up the {obj} and place it in the basket")
-        lines.append(f"Pick up the {obj} and put it in the basket.")
-        lines.append(f"Task: pick up the {obj}. The {obj} is the target object.")
-        for phase in _PHASES:
-            lines.append(f"<think>The target is the {obj}. The robot is in the {phase} phase.</think>")
-        for d in _DIRECTIONS:
-            lines.append(f"The {obj} is {d} of the gripper. The basket is {d} of the {obj}.")
-    for i in range(-100, 101):
-        lines.append(f"{i} {i / 100:.2f} {i * 3} cm {abs(i)} mm state {i / 10:.1f}")
-    lines += [
-        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
-        "<|vision_start|><|image_pad|><|vision_end|>What is in the image?<|im_end|>\n"
-        "<|im_start|>assistant\n<think>reasoning</think><answer>the answer</answer><|im_end|>\n"
-    ] * 4
-    return lines
-
-
-def build_tiny_tokenizer(
-    vocab_size: int = 1024, extra_texts: Iterable[str] = (), min_frequency: int = 2
-) -> Qwen2Tokenizer:
-    """Train a small Qwen2-style byte-level BPE tokenizer locally (no hub) and wrap it for transformers.
-
-    The pipeline (NFC normaliser, Qwen2 split regex + byte-level pre-tokenizer, byte-level decoder) and
-    the special tokens are those of the real Qwen2.5-VL tokenizer; only the merges are ours. The result
-    carries the Qwen2-VL chat template and, like Qwen2.5-VL-*Instruct*, ``eos = <|im_end|>`` (generation
-    stops at the end of the assistant turn) and ``pad = <|endoftext|>``.
-    """
-    if vocab_size < 256 + len(QWEN_SPECIAL_TOKENS):
-        raise ValueError(f"vocab_size={vocab_size} is too small: need >= {256 + len(QWEN_SPECIAL_TOKENS)}")
-    bpe = Tokenizer(models.BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
-    bpe.normalizer = normalizers.NFC()
-    bpe.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(QWEN_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        min_frequency=min_frequency,
-        special_tokens=list(QWEN_SPECIAL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    bpe.train_from_iterator(builtin_corpus() + list(extra_texts), trainer=trainer)
-    state = json.loads(bpe.to_str())["model"]
-    vocab: dict[str, int] = state["vocab"]
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in state["merges"]]
-    tok = Qwen2Tokenizer(
-        vocab=vocab,
-        merges=merges,
-        unk_token=None,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        additional_special_tokens=[t for t in QWEN_SPECIAL_TOKENS if t not in ("<|endoftext|>", "<|im_end|>")],
-        model_max_length=32768,
-        padding_side="right",
-        errors="replace",
-        split_special_tokens=False,
-    )
-    tok.add_tokens(list(QWEN_ADDED_TOKENS), special_tokens=False)
-    tok.chat_template = QWEN_VL_CHAT_TEMPLATE
-    return tok
-
 
 # --------------------------------------------------------------------------------------------------
 # Processor (no torchvision)
 # --------------------------------------------------------------------------------------------------
 
-FAMILIES = ("qwen2_5_vl", "qwen3_vl")
 
-
-class Qwen2_5_VLImageProcessor(Qwen2_5_VLProcessor):
-    """The stock ``Qwen2_5_VLProcessor`` with image + text only (no video processor, hence no torchvision).
+@functools.cache
+def image_only_processor_class(family: str) -> type:
+    """The family's stock processor class with image + text only (no video processor, hence no torchvision).
 
     ``ProcessorMixin`` derives a processor's parts from its ``__init__`` signature, so dropping the
-    ``video_processor`` argument here is all it takes; everything else is the stock class.
+    ``video_processor`` argument is all it takes; everything else is the stock class.
     """
+    stock = get_family(family).classes()[2]
 
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-        super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):  # noqa: N807
+        stock.__init__(self, image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
 
-
-if Qwen3VLProcessor is not None:
-
-    class Qwen3VLImageProcessor(Qwen3VLProcessor):
-        """The stock ``Qwen3VLProcessor`` with image + text only (see ``Qwen2_5_VLImageProcessor``)."""
-
-        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-            super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
-else:  # pragma: no cover
-    Qwen3VLImageProcessor = None  # type: ignore[assignment,misc]
-_PATCH = {"qwen2_5_vl": 14, "qwen3_vl": 16}
+    name = stock.__name__.replace("Processor", "ImageProcessor")
+    return type(name, (stock,), {"__init__": __init__, "__module__": __name__, "__doc__": (
+        f"The stock ``{stock.__name__}`` with image + text only (see ``image_only_processor_class``).")})
 
 
-def _check_family(family: str) -> None:
-    if family not in FAMILIES:
-        raise ValueError(f"unknown backbone family {family!r}; valid: {', '.join(FAMILIES)}")
-    if family == "qwen3_vl" and Qwen3VLForConditionalGeneration is None:
-        raise ImportError("this transformers has no Qwen3-VL (needs transformers >= 4.57)")
+def __getattr__(name: str) -> type:
+    """``Qwen2_5_VLImageProcessor`` / ``Qwen3VLImageProcessor`` by name (imports, pickling across processes)."""
+    for fam in FAMILIES.values():
+        if fam.processor_class.replace("Processor", "ImageProcessor") == name:
+            return image_only_processor_class(fam.name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _check_family(family: str) -> BackboneFamily:
+    fam = get_family(family)
+    fam.classes()  # ImportError naming the transformers version this family needs
+    return fam
+
+
+def default_image_processor(family: str, min_pixels: int, max_pixels: int) -> Qwen2VLImageProcessorPil:
+    """The family's image processor (patch size, mean/std from the family table) with this pixel range."""
+    fam = get_family(family)
+    return Qwen2VLImageProcessorPil(
+        patch_size=fam.patch_size, temporal_patch_size=fam.temporal_patch_size, merge_size=fam.merge_size,
+        size={"shortest_edge": min_pixels, "longest_edge": max_pixels},
+        image_mean=list(fam.image_mean), image_std=list(fam.image_std))
 
 
 def build_processor(
@@ -236,7 +96,7 @@ def build_processor(
     min_pixels: int = 56 * 56,
     max_pixels: int = 28 * 28 * 1280,
     image_processor: Qwen2VLImageProcessorPil | None = None,
-) -> Qwen2_5_VLProcessor:
+) -> Any:
     """The stock Qwen2.5-VL / Qwen3-VL processor built without a video processor (no torchvision).
 
     ``min_pixels``/``max_pixels`` bound the resized image area (Qwen defaults: 3136 and 1003520); a
@@ -244,21 +104,13 @@ def build_processor(
     """
     _check_family(family)
     if image_processor is None:
-        patch = _PATCH[family]
-        image_processor = Qwen2VLImageProcessorPil(
-            patch_size=patch,
-            temporal_patch_size=2,
-            merge_size=2,
-            size={"shortest_edge": min_pixels, "longest_edge": max_pixels},
-            image_mean=[0.48145466, 0.4578275, 0.40821073] if family == "qwen2_5_vl" else [0.5, 0.5, 0.5],
-            image_std=[0.26862954, 0.26130258, 0.27577711] if family == "qwen2_5_vl" else [0.5, 0.5, 0.5],
-        )
-    cls = Qwen2_5_VLImageProcessor if family == "qwen2_5_vl" else Qwen3VLImageProcessor
+        image_processor = default_image_processor(family, min_pixels, max_pixels)
     chat_template = getattr(tokenizer, "chat_template", None) or QWEN_VL_CHAT_TEMPLATE
+    cls = image_only_processor_class(family)
     return cls(image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template)
 
 
-def load_processor(path: str | os.PathLike, family: str | None = None) -> Qwen2_5_VLProcessor:
+def load_processor(path: str | os.PathLike, family: str | None = None) -> Any:
     """Load tokenizer + image processor from a local folder and assemble the processor (no video)."""
     from transformers import AutoTokenizer
 
@@ -283,129 +135,6 @@ def load_processor(path: str | os.PathLike, family: str | None = None) -> Qwen2_
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TinyBackboneConfig:
-    """Sizes of the tiny random-initialised backbone (CPU tests, the align benchmark)."""
-
-    family: str = "qwen2_5_vl"
-    hidden_size: int = 128
-    num_layers: int = 2
-    num_heads: int = 4
-    num_kv_heads: int = 2
-    intermediate_size: int = 256
-    vision_hidden_size: int = 64
-    vision_depth: int = 2
-    vision_heads: int = 2
-    vision_intermediate_size: int = 128
-    tie_word_embeddings: bool = True
-    # ~1/sqrt(hidden): HF's 0.02 suits wide models; a 128-wide random model trains several times faster with
-    # this (measured: loss 6.5 -> 0.1 in 35 steps on a fixed batch, vs 0.7 with 0.02)
-    initializer_range: float = 0.1
-    max_position_embeddings: int = 4096
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        _check_family(self.family)
-        if self.hidden_size % self.num_heads or (self.hidden_size // self.num_heads) % 2:
-            raise ValueError(f"hidden_size={self.hidden_size} must split into {self.num_heads} even-sized heads")
-        if self.num_heads % self.num_kv_heads:
-            raise ValueError(f"num_heads={self.num_heads} must be a multiple of num_kv_heads={self.num_kv_heads}")
-        if self.vision_hidden_size % self.vision_heads:
-            raise ValueError("vision_hidden_size must be a multiple of vision_heads")
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_heads
-
-    def mrope_section(self) -> list[int]:
-        """Split head_dim/2 rotary frequencies over (time, height, width) like Qwen's 16/24/24 of 64."""
-        half = self.head_dim // 2
-        t = half // 4
-        h = (half - t) // 2
-        return [t, h, half - t - h]
-
-
-def _token_ids(tokenizer: Qwen2Tokenizer) -> dict[str, int]:
-    ids = {}
-    for name, tok in (
-        ("image_token_id", "<|image_pad|>"),
-        ("video_token_id", "<|video_pad|>"),
-        ("vision_start_token_id", "<|vision_start|>"),
-        ("vision_end_token_id", "<|vision_end|>"),
-    ):
-        tid = tokenizer.convert_tokens_to_ids(tok)
-        if tid is None or tid == tokenizer.unk_token_id:
-            raise ValueError(f"tokenizer lacks the special token {tok}; build it with build_tiny_tokenizer")
-        ids[name] = int(tid)
-    return ids
-
-
-def _text_kwargs(tokenizer: Qwen2Tokenizer, cfg: TinyBackboneConfig) -> dict[str, Any]:
-    return dict(
-        vocab_size=len(tokenizer),
-        hidden_size=cfg.hidden_size,
-        intermediate_size=cfg.intermediate_size,
-        num_hidden_layers=cfg.num_layers,
-        num_attention_heads=cfg.num_heads,
-        num_key_value_heads=cfg.num_kv_heads,
-        max_position_embeddings=cfg.max_position_embeddings,
-        initializer_range=cfg.initializer_range,
-        bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
-        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
-        pad_token_id=tokenizer.pad_token_id,
-    )
-
-
-def tiny_qwen25vl_config(tokenizer: Qwen2Tokenizer, cfg: TinyBackboneConfig | None = None) -> Qwen2_5_VLConfig:
-    """A Qwen2_5_VLConfig of the tiny sizes whose vocabulary matches ``tokenizer``."""
-    cfg = cfg or TinyBackboneConfig()
-    text = _text_kwargs(tokenizer, cfg)
-    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1e6, "mrope_section": cfg.mrope_section()}
-    vision = dict(
-        depth=cfg.vision_depth,
-        hidden_size=cfg.vision_hidden_size,
-        intermediate_size=cfg.vision_intermediate_size,
-        num_heads=cfg.vision_heads,
-        out_hidden_size=cfg.hidden_size,
-        patch_size=14,
-        spatial_merge_size=2,
-        temporal_patch_size=2,
-        window_size=56,
-        fullatt_block_indexes=[cfg.vision_depth - 1],
-        initializer_range=cfg.initializer_range,
-    )
-    return Qwen2_5_VLConfig(
-        text_config=text, vision_config=vision, tie_word_embeddings=cfg.tie_word_embeddings, **_token_ids(tokenizer)
-    )
-
-
-def tiny_qwen3vl_config(tokenizer: Qwen2Tokenizer, cfg: TinyBackboneConfig | None = None) -> Any:
-    """A Qwen3VLConfig of the tiny sizes whose vocabulary matches ``tokenizer``."""
-    _check_family("qwen3_vl")
-    cfg = cfg or TinyBackboneConfig(family="qwen3_vl")
-    text = _text_kwargs(tokenizer, cfg)
-    text["head_dim"] = cfg.head_dim
-    text["rope_parameters"] = {
-        "rope_type": "default", "rope_theta": 5e6, "mrope_section": cfg.mrope_section(), "mrope_interleaved": True,
-    }
-    vision = dict(
-        depth=cfg.vision_depth,
-        hidden_size=cfg.vision_hidden_size,
-        intermediate_size=cfg.vision_intermediate_size,
-        num_heads=cfg.vision_heads,
-        out_hidden_size=cfg.hidden_size,
-        patch_size=16,
-        spatial_merge_size=2,
-        temporal_patch_size=2,
-        num_position_embeddings=64,
-        deepstack_visual_indexes=[0],
-        initializer_range=cfg.initializer_range,
-    )
-    return Qwen3VLConfig(
-        text_config=text, vision_config=vision, tie_word_embeddings=cfg.tie_word_embeddings, **_token_ids(tokenizer)
-    )
-
-
 def _seeded_init(config: Any, cls: type[PreTrainedModel], seed: int) -> PreTrainedModel:
     devices = []  # fork_rng keeps the caller's global RNG untouched
     with torch.random.fork_rng(devices=devices):
@@ -415,26 +144,25 @@ def _seeded_init(config: Any, cls: type[PreTrainedModel], seed: int) -> PreTrain
     return model
 
 
-def build_tiny_qwen25vl(
-    tokenizer: Qwen2Tokenizer, cfg: TinyBackboneConfig | None = None, freeze_vision: bool = True
-) -> Qwen2_5_VLForConditionalGeneration:
-    """A tiny random-initialised ``Qwen2_5_VLForConditionalGeneration`` (vision tower frozen by default)."""
-    cfg = cfg or TinyBackboneConfig()
-    model = _seeded_init(tiny_qwen25vl_config(tokenizer, cfg), Qwen2_5_VLForConditionalGeneration, cfg.seed)
+def build_tiny_model(tokenizer: Qwen2Tokenizer, cfg: TinyBackboneConfig, freeze_vision: bool = True) -> PreTrainedModel:
+    """A tiny random-initialised model of ``cfg.family``'s real class (vision tower frozen by default)."""
+    model_cls = get_family(cfg.family).classes()[1]
+    model = _seeded_init(tiny_model_config(tokenizer, cfg), model_cls, cfg.seed)
     if freeze_vision:
         freeze_vision_tower(model)
     return model
 
 
-def build_tiny_qwen3vl(
-    tokenizer: Qwen2Tokenizer, cfg: TinyBackboneConfig | None = None, freeze_vision: bool = True
-) -> Any:
-    """A tiny random-initialised ``Qwen3VLForConditionalGeneration`` (vision tower frozen by default)."""
-    cfg = cfg or TinyBackboneConfig(family="qwen3_vl")
-    model = _seeded_init(tiny_qwen3vl_config(tokenizer, cfg), Qwen3VLForConditionalGeneration, cfg.seed)
-    if freeze_vision:
-        freeze_vision_tower(model)
-    return model
+def build_tiny_qwen25vl(tokenizer: Qwen2Tokenizer, cfg: TinyBackboneConfig | None = None,
+                        freeze_vision: bool = True) -> PreTrainedModel:
+    """A tiny random-initialised ``Qwen2_5_VLForConditionalGeneration``."""
+    return build_tiny_model(tokenizer, cfg or TinyBackboneConfig(), freeze_vision)
+
+
+def build_tiny_qwen3vl(tokenizer: Qwen2Tokenizer, cfg: TinyBackboneConfig | None = None,
+                       freeze_vision: bool = True) -> PreTrainedModel:
+    """A tiny random-initialised ``Qwen3VLForConditionalGeneration``."""
+    return build_tiny_model(tokenizer, cfg or TinyBackboneConfig(family="qwen3_vl"), freeze_vision)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -448,7 +176,7 @@ class Backbone:
 
     model: PreTrainedModel
     tokenizer: Qwen2Tokenizer
-    processor: Qwen2_5_VLProcessor
+    processor: Any  # the family's image-only processor (image_only_processor_class)
     family: str
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -508,23 +236,14 @@ def build_tiny_backbone(
         raise ValueError(f"cfg.family={cfg.family!r} but family={family!r}")
     tokenizer = tokenizer or build_tiny_tokenizer(vocab_size=vocab_size)
     processor = build_processor(tokenizer, family=family, min_pixels=min_pixels, max_pixels=max_pixels)
-    build = build_tiny_qwen25vl if family == "qwen2_5_vl" else build_tiny_qwen3vl
-    return Backbone(model=build(tokenizer, cfg), tokenizer=tokenizer, processor=processor, family=family)
-
-
-_MODEL_TYPES = {"qwen2_5_vl": "qwen2_5_vl", "qwen3_vl": "qwen3_vl"}
+    return Backbone(model=build_tiny_model(tokenizer, cfg), tokenizer=tokenizer, processor=processor, family=family)
 
 
 def _family_from_config(path: Path) -> str:
     cfg_file = path / "config.json"
     if not cfg_file.is_file():
         raise FileNotFoundError(f"{path}: missing config.json (not a model folder)")
-    model_type = json.loads(cfg_file.read_text()).get("model_type")
-    if model_type not in _MODEL_TYPES:
-        raise ValueError(
-            f"{cfg_file}: model_type={model_type!r} is not supported; valid: {', '.join(_MODEL_TYPES)}"
-        )
-    return _MODEL_TYPES[model_type]
+    return family_of_model_type(json.loads(cfg_file.read_text()).get("model_type"), str(cfg_file)).name
 
 
 def check_backbone_folder(path: str | os.PathLike) -> list[str]:
@@ -577,8 +296,7 @@ def load_backbone(
     path = Path(path_or_config)
     check_backbone_folder(path)
     family = _family_from_config(path)
-    _check_family(family)
-    cls = Qwen2_5_VLForConditionalGeneration if family == "qwen2_5_vl" else Qwen3VLForConditionalGeneration
+    cls = _check_family(family).classes()[1]
     kwargs: dict[str, Any] = dict(local_files_only=True, use_safetensors=True, trust_remote_code=False)
     if dtype is not None:
         kwargs["dtype"] = dtype
@@ -620,14 +338,20 @@ def tiny_config_dict(cfg: TinyBackboneConfig) -> dict[str, Any]:
     return asdict(cfg)
 
 
-def image_token_count(processor: Qwen2_5_VLProcessor, height: int, width: int) -> int:
+def image_token_count(processor: Any, height: int, width: int) -> int:
     """How many ``<|image_pad|>`` tokens one image of this size becomes."""
     data = processor._get_num_multimodal_tokens(image_sizes=[[height, width]])
     return int(data["num_image_tokens"][0])
 
 
 __all__: Sequence[str] = (
+    "FAMILIES",
+    "QWEN_ADDED_TOKENS",
     "QWEN_SPECIAL_TOKENS",
+    "builtin_corpus",
+    "build_tiny_model",
+    "default_image_processor",
+    "image_only_processor_class",
     "QWEN_VL_CHAT_TEMPLATE",
     "Backbone",
     "TinyBackboneConfig",
