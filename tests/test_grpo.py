@@ -17,7 +17,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from align_fixtures import make_episodes  # noqa: E402
+from align_fixtures import make_episode, make_episodes  # noqa: E402
 from roboalign.training.config import DataConfig, GRPORunConfig, SFTRunConfig  # noqa: E402
 from roboalign.training.evaluate import evaluate  # noqa: E402
 from roboalign.training.grpo import grpo_samples, run_grpo  # noqa: E402
@@ -83,6 +83,7 @@ def test_grpo_steps_with_real_rewards(episodes, sft_dir, tmp_path):
     assert missing_files(out) == [] and (out / "curves.png").is_file()
     loaded = load_aligned(out)
     assert loaded.spec.stage == "grpo"
+    assert loaded.backbone.tokenizer.padding_side == sft.backbone.tokenizer.padding_side  # left only while training
     for k, v in loaded.backbone.model.state_dict().items():
         torch.testing.assert_close(v, aligned.backbone.model.state_dict()[k], msg=k)
 
@@ -108,3 +109,30 @@ def test_reward_weights_can_be_overridden_for_ablations(sft_dir, episodes, tmp_p
         trainer = make_grpo_trainer(sft, to_hf_dataset(prompts, GRPO_COLUMNS), cfg)
         assert list(trainer.args.reward_weights) == want
         assert trainer.reward_weights.tolist() == want
+
+
+def test_loss_pass_sees_the_token_types_of_generation(sft_dir, episodes, tmp_path):
+    """Prompts of different lengths: the loss pass's ``mm_token_type_ids`` mark exactly the image tokens of the
+    left-padded prompt ids the completions were generated from (right padding shifted a shorter prompt's)."""
+    from roboalign.training.data_builders import to_hf_dataset
+    from roboalign.training.grpo import GRPO_COLUMNS, make_grpo_trainer
+
+    sft = load_aligned(sft_dir)
+    tok = sft.backbone.tokenizer
+    views = [*episodes, make_episode(3, steps=16, privileged=False)]  # milk, cream cheese: different lengths
+    prompts = grpo_samples(sft, views, GRPORunConfig(data=DATA))
+    text = [sft.backbone.processor.apply_chat_template(p["prompt"], add_generation_prompt=True, tokenize=False)
+            for p in prompts]
+    lengths = [len(tok(t)["input_ids"]) for t in text]
+    short, long = prompts[lengths.index(min(lengths))], prompts[lengths.index(max(lengths))]
+    assert min(lengths) < max(lengths), lengths
+    cfg = GRPORunConfig(init_checkpoint=str(sft_dir), output_dir=str(tmp_path / "g"), data=DATA, max_steps=1,
+                        num_generations=2, per_device_train_batch_size=4, max_completion_length=8)
+    trainer = make_grpo_trainer(sft, to_hf_dataset([short, long], GRPO_COLUMNS), cfg)
+    batch = trainer._generate_and_score_completions([row for row in trainer.train_dataset for _ in range(2)])
+    ids, mask = batch["prompt_ids"], batch["prompt_mask"]
+    assert (mask[:, 0] == 0).any() and (mask[:, -1] == 1).all()  # left-padded, one prompt shorter
+    image = (ids == tok.convert_tokens_to_ids("<|image_pad|>")) & (mask == 1)
+    per_image = batch["image_grid_thw"].prod(-1) // 4  # merge 2 x 2 patches per token
+    assert image.sum(1).tolist() == per_image.tolist()
+    torch.testing.assert_close(batch["mm_token_type_ids"][:, : ids.shape[1]], image.to(batch["mm_token_type_ids"].dtype))

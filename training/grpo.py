@@ -66,6 +66,9 @@ def make_grpo_trainer(aligned: AlignedModel, train_dataset: Any, cfg: GRPORunCon
     if freeze_vision:
         freeze_vision_tower(model)
     funcs, weights = RoboAlignRewards(aligned.action_vocab).trl_functions()
+    # TRL left-pads prompt ids but builds the loss pass's mm_token_type_ids with the processor's own padding
+    # side: with right padding a shorter prompt's image tokens are shifted against its ids (run_grpo restores it)
+    aligned.backbone.processor.tokenizer.padding_side = "left"
     use_cpu = not torch.cuda.is_available()
     args = GRPOConfig(
         output_dir=cfg.output_dir,
@@ -118,6 +121,7 @@ def run_grpo(cfg: GRPORunConfig, train: list[EpisodeView] | None = None) -> Alig
         save_specs(aligned, out)
         (out / RUN_CONFIG_FILE).write_text(json.dumps(config_to_dict(cfg), indent=2, default=str) + "\n")
     samples = grpo_samples(aligned, train, cfg)
+    padding_side = aligned.backbone.processor.tokenizer.padding_side
     log.info("GRPO on %d prompts from %d episodes", len(samples), len(train))
     trainer = make_grpo_trainer(aligned, to_hf_dataset(samples, GRPO_COLUMNS), cfg, [CurveLogger(out, "grpo")],
                                 freeze_vision=cfg.freeze_vision)
@@ -125,6 +129,7 @@ def run_grpo(cfg: GRPORunConfig, train: list[EpisodeView] | None = None) -> Alig
     if checkpoint:
         restore_weights(trainer, checkpoint)
     trainer.train(resume_from_checkpoint=checkpoint)
+    aligned.backbone.processor.tokenizer.padding_side = padding_side
     trainer.accelerator.wait_for_everyone()
     if trainer.accelerator.is_main_process:
         aligned.backbone.model = trainer.accelerator.unwrap_model(trainer.model)
