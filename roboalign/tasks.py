@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from roboalign.spec_io import check_fields, check_mapping, read_spec_file, spec_path
+
 TRIALS_PER_OBJECT = 24
 
 
@@ -427,9 +429,10 @@ class TaskSet:
         return {"version": 1, "tasks": [t.to_dict() for t in self.tasks]}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TaskSet:
-        if "tasks" not in d:
-            raise TaskError("task set dict has no 'tasks' field")
+    def from_dict(cls, d: dict[str, Any], source: str = "task set") -> TaskSet:
+        check_fields(check_mapping(d, source, "task set"), ("version", "tasks"), source, required=("tasks",))
+        if d.get("version", 1) != 1:
+            raise TaskError(f"{source}: task set version {d['version']!r}, expected 1")
         return cls([Task.from_dict(t) for t in d["tasks"]])
 
     def to_json(self) -> str:
@@ -449,14 +452,11 @@ class TaskSet:
 
     @classmethod
     def load(cls, path: str | Path) -> TaskSet:
-        p = Path(path)
-        if p.is_dir():
-            p = p / "tasks.json"
-        if not p.is_file():
-            raise FileNotFoundError(f"task set file not found: {p}")
+        p = spec_path(path, "tasks.json")
+        data = read_spec_file(p, "task set file")
         try:
-            return cls.from_json(p.read_text())
-        except (json.JSONDecodeError, TypeError, KeyError) as e:
+            return cls.from_dict(data, source=str(p))
+        except (TypeError, KeyError) as e:
             raise TaskError(f"invalid task set file {p}: {e}") from e
 
 

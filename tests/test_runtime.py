@@ -13,10 +13,10 @@ import pytest
 import torch
 from export_fixtures import copy_export, tiny_checkpoint_and_export
 
-from roboalign.export.manifest import ManifestError
 from roboalign.export.tensorrt_build import TensorRTUnavailable
 from roboalign.models.vla import load_vla
 from roboalign.runtime import Policy, SpecMismatchError
+from roboalign.runtime.manifest import ManifestError
 from roboalign.runtime.ort_backend import OnnxRuntimeBackend, resolve_providers
 from roboalign.runtime.preprocess import draw_noise, synthetic_observations
 from roboalign.runtime.specs import check_specs

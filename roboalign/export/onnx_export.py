@@ -9,7 +9,7 @@ Output folder layout (``roboalign export --checkpoint CKPT --out OUT``)::
     OUT/head.onnx       vl_tokens (batch, vl_seq, D), vl_mask (batch, vl_seq), state (batch, S_dim),
                         noise (batch, H, A), embodiment (batch,) -> actions (batch, H, A)   [normalised]
     OUT/processor/      tokenizer + chat template + image processor config (for the pre-processing)
-    OUT/manifest.json   see :mod:`roboalign.export.manifest`
+    OUT/manifest.json   see :mod:`roboalign.runtime.manifest`
 
 ``batch``, ``seq``, ``vl_seq`` and ``num_images`` are dynamic axes; everything else is fixed by the
 checkpoint's specs (image size -> patch grid, head horizon and dims). The head graph contains the whole
@@ -37,7 +37,9 @@ from typing import Any
 
 import numpy as np
 
-from roboalign.export.manifest import (
+from roboalign.export.modules import SUPPORTED_FAMILIES
+from roboalign.export.parity import DEFAULT_MIN_COSINE, ParityError, module_parity
+from roboalign.runtime.manifest import (
     FORMAT,
     MODULES,
     PROCESSOR_DIR,
@@ -45,8 +47,6 @@ from roboalign.export.manifest import (
     tensor_specs,
     write_manifest,
 )
-from roboalign.export.modules import SUPPORTED_FAMILIES
-from roboalign.export.parity import DEFAULT_MIN_COSINE, ParityError, module_parity
 from roboalign.runtime.preprocess import synthetic_observations
 
 EXPORTERS = ("legacy", "dynamo")

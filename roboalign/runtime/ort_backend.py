@@ -22,14 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from roboalign.export.manifest import (
+from roboalign.runtime.backend import resolve_export_dir
+from roboalign.runtime.manifest import (
     MODULES,
     ManifestError,
     check_session_io,
     load_manifest,
     verify_module_file,
 )
-from roboalign.runtime.backend import resolve_export_dir
 from roboalign.runtime.preprocess import ImageProcessorSpec, ModelInputs, Preprocessor
 from roboalign.runtime.specs import RuntimeSpecs
 

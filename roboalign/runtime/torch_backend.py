@@ -49,7 +49,7 @@ class TorchBackend:
         if unused:
             raise TypeError(f"torch backend: unexpected options {sorted(unused)}; valid: device, num_threads")
         if (path / "manifest.json").is_file() and not (path / "config.json").is_file():
-            from roboalign.export.manifest import load_manifest
+            from roboalign.runtime.manifest import load_manifest
 
             src = load_manifest(path).get("checkpoint", "")
             if not src or not Path(src).is_dir():

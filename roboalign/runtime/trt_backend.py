@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from roboalign.export.manifest import MODULES, load_manifest
 from roboalign.export.tensorrt_build import (
     ALTERNATIVE,
     TensorRTUnavailable,
@@ -25,6 +24,7 @@ from roboalign.export.tensorrt_build import (
     require_tensorrt,
 )
 from roboalign.runtime.backend import resolve_export_dir
+from roboalign.runtime.manifest import MODULES, load_manifest
 from roboalign.runtime.ort_backend import load_tokenizer
 from roboalign.runtime.preprocess import ImageProcessorSpec, ModelInputs, Preprocessor
 from roboalign.runtime.specs import RuntimeSpecs

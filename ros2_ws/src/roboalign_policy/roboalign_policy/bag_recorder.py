@@ -2,10 +2,17 @@
 readable without ROS (``rosbags.rosbag2.Reader``) for training or analysis.
 
 One bag folder per episode, ``<record_dir>/episode_<index>_<task>/``, plus ``episode.json`` (task,
-instruction, outcome, message) beside the bag. Topics are recorded as serialized messages straight from
-DDS (``raw=True``: no decoding cost), stamped with their DDS reception time; the bridge adds the commands it
-computed with ``write`` (also in ``dry_run``, where nothing reaches the robot). A fault, an e-stop or a
-shutdown closes the bag properly, so what was recorded stays readable; earlier episodes are never touched.
+instruction, outcome, message, the recorder's pid and the node's ``info``) beside the bag. Topics are recorded
+as serialized messages straight from DDS (``raw=True``: no decoding cost), stamped with their DDS reception
+time; the bridge adds the commands it computed with ``write`` (also in ``dry_run``, where nothing reaches the
+robot). A fault, an e-stop or a shutdown closes the bag properly, so what was recorded stays readable; earlier
+episodes are never touched.
+
+Crash safety: the open bag's chunk is written out every ``flush_s`` seconds, so a SIGKILL (no ``metadata.yaml``,
+no MCAP footer, ``episode.json`` still "running") loses at most that much. The next recorder started on the
+same folder repairs such episodes (``roboalign.data.bag_salvage.repair_bag``: the complete records are
+rewritten as a readable bag, the original kept as ``bag.crashed``) and marks them ``"incomplete"``; the
+converter (``roboalign dataset convert``) reads a crashed bag too and never lets it into training unasked.
 
 Nothing here runs on the executor or on the caller's thread: the recorded subscriptions are polled
 (``polling.PolledGroup``, a queue of ``depth`` messages each) and a recorder thread takes them every
@@ -17,6 +24,7 @@ the executor for every joint state and image (the wait-set rebuilds that held th
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
@@ -31,6 +39,7 @@ from rclpy.serialization import serialize_message
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
+from roboalign.data.bag_salvage import repair_bag
 from roboalign_policy.polling import PolledGroup, polled_subscription, take_all
 
 CUSTOM_PACKAGES = ("roboalign_msgs",)
@@ -56,14 +65,19 @@ class BagRecorder:
     """Records ``topics`` (name -> message class) of ``node`` into one bag per episode (see the module docstring).
 
     ``depth`` messages per topic wait between two passes of the recorder thread (every ``period`` s): at
-    0.05 s and 32, a 100 Hz topic has 6x headroom; call :meth:`close` when the node shuts down.
+    0.05 s and 32, a 100 Hz topic has 6x headroom; call :meth:`close` when the node shuts down. ``info`` (JSON
+    values, e.g. the bridge's control rate and gripper values) goes into every ``episode.json``.
     """
 
     def __init__(self, node: Node, record_dir: str | Path, topics: dict[str, type], period: float = 0.05,
-                 depth: int = 32) -> None:
+                 depth: int = 32, info: dict[str, Any] | None = None, flush_s: float = 1.0) -> None:
         self._node = node
         self.root = Path(record_dir)
         self.root.mkdir(parents=True, exist_ok=True)
+        self.recovered = recover_crashed(self.root, node.get_logger())
+        self._info = dict(info or {})
+        self._flush_s = flush_s
+        self._flushed_at = time.monotonic()
         self._store = _typestore()
         self._lock = threading.Lock()
         self._writer: Writer | None = None
@@ -119,6 +133,18 @@ class BagRecorder:
             data = msg if isinstance(msg, bytes) else serialize_message(msg)
             cls = self._types[topic] if isinstance(msg, bytes) else type(msg)
             self._writer.write(self._connection(topic, cls), stamp, data)
+        if time.monotonic() - self._flushed_at >= self._flush_s:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write the writer's pending MCAP chunk to the file (rosbags keeps up to 1 MiB in memory otherwise)."""
+        self._flushed_at = time.monotonic()
+        storage = getattr(self._writer, "storage", None)
+        chunk = getattr(storage, "chunk", None)
+        if chunk is not None and chunk.bio.tell():
+            storage.close_chunk()
+        if storage is not None:
+            storage.bio.flush()
 
     def begin(self, index: int, task: str, instruction: str) -> Path:
         """Open the bag of episode ``index`` (closing any open one first)."""
@@ -136,7 +162,7 @@ class BagRecorder:
             self._writer, self.folder, self._conns = writer, folder, {}
             self._begin_ns = self._stamp_ns()
             self._meta = {"episode": index, "task": task, "instruction": instruction, "outcome": "running",
-                          "message": "", "bag": "bag"}
+                          "message": "", "bag": "bag", "pid": os.getpid(), "info": self._info}
         self._write_meta()
         return folder
 
@@ -174,3 +200,45 @@ class BagRecorder:
         tmp.write_text(json.dumps(self._meta, indent=2))
         tmp.replace(self.folder / "episode.json")
 
+
+
+def _alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, TypeError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_crashed(root: Path, logger: Any = None) -> list[Path]:
+    """Repair every episode under ``root`` left "running" by a recorder that no longer exists; mark it incomplete.
+
+    Returns the repaired episode folders. An episode whose recorder process is still alive is left alone.
+    """
+    done = []
+    for meta_path in sorted(root.glob("*/episode.json")):
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if meta.get("outcome") != "running" or (meta.get("pid") != os.getpid() and _alive(meta.get("pid"))):
+            continue
+        folder = meta_path.parent
+        bag = folder / meta.get("bag", "bag")
+        try:
+            s = repair_bag(bag) if bag.is_dir() else None
+        except (OSError, ValueError) as e:
+            s, why = None, f"bag not repaired ({e})"
+        else:
+            why = "bag complete" if s is None else (f"{len(s.messages)} messages recovered, the original kept as "
+                                                    f"{bag.name}.crashed")
+        meta.update(outcome="incomplete", message=f"recorder stopped during the episode (killed or crashed); {why}")
+        tmp = meta_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(meta, indent=2))
+        tmp.replace(meta_path)
+        if logger is not None:
+            logger.warning(f"recorded episode {folder.name} was cut short by a crash: {why}; marked incomplete")
+        done.append(folder)
+    return done

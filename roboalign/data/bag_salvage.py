@@ -1,0 +1,117 @@
+"""Read what a killed recorder left: a rosbag2 MCAP without footer or ``metadata.yaml``, read as a record stream.
+
+A bag writer that is SIGKILLed leaves ``bag/bag.mcap`` truncated after its last complete chunk and no
+``metadata.yaml``, so ``rosbags`` refuses to open it. MCAP is a sequence of self-delimiting records, so the
+``mcap`` package's :class:`~mcap.stream_reader.StreamReader` reads every complete record up to the cut;
+:func:`salvage` returns those messages and :func:`repair_bag` rewrites them as a complete bag (the original
+file is kept as ``bag.crashed/``) so ``ros2 bag play`` and ``rosbags`` open it again.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CRASHED_SUFFIX = ".crashed"
+
+
+@dataclass
+class SalvagedTopic:
+    topic: str
+    msgtype: str
+    msgdef: str  # ros2msg text with its dependencies (the MCAP schema)
+    encoding: str  # message encoding, "cdr" for ROS 2
+
+
+@dataclass
+class Salvage:
+    """Messages of a truncated MCAP in file order: ``messages`` = (log time ns, topic, raw CDR bytes)."""
+
+    path: Path
+    topics: dict[str, SalvagedTopic] = field(default_factory=dict)
+    messages: list[tuple[int, str, bytes]] = field(default_factory=list)
+    truncated: bool = False  # the file ends inside a record (no footer)
+    stop_reason: str = ""
+
+
+def mcap_file(bag_dir: Path) -> Path:
+    """The single ``.mcap`` file of a rosbag2 folder; raises naming the folder when there is none or several."""
+    files = sorted(bag_dir.glob("*.mcap"))
+    if len(files) != 1:
+        raise FileNotFoundError(f"{bag_dir}: expected one .mcap file, found {[f.name for f in files]}")
+    return files[0]
+
+
+def salvage(path: Path) -> Salvage:
+    """Every complete message of an MCAP file, also one cut short by a crash (no footer, partial last record)."""
+    from mcap.exceptions import McapError
+    from mcap.records import Channel, Footer, Message, Schema
+    from mcap.stream_reader import StreamReader
+
+    out = Salvage(path=path, truncated=True)
+    schemas: dict[int, Schema] = {}
+    channels: dict[int, Channel] = {}
+    with open(path, "rb") as f:
+        try:
+            for rec in StreamReader(f, skip_magic=False).records:
+                if isinstance(rec, Schema):
+                    schemas[rec.id] = rec
+                elif isinstance(rec, Channel):
+                    channels[rec.id] = rec
+                    s = schemas.get(rec.schema_id)
+                    out.topics[rec.topic] = SalvagedTopic(rec.topic, s.name if s else "", s.data.decode() if s else "",
+                                                          rec.message_encoding)
+                elif isinstance(rec, Message) and rec.channel_id in channels:
+                    out.messages.append((rec.log_time, channels[rec.channel_id].topic, bytes(rec.data)))
+                elif isinstance(rec, Footer):
+                    out.truncated = False
+        except (McapError, EOFError, ValueError, OSError) as e:  # the cut: a partial record at the end
+            out.stop_reason = f"{type(e).__name__}: {e}".rstrip(": ")
+    return out
+
+
+def _rihs01(msgtype: str, msgdef: str) -> str:
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    store = get_typestore(Stores.EMPTY)
+    store.register(get_types_from_msg(msgdef, msgtype))
+    return store.hash_rihs01(msgtype)
+
+
+def write_bag(bag_dir: Path, s: Salvage) -> None:
+    """Write the salvaged messages as a complete MCAP rosbag2 at ``bag_dir`` (which must not exist)."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    with Writer(bag_dir, version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        conns = {t.topic: w.add_connection(t.topic, t.msgtype, msgdef=t.msgdef, rihs01=_rihs01(t.msgtype, t.msgdef),
+                                           serialization_format=t.encoding or "cdr")
+                 for t in s.topics.values() if t.msgtype}
+        for stamp, topic, data in sorted(s.messages, key=lambda m: m[0]):
+            if topic in conns:
+                w.write(conns[topic], stamp, data)
+
+
+def bag_is_complete(bag_dir: Path) -> bool:
+    return (bag_dir / "metadata.yaml").is_file()
+
+
+def repair_bag(bag_dir: Path) -> Salvage | None:
+    """Make a crashed bag folder readable again; None when it was complete already.
+
+    The salvaged messages are written to a new bag at ``bag_dir`` and the original folder is kept beside it
+    as ``<bag_dir>.crashed`` (nothing is deleted).
+    """
+    bag_dir = Path(bag_dir)
+    if bag_is_complete(bag_dir):
+        return None
+    s = salvage(mcap_file(bag_dir))
+    tmp_parent = bag_dir.parent / f".{bag_dir.name}.repair"
+    shutil.rmtree(tmp_parent, ignore_errors=True)
+    tmp_parent.mkdir()
+    write_bag(tmp_parent / bag_dir.name, s)
+    crashed = bag_dir.with_name(bag_dir.name + CRASHED_SUFFIX)
+    bag_dir.rename(crashed)
+    (tmp_parent / bag_dir.name).rename(bag_dir)
+    tmp_parent.rmdir()
+    return s

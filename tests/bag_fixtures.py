@@ -1,0 +1,96 @@
+"""Recorded episode folders written without ROS (rosbags + its Jazzy types), laid out as the bridge's
+``BagRecorder`` writes them: ``<folder>/bag/`` (MCAP) + ``episode.json``. The robot follows a known joint path so a
+test can check every aligned value."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+JOINTS = tuple(f"fr3_joint{i}" for i in range(1, 8))
+CAM_TOPIC = "/camera/{}/color/image_raw"
+
+
+def q_at(t: float) -> np.ndarray:
+    """Joint positions of the synthetic robot at time t [s] (7,)."""
+    return 0.1 * np.arange(1, 8) + 0.2 * np.sin(t + np.arange(7))
+
+
+def frame_at(k: int, size: int = 16) -> np.ndarray:
+    """The camera image of control tick k: a colour that encodes k (so alignment errors are visible)."""
+    img = np.zeros((size, size, 3), np.uint8)
+    img[..., 0], img[..., 1], img[..., 2] = (5 * k) % 256, (3 * k + 7) % 256, 200
+    return img
+
+
+def _store():
+    from rosbags.typesys import Stores, get_typestore
+
+    return get_typestore(Stores.ROS2_JAZZY)
+
+
+def write_bag_episode(folder: Path, steps: int = 40, fps: float = 20.0, cameras: tuple[str, ...] = ("agentview", "wrist"),
+                      outcome: str = "success", stall: tuple[str, float, float] | None = None,
+                      clock_back_at: float | None = None, drop_topics: tuple[str, ...] = ()) -> Path:
+    """Write an episode of ``steps`` control ticks. ``stall`` = (topic, from_s, to_s) drops that topic's
+    messages in the window; ``clock_back_at`` makes every stamp after that time 5 s earlier."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    st = _store()
+    T = st.types
+    t0 = 100.0
+    dt = 1.0 / fps
+
+    def stamp(t: float):
+        if clock_back_at is not None and t - t0 >= clock_back_at:
+            t -= 5.0
+        ns = int(round(t * 1e9))
+        return ns, T["builtin_interfaces/msg/Time"](sec=ns // 10**9, nanosec=ns % 10**9)
+
+    def header(t: float):
+        return T["std_msgs/msg/Header"](stamp=stamp(t)[1], frame_id="")
+
+    msgs: list[tuple[int, str, str, object]] = []
+
+    def add(topic: str, msgtype: str, t: float, msg: object) -> None:
+        if topic in drop_topics or (stall and stall[0] == topic and stall[1] <= t - t0 < stall[2]):
+            return
+        msgs.append((stamp(t)[0], topic, msgtype, msg))
+
+    for k in range(steps + 1):
+        t = t0 + k * dt
+        q = q_at(k * dt)
+        width = 0.08 if k < steps // 2 else 0.02
+        add("/joint_states", "sensor_msgs/msg/JointState", t, T["sensor_msgs/msg/JointState"](
+            header=header(t), name=[*JOINTS, "fr3_finger_joint1", "fr3_finger_joint2"],
+            position=np.r_[q, width / 2, width / 2], velocity=np.zeros(9), effort=np.zeros(0)))
+        for cam in cameras:
+            img = frame_at(k)
+            add(CAM_TOPIC.format(cam), "sensor_msgs/msg/Image", t + 0.001, T["sensor_msgs/msg/Image"](
+                header=header(t), height=img.shape[0], width=img.shape[1], encoding="rgb8", is_bigendian=0,
+                step=img.shape[1] * 3, data=img.reshape(-1)))
+        if k < steps:  # the bridge's tick: trajectory to q(t + dt), q(t + 2 dt); gripper closes halfway
+            pts = [T["trajectory_msgs/msg/JointTrajectoryPoint"](
+                positions=q_at((k + j) * dt), velocities=np.zeros(0), accelerations=np.zeros(0), effort=np.zeros(0),
+                time_from_start=T["builtin_interfaces/msg/Duration"](sec=0, nanosec=int(j * dt * 1e9)))
+                for j in (1, 2)]
+            add("/fr3_arm_controller/joint_trajectory", "trajectory_msgs/msg/JointTrajectory", t + 0.002,
+                T["trajectory_msgs/msg/JointTrajectory"](header=header(t), joint_names=list(JOINTS), points=pts))
+            g = -1.0 if k < steps // 2 - 1 else 1.0
+            add("/fr3_gripper/commands", "std_msgs/msg/Float64MultiArray", t + 0.002,
+                T["std_msgs/msg/Float64MultiArray"](layout=T["std_msgs/msg/MultiArrayLayout"](dim=[], data_offset=0),
+                                                    data=np.array([g])))
+    bag = folder / "bag"
+    folder.mkdir(parents=True, exist_ok=True)
+    with Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        conns = {}
+        for ns, topic, msgtype, msg in sorted(msgs, key=lambda m: m[0]) if clock_back_at is None else msgs:
+            if topic not in conns:
+                conns[topic] = w.add_connection(topic, msgtype, typestore=st)
+            w.write(conns[topic], ns, st.serialize_cdr(msg, msgtype))
+    (folder / "episode.json").write_text(json.dumps({
+        "episode": 1, "task": "bottle_to_basket", "instruction": "put the ketchup in the basket", "outcome": outcome,
+        "message": "", "bag": "bag", "info": {"control_rate_hz": fps}}))
+    return folder
