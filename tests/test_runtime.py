@@ -236,7 +236,8 @@ def test_backend_and_provider_choices(exported, caplog):
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         assert provs == ["CPUExecutionProvider"] and "falling back" in caplog.text
     # a checkpoint folder with its export in onnx/ works for the graph backends too
-    policy = Policy.from_checkpoint(exported[0], "onnxruntime", providers=["cuda", "cpu"], warmup=0)
+    policy = Policy.from_checkpoint(exported[0], "onnxruntime", providers=["cuda", "cpu"], warmup=0,
+                                    allow_cpu_fallback=True)
     assert policy.describe()["providers"][-1] == "CPUExecutionProvider"
 
 

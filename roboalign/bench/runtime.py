@@ -31,7 +31,7 @@ STAGES = ("preprocess", "vision", "llm", "head", "postprocess", "total")
 
 
 def make_tiny_vla_checkpoint(path: str | Path, seed: int = 0, action_space: str = "eef_delta",
-                             cameras: tuple[str, ...] = ("agentview", "wrist")) -> Path:
+                             cameras: tuple[str, ...] = ("agentview", "wrist"), family: str = "qwen2_5_vl") -> Path:
     """A random-weight tiny VLA checkpoint folder (tests, benchmarks, ROS bring-up; no data or downloads).
 
     ``action_space``: ``eef_delta`` (7-D LIBERO deltas) or ``joint_position`` (7 FR3 joints + gripper);
@@ -45,7 +45,7 @@ def make_tiny_vla_checkpoint(path: str | Path, seed: int = 0, action_space: str 
     from roboalign.normalization import NormStats
 
     rng = np.random.default_rng(seed)
-    backbone = build_tiny_backbone("qwen2_5_vl")
+    backbone = build_tiny_backbone(family)
     space = get_action_space(action_space)
     lo, hi = np.asarray(space.low), np.asarray(space.high)
     actions = NormStats.from_data(lo + (hi - lo) * rng.uniform(0.1, 0.9, size=(512, space.dim)), names=space.names)

@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from roboalign.export.modules import SUPPORTED_FAMILIES
 from roboalign.export.parity import DEFAULT_MIN_COSINE, ParityError, module_parity
+from roboalign.models.families import FAMILIES, get_family
 from roboalign.runtime.manifest import (
     FORMAT,
     MODULES,
@@ -66,6 +66,27 @@ IO: dict[str, dict[str, Any]] = {
                       "state": {0: "batch"}, "noise": {0: "batch"}, "embodiment": {0: "batch"},
                       "actions": {0: "batch"}}},
 }
+# Qwen3-VL (DeepStack): intermediate ViT features travel from the vision graph to the LLM graph
+DEEPSTACK = "deepstack_embeds"
+
+
+def graph_io(num_deepstack: int) -> dict[str, dict[str, Any]]:
+    """The graphs' input / output names and dynamic axes (``IO`` plus the DeepStack tensor when used)."""
+    if not num_deepstack:
+        return IO
+    io = {name: {"inputs": list(v["inputs"]), "outputs": list(v["outputs"]), "axes": dict(v["axes"])}
+          for name, v in IO.items()}
+    io["vision"]["outputs"].append(DEEPSTACK)
+    io["vision"]["axes"][DEEPSTACK] = {0: "num_images"}  # (N, T, L, D)
+    io["llm"]["inputs"].append(DEEPSTACK)
+    io["llm"]["axes"][DEEPSTACK] = {0: "batch"}  # (B, M, L, D)
+    return io
+
+
+def num_deepstack_layers(vla: Any) -> int:
+    """DeepStack features the truncated LLM reads: one per kept decoder layer, up to the tower's count."""
+    indexes = getattr(vla.backbone.model.config.vision_config, "deepstack_visual_indexes", None) or []
+    return min(len(indexes), int(vla.cfg.head.backbone_layer))
 
 
 @dataclass(frozen=True)
@@ -106,10 +127,11 @@ def eager_attention(model: Any) -> Iterator[None]:
         model.set_attn_implementation(before)
 
 
-def _export_graph(module: Any, args: tuple, path: Path, name: str, cfg: ExportConfig) -> None:
+def _export_graph(module: Any, args: tuple, path: Path, name: str, cfg: ExportConfig,
+                  graphs_io: dict[str, dict[str, Any]] = IO) -> None:
     import torch
 
-    io = IO[name]
+    io = graphs_io[name]
     kwargs: dict[str, Any] = dict(input_names=io["inputs"], output_names=io["outputs"], opset_version=cfg.opset,
                                   do_constant_folding=True)
     if cfg.exporter == "legacy":
@@ -149,11 +171,12 @@ def _pin_output_dims(path: Path, dims: dict[str, dict[int, int]]) -> None:
     onnx.save(model, str(path))
 
 
-def _profiles(name: str, shapes: dict[str, tuple[int, ...]], cfg: ExportConfig, n_cam: int) -> dict[str, Any]:
+def _profiles(name: str, shapes: dict[str, tuple[int, ...]], cfg: ExportConfig, n_cam: int,
+              graphs_io: dict[str, dict[str, Any]] = IO) -> dict[str, Any]:
     """min/opt/max per input for TensorRT, from the example shapes and the config's ranges."""
     out = {}
     for inp, shape in shapes.items():
-        axes = IO[name]["axes"].get(inp, {})
+        axes = graphs_io[name]["axes"].get(inp, {})
         lo, opt, hi = list(shape), list(shape), list(shape)
         for ax, sym in axes.items():
             if sym == "batch":
@@ -189,6 +212,25 @@ def _versions() -> dict[str, str]:
             "transformers": transformers.__version__}
 
 
+def export_modules(vla: Any, pre: Any, num_deepstack: int) -> dict[str, Any]:
+    """The three export wrappers of a loaded VLA (vision by family, truncated LLM, head), in eval mode."""
+    from roboalign.export.modules import (
+        ActionHeadExport,
+        Qwen3VisionEncoderExport,
+        TruncatedLLMExport,
+        VisionEncoderExport,
+    )
+
+    model = vla.backbone.model
+    visual = model.model.visual
+    if get_family(vla.cfg.backbone_family).deepstack:
+        vision = Qwen3VisionEncoderExport(visual, pre.grid, pre.image_spec.lut(), num_deepstack)
+    else:
+        vision = VisionEncoderExport(visual, pre.grid, pre.image_spec.lut())
+    return {"vision": vision.eval(), "llm": TruncatedLLMExport(model, pre.image_token_id, num_deepstack).eval(),
+            "head": ActionHeadExport(vla.head).eval()}
+
+
 def export_vla(vla: Any, out: str | Path, cfg: ExportConfig | None = None, checkpoint: str | Path | None = None,
                check_parity: bool = True) -> dict[str, Any]:
     """Export a loaded VLA to ``out`` and write the manifest; returns the manifest dict.
@@ -198,44 +240,46 @@ def export_vla(vla: Any, out: str | Path, cfg: ExportConfig | None = None, check
     """
     import torch
 
-    from roboalign.export.modules import ActionHeadExport, TruncatedLLMExport, VisionEncoderExport
     from roboalign.export.trt_compat import check_file
     from roboalign.runtime.specs import RuntimeSpecs
     from roboalign.runtime.torch_backend import preprocessor_for_vla
 
     cfg = cfg or ExportConfig()
-    family = vla.cfg.backbone_family
-    if family not in SUPPORTED_FAMILIES:
-        raise NotImplementedError(f"ONNX export supports backbone families {SUPPORTED_FAMILIES}; this checkpoint "
-                                  f"uses {family!r}")
+    family = get_family(vla.cfg.backbone_family)
+    if not family.exportable:
+        raise NotImplementedError(f"ONNX export has no graph wrappers for backbone family {family.name!r}; "
+                                  f"exportable: {', '.join(f.name for f in FAMILIES.values() if f.exportable)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     specs = RuntimeSpecs.from_vla(vla)
     pre = preprocessor_for_vla(vla)
     n_cam = len(specs.cameras)
     x = pre(synthetic_observations(specs, 2, seed=cfg.seed))  # batch 2, prompts of different lengths
-    model = vla.backbone.model
-    vision = VisionEncoderExport(model.model.visual, pre.grid, pre.image_spec.lut()).eval()
-    llm = TruncatedLLMExport(model, pre.image_token_id).eval()
-    head = ActionHeadExport(vla.head).eval()
+    n_deep = num_deepstack_layers(vla)
+    graphs_io = graph_io(n_deep)
+    graphs = export_modules(vla, pre, n_deep)
     rng = np.random.default_rng(cfg.seed)
     hc = vla.cfg.head
     t = {k: torch.from_numpy(v) for k, v in (("frames", x.frames), ("input_ids", x.input_ids),
                                              ("attention_mask", x.attention_mask), ("position_ids", x.position_ids),
                                              ("state", x.state), ("embodiment", x.embodiment))}
-    with torch.no_grad(), eager_attention(model):
-        emb = vision(t["frames"])  # (N, T, D)
-        emb = emb.reshape(x.batch, -1, emb.shape[-1])  # (B, M, D)
-        hidden = llm(t["input_ids"], t["attention_mask"], t["position_ids"], emb)[:, x.token_start:]
+    with torch.no_grad(), eager_attention(vla.backbone.model):
+        vis = graphs["vision"](t["frames"])  # (N, T, D)[, (N, T, L, D)]
+        vis = vis if isinstance(vis, tuple) else (vis,)
+        feats = tuple(v.reshape(x.batch, -1, *v.shape[2:]) for v in vis)  # (B, M, D)[, (B, M, L, D)]
+        hidden = graphs["llm"](t["input_ids"], t["attention_mask"], t["position_ids"], *feats)[:, x.token_start:]
         vl_mask = t["attention_mask"][:, x.token_start:].contiguous()
         noise = torch.from_numpy(rng.standard_normal((x.batch, hc.horizon, hc.action_dim)).astype(np.float32))
         args = {"vision": (t["frames"],),
-                "llm": (t["input_ids"], t["attention_mask"], t["position_ids"], emb),
+                "llm": (t["input_ids"], t["attention_mask"], t["position_ids"], *feats),
                 "head": (hidden.contiguous(), vl_mask, t["state"], noise, t["embodiment"])}
-        graphs = {"vision": vision, "llm": llm, "head": head}
         for name in MODULES:
-            _export_graph(graphs[name], args[name], out / f"{name}.onnx", name, cfg)
-    _pin_output_dims(out / "vision.onnx", {"image_embeds": {1: pre.tokens_per_image, 2: int(emb.shape[-1])}})
+            _export_graph(graphs[name], args[name], out / f"{name}.onnx", name, cfg, graphs_io)
+    emb = feats[0]
+    pinned = {"image_embeds": {1: pre.tokens_per_image, 2: int(emb.shape[-1])}}
+    if n_deep:
+        pinned[DEEPSTACK] = {1: pre.tokens_per_image, 2: n_deep, 3: int(emb.shape[-1])}
+    _pin_output_dims(out / "vision.onnx", pinned)
     _pin_output_dims(out / "llm.onnx", {"hidden": {2: int(hidden.shape[-1])}})
     _pin_output_dims(out / "head.onnx", {"actions": {1: hc.horizon, 2: hc.action_dim}})
     _save_processor(vla, out)
@@ -247,13 +291,13 @@ def export_vla(vla: Any, out: str | Path, cfg: ExportConfig | None = None, check
     for name in MODULES:
         path = out / f"{name}.onnx"
         graph = onnx.load(str(path), load_external_data=False)
-        shapes = {n: tuple(a.shape) for n, a in zip(IO[name]["inputs"], args[name], strict=True)}
+        shapes = {n: tuple(a.shape) for n, a in zip(graphs_io[name]["inputs"], args[name], strict=True)}
         modules[name] = {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path),
                          "inputs": tensor_specs(graph.graph.input), "outputs": tensor_specs(graph.graph.output),
-                         "profile": _profiles(name, shapes, cfg, n_cam)}
+                         "profile": _profiles(name, shapes, cfg, n_cam, graphs_io)}
         compat[name] = check_file(path, name).to_dict()
     compat["ok"] = all(compat[m]["ok"] for m in MODULES)
-    layout = {"family": family, "image_grid_thw": list(pre.grid), "tokens_per_image": pre.tokens_per_image,
+    layout = {"family": family.name, "deepstack_layers": n_deep, "image_grid_thw": list(pre.grid), "tokens_per_image": pre.tokens_per_image,
               "num_cameras": n_cam, "image_token_id": pre.image_token_id, "vision_start_id": pre.vision_start_id,
               "pad_token_id": pre.pad_token_id, "hidden_size": int(hidden.shape[-1]),
               "backbone_layer": int(hc.backbone_layer), "drop_system_tokens": bool(specs.inputs.drop_system_tokens),

@@ -5,10 +5,11 @@ go through the runtime's real pre-processing (tokenizer, image processor, RoPE p
 prompts of different lengths (padding) and batch 1. Each module is compared on the *same* inputs as its
 PyTorch reference so errors do not compound:
 
-* ``vision``: stock image-processor patches -> ``visual(pixel_values, grid_thw).pooler_output`` vs
-  ``vision.onnx`` on the uint8 frames (so the in-graph normalisation and patchify are checked too);
+* ``vision``: stock image-processor patches -> ``visual(pixel_values, grid_thw).pooler_output`` (and the
+  DeepStack features of Qwen3-VL) vs ``vision.onnx`` on the uint8 frames (so the in-graph normalisation
+  and patchify are checked too);
 * ``llm``: the checkpoint's truncated backbone (stock HF forward, layer-k hidden states) vs ``llm.onnx``
-  fed the PyTorch image features, compared on non-padding tokens;
+  fed the PyTorch vision features, compared on non-padding tokens;
 * ``head``: ``FlowMatchingActionHead`` (Euler loop) vs ``head.onnx`` on the PyTorch hidden states and a
   fixed noise;
 * ``pipeline``: the three graphs chained vs the PyTorch VLA end to end (normalised action chunk).
@@ -62,31 +63,45 @@ def merge(results: Sequence[dict[str, Any]], min_cosine: float) -> dict[str, Any
             "ref_max_abs": max(r["ref_max_abs"] for r in results), "ok": bool(c >= min_cosine), "cases": len(results)}
 
 
+def vision_reference(vla: Any, ref_in: dict[str, np.ndarray], num_images: int, deepstack: bool
+                     ) -> list[np.ndarray]:
+    """The stock vision tower on the processor's patches: image features (N, T, D) and, for DeepStack
+    towers, the features the truncated LLM reads (N, T, L, D)."""
+    import torch
+
+    with torch.no_grad():
+        out = vla.backbone.model.model.visual(torch.from_numpy(ref_in["pixel_values"]),
+                                              grid_thw=torch.from_numpy(ref_in["image_grid_thw"]))
+    emb = out.pooler_output.numpy()
+    feats = [emb.reshape(num_images, -1, emb.shape[-1])]
+    if deepstack:
+        n_deep = min(len(out.deepstack_features), int(vla.cfg.head.backbone_layer))
+        deep = torch.stack(list(out.deepstack_features[:n_deep]), dim=1).numpy()  # (N*T, L, D)
+        feats.append(deep.reshape(num_images, -1, *deep.shape[1:]))
+    return feats
+
+
 def module_parity(vla: Any, preprocessor: Any, sessions: dict[str, Any], observation_sets: Sequence[Sequence[Observation]],
                   min_cosine: float = DEFAULT_MIN_COSINE, seed: int = 0) -> dict[str, Any]:
     """Compare ``sessions`` (onnxruntime, keyed vision/llm/head) with ``vla`` on every observation set."""
     import torch
 
+    from roboalign.runtime.ort_backend import llm_feed
+
     results: dict[str, list[dict[str, Any]]] = {"vision": [], "llm": [], "head": [], "pipeline": []}
     rng = np.random.default_rng(seed)
-    model = vla.backbone.model
     hc = vla.cfg.head
+    names = [o.name for o in sessions["vision"].get_outputs()]  # image_embeds[, deepstack_embeds]
     for observations in observation_sets:
         x = preprocessor(observations)
-        b, n = x.batch, x.frames.shape[0]
-        noise = rng.standard_normal((b, hc.horizon, hc.action_dim)).astype(np.float32)
+        noise = rng.standard_normal((x.batch, hc.horizon, hc.action_dim)).astype(np.float32)
         ref_in = x.as_reference_dict()
+        vis_ref = dict(zip(names, vision_reference(vla, ref_in, x.frames.shape[0], len(names) > 1), strict=True))
         with torch.no_grad():
-            vis_ref = model.model.visual(torch.from_numpy(ref_in["pixel_values"]),
-                                         grid_thw=torch.from_numpy(x.image_grid_thw)).pooler_output
-            vis_ref = vis_ref.numpy().reshape(n, -1, vis_ref.shape[-1])  # (N, T, D)
-            hidden_ref, _ = vla.features(ref_in)  # (B, S - start, D), stock HF forward
-            hidden_ref = hidden_ref.numpy()
-        vis_onnx = sessions["vision"].run(None, {"frames": x.frames})[0]
-        results["vision"].append(compare(vis_ref, vis_onnx, min_cosine))
-        llm_feed = {"input_ids": x.input_ids, "attention_mask": x.attention_mask, "position_ids": x.position_ids,
-                    "image_embeds": vis_ref.reshape(b, -1, vis_ref.shape[-1])}
-        hidden_onnx = sessions["llm"].run(None, llm_feed)[0][:, x.token_start:]
+            hidden_ref = vla.features(ref_in)[0].numpy()  # (B, S - start, D), stock HF forward
+        vis_onnx = sessions["vision"].run(names, {"frames": x.frames})
+        results["vision"] += [compare(vis_ref[k], v, min_cosine) for k, v in zip(names, vis_onnx, strict=True)]
+        hidden_onnx = sessions["llm"].run(None, llm_feed(x, vis_ref))[0][:, x.token_start:]
         valid = x.attention_mask[:, x.token_start:].astype(bool)  # (B, S') compare real tokens only
         results["llm"].append(compare(hidden_ref[valid], hidden_onnx[valid], min_cosine))
         mask = np.ascontiguousarray(x.attention_mask[:, x.token_start:])
@@ -97,9 +112,8 @@ def module_parity(vla: Any, preprocessor: Any, sessions: dict[str, Any], observa
                      "embodiment": x.embodiment}
         results["head"].append(compare(head_ref, sessions["head"].run(None, head_feed)[0], min_cosine))
         # the whole pipeline, graphs chained on their own outputs
-        emb = sessions["vision"].run(None, {"frames": x.frames})[0]
-        llm_feed["image_embeds"] = emb.reshape(b, -1, emb.shape[-1])
-        hid = np.ascontiguousarray(sessions["llm"].run(None, llm_feed)[0][:, x.token_start:])
+        vis = dict(zip(names, sessions["vision"].run(names, {"frames": x.frames}), strict=True))
+        hid = np.ascontiguousarray(sessions["llm"].run(None, llm_feed(x, vis))[0][:, x.token_start:])
         chunk = sessions["head"].run(None, {**head_feed, "vl_tokens": hid})[0]
         results["pipeline"].append(compare(vla.predict_normalized(ref_in, noise), chunk, min_cosine))
     report = {name: merge(r, min_cosine) for name, r in results.items()}

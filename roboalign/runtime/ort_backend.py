@@ -2,9 +2,11 @@
 
 Execution providers are chosen by config, in priority order (``cpu``, ``cuda``, ``tensorrt`` or full
 onnxruntime names). A requested provider that this onnxruntime build lacks (e.g. ``cuda`` with the CPU
-package, or on a machine without a GPU) is dropped with a logged warning and the session falls back to
-the CPU provider, so the same config runs everywhere. TensorRT EP options (FP16, engine cache, shape
-profiles from the manifest) are filled in automatically.
+package, or a CUDA build on a machine without a usable GPU) is an error naming the missing providers
+(:class:`ProviderUnavailable`), unless ``allow_cpu_fallback=True``: then it is dropped with a logged
+warning and the session runs on the next provider / the CPU. A robot that silently runs a GPU-sized
+model on the CPU misses its control deadlines, so falling back is a decision, not a default.
+TensorRT EP options (FP16, engine cache, shape profiles from the manifest) are filled in automatically.
 
 Before a graph is loaded its size and sha256 are checked against the manifest (a truncated or corrupt
 file is refused with a message naming it), and after loading its inputs/outputs must match the
@@ -39,27 +41,51 @@ PROVIDER_ALIASES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvide
                     "tensorrt": "TensorrtExecutionProvider", "trt": "TensorrtExecutionProvider"}
 
 
-def resolve_providers(requested: Sequence[str] | str | None) -> list[str]:
-    """Full provider names in priority order, keeping only those this onnxruntime has; CPU always last."""
-    import onnxruntime as ort
+class ProviderUnavailable(RuntimeError):
+    """A configured onnxruntime execution provider cannot be used and CPU fallback was not allowed."""
 
+
+FALLBACK_HINT = ("install an onnxruntime build with it (`pip install -e .[gpu]` for onnxruntime-gpu; check with "
+                 "`roboalign doctor`), or set allow_cpu_fallback=True (policy_node: allow_cpu_fallback:=true) to "
+                 "run on the CPU")
+
+
+def provider_names(requested: Sequence[str] | str | None) -> list[str]:
+    """Full onnxruntime names of the requested providers, in order (``cuda`` -> ``CUDAExecutionProvider``)."""
     if requested is None:
         requested = ["cpu"]
     if isinstance(requested, str):
         requested = [p.strip() for p in requested.split(",") if p.strip()]
-    available = ort.get_available_providers()
-    out: list[str] = []
+    out = []
     for p in requested:
-        full = PROVIDER_ALIASES.get(p.lower(), p)
+        full = PROVIDER_ALIASES.get(str(p).lower(), str(p))
         if full not in PROVIDER_ALIASES.values() and not full.endswith("ExecutionProvider"):
             raise ValueError(f"unknown execution provider {p!r}; valid: {', '.join(PROVIDER_ALIASES)} or a full "
-                             f"onnxruntime name ({', '.join(available)})")
-        if full not in available:
-            log.warning("onnxruntime execution provider %s is not available in this build (available: %s); "
-                        "falling back to the next one / CPUExecutionProvider", full, ", ".join(available))
-            continue
+                             "onnxruntime name (e.g. CUDAExecutionProvider)")
         if full not in out:
             out.append(full)
+    return out
+
+
+def resolve_providers(requested: Sequence[str] | str | None, allow_cpu_fallback: bool = True) -> list[str]:
+    """Full provider names in priority order, keeping only those this onnxruntime has; CPU always last.
+
+    A requested provider this build lacks raises :class:`ProviderUnavailable` unless ``allow_cpu_fallback``.
+    """
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    wanted = provider_names(requested)
+    missing = [p for p in wanted if p not in available]
+    if missing and not allow_cpu_fallback:
+        raise ProviderUnavailable(f"onnxruntime execution provider(s) {', '.join(missing)} requested (providers="
+                                  f"{wanted}) but this onnxruntime {ort.__version__} has only {', '.join(available)}; "
+                                  + FALLBACK_HINT)
+    if missing:
+        log.warning("onnxruntime execution provider(s) %s not available in this build (available: %s); "
+                    "falling back to the next one / CPUExecutionProvider (allow_cpu_fallback)", ", ".join(missing),
+                    ", ".join(available))
+    out = [p for p in wanted if p in available]
     if "CPUExecutionProvider" not in out:
         out.append("CPUExecutionProvider")
     return out
@@ -88,12 +114,17 @@ def provider_options(providers: Sequence[str], module: dict[str, Any] | None, fp
 
 
 def make_session(path: str | Path, providers: Sequence[str] | str | None = None, num_threads: int | None = None,
-                 module: dict[str, Any] | None = None, fp16: bool = False, cache_dir: str | Path | None = None) -> Any:
-    """An onnxruntime session for one graph, with a clear error when the file is not a loadable model."""
+                 module: dict[str, Any] | None = None, fp16: bool = False, cache_dir: str | Path | None = None,
+                 allow_cpu_fallback: bool = True) -> Any:
+    """An onnxruntime session for one graph, with a clear error when the file is not a loadable model.
+
+    Without ``allow_cpu_fallback`` a session that onnxruntime silently moved off the first requested
+    provider (e.g. a CUDA build without a usable GPU) raises :class:`ProviderUnavailable`.
+    """
     import onnxruntime as ort
 
     path = Path(path)
-    provs = resolve_providers(providers)
+    provs = resolve_providers(providers, allow_cpu_fallback)
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -109,8 +140,22 @@ def make_session(path: str | Path, providers: Sequence[str] | str | None = None,
                             "is corrupt, truncated or not an ONNX model; re-run `roboalign export`") from None
     active = sess.get_providers()
     if provs and active and active[0] != provs[0]:
+        if not allow_cpu_fallback:
+            raise ProviderUnavailable(f"{path.name}: requested {provs[0]} but onnxruntime runs it on {active[0]} (the "
+                                      "provider is in this build but could not start: no GPU / driver / CUDA "
+                                      "libraries?); " + FALLBACK_HINT)
         log.warning("%s: requested %s but onnxruntime runs it on %s", path.name, provs[0], active[0])
     return sess
+
+
+def llm_feed(x: ModelInputs, vision: dict[str, Any]) -> dict[str, Any]:
+    """The LLM graph's inputs: the prompt tensors plus every vision output regrouped per observation
+    (``(N = B * cameras, T, ...) -> (B, cameras * T, ...)``: image_embeds and, for Qwen3-VL, deepstack_embeds)."""
+    feed: dict[str, Any] = {"input_ids": x.input_ids, "attention_mask": x.attention_mask,
+                            "position_ids": x.position_ids}
+    for name, v in vision.items():
+        feed[name] = v.reshape(x.batch, -1, *v.shape[2:])
+    return feed
 
 
 def load_tokenizer(processor_dir: str | Path) -> Any:
@@ -140,7 +185,7 @@ class OnnxRuntimeBackend:
 
     def __init__(self, export_dir: str | Path, providers: Sequence[str] | str | None = None,
                  num_threads: int | None = None, check_hash: bool = True, allow_parity_failure: bool = False,
-                 fp16: bool = False, trt_cache_dir: str | Path | None = None) -> None:
+                 fp16: bool = False, trt_cache_dir: str | Path | None = None, allow_cpu_fallback: bool = False) -> None:
         self.export_dir = resolve_export_dir(export_dir)
         self.manifest = load_manifest(self.export_dir)
         parity = self.manifest["parity"]
@@ -153,7 +198,7 @@ class OnnxRuntimeBackend:
         self.preprocessor = Preprocessor.from_specs(self.specs, tokenizer,
                                                     ImageProcessorSpec.from_dict(layout["image_processor"]))
         self._check_layout(layout)
-        self.providers = resolve_providers(providers)
+        self.providers = resolve_providers(providers, allow_cpu_fallback)
         self.num_threads = num_threads
         cache = Path(trt_cache_dir) if trt_cache_dir else self.export_dir / "trt_ep_cache"
         if "TensorrtExecutionProvider" in self.providers:
@@ -162,7 +207,8 @@ class OnnxRuntimeBackend:
         for name in MODULES:
             module = self.manifest["modules"][name]
             path = verify_module_file(self.export_dir, name, module, check_hash=check_hash)
-            sess = make_session(path, self.providers, num_threads, module=module, fp16=fp16, cache_dir=cache)
+            sess = make_session(path, self.providers, num_threads, module=module, fp16=fp16, cache_dir=cache,
+                                allow_cpu_fallback=allow_cpu_fallback)
             check_session_io(name, module, sess.get_inputs(), sess.get_outputs())
             self.sessions[name] = sess
         self._out = {name: [o["name"] for o in self.manifest["modules"][name]["outputs"]] for name in MODULES}
@@ -182,13 +228,11 @@ class OnnxRuntimeBackend:
                 raise ManifestError(f"{src}: {key}={layout.get(key)!r} but the export's specs/processor give {have!r}")
 
     def infer(self, x: ModelInputs, noise: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
-        b = x.batch
         t0 = time.perf_counter()
-        emb = self.sessions["vision"].run(self._out["vision"], {"frames": x.frames})[0]  # (N, T, D)
+        outs = self.sessions["vision"].run(self._out["vision"], {"frames": x.frames})  # (N, T, D)[, (N, T, L, D)]
         t1 = time.perf_counter()
-        hidden = self.sessions["llm"].run(self._out["llm"], {
-            "input_ids": x.input_ids, "attention_mask": x.attention_mask, "position_ids": x.position_ids,
-            "image_embeds": emb.reshape(b, -1, emb.shape[-1])})[0]  # (B, S, D)
+        vision = dict(zip(self._out["vision"], outs, strict=True))
+        hidden = self.sessions["llm"].run(self._out["llm"], llm_feed(x, vision))[0]  # (B, S, D)
         s = x.token_start
         t2 = time.perf_counter()
         actions = self.sessions["head"].run(self._out["head"], {

@@ -2,8 +2,7 @@
 
 Runs the checkpoint's own modules — the stock transformers Qwen-VL vision tower and truncated LLM
 forward (which computes its own RoPE positions), then the flow-matching head — on the shared
-pre-processing, timing the three stages separately (Qwen2.5-VL; other families run the VLA's own
-``features`` forward with vision and LLM timed together).
+pre-processing, timing the three stages separately (the same calls for Qwen2.5-VL and Qwen3-VL).
 """
 
 from __future__ import annotations
@@ -63,9 +62,7 @@ class TorchBackend:
 
     @torch.inference_mode()
     def infer(self, x: ModelInputs, noise: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
-        if self.vla.cfg.backbone_family != "qwen2_5_vl":
-            return self._infer_whole(x, noise)
-        inner = self.vla.backbone.model.model  # Qwen2_5_VLModel (truncated at layer k)
+        inner = self.vla.backbone.model.model  # Qwen2_5_VLModel / Qwen3VLModel (truncated at layer k)
         grid = self._t(x.image_grid_thw)
         t0 = time.perf_counter()
         pixels = x.pixel_values  # (N, P, C*T*p*p): the stock processor layout the HF vision tower takes
@@ -73,7 +70,7 @@ class TorchBackend:
         t1 = time.perf_counter()
         out = inner(input_ids=self._t(x.input_ids), attention_mask=self._t(x.attention_mask), image_grid_thw=grid,
                     mm_token_type_ids=self._t(x.mm_token_type_ids), mm_encoder_outputs={"image": vis},
-                    use_cache=False)
+                    use_cache=False)  # Qwen3-VL: the DeepStack features travel inside ``vis``
         s = x.token_start
         hidden = out.last_hidden_state[:, s:]  # (B, S', D)
         t2 = time.perf_counter()
@@ -82,16 +79,6 @@ class TorchBackend:
         actions = actions.float().cpu().numpy()
         t3 = time.perf_counter()
         return actions, {"vision": (t1 - t0) * 1e3, "llm": (t2 - t1) * 1e3, "head": (t3 - t2) * 1e3}
-
-    def _infer_whole(self, x: ModelInputs, noise: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
-        """Other backbone families: the VLA's own forward, vision + LLM timed together (as ``llm``)."""
-        t0 = time.perf_counter()
-        hidden, mask = self.vla.features(x.as_reference_dict())  # (B, S', D), (B, S')
-        t1 = time.perf_counter()
-        actions = self.vla.head(hidden.to(self.device), mask.to(self.device), self._t(x.state), self._t(noise),
-                                self._t(x.embodiment)).float().cpu().numpy()
-        t2 = time.perf_counter()
-        return actions, {"vision": 0.0, "llm": (t1 - t0) * 1e3, "head": (t2 - t1) * 1e3}
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "device": str(self.device), "threads": torch.get_num_threads(),

@@ -25,7 +25,7 @@ from roboalign.export.tensorrt_build import (
 )
 from roboalign.runtime.backend import resolve_export_dir
 from roboalign.runtime.manifest import MODULES, load_manifest
-from roboalign.runtime.ort_backend import load_tokenizer
+from roboalign.runtime.ort_backend import llm_feed, load_tokenizer
 from roboalign.runtime.preprocess import ImageProcessorSpec, ModelInputs, Preprocessor
 from roboalign.runtime.specs import RuntimeSpecs
 
@@ -110,12 +110,12 @@ class TensorRTBackend:
         s = x.token_start
         with torch.cuda.stream(self.stream):
             t0 = time.perf_counter()
-            emb = self.engines["vision"]({"frames": t["frames"]}, self.stream)["image_embeds"]
+            vision = self.engines["vision"]({"frames": t["frames"]}, self.stream)  # image_embeds[, deepstack_embeds]
             self.stream.synchronize()
             t1 = time.perf_counter()
-            hidden = self.engines["llm"]({"input_ids": t["input_ids"], "attention_mask": t["attention_mask"],
-                                          "position_ids": t["position_ids"],
-                                          "image_embeds": emb.reshape(x.batch, -1, emb.shape[-1])}, self.stream)["hidden"]
+            feed = {**{k: t[k] for k in ("input_ids", "attention_mask", "position_ids")},
+                    **{k: v for k, v in llm_feed(x, vision).items() if k in vision}}
+            hidden = self.engines["llm"](feed, self.stream)["hidden"]
             self.stream.synchronize()
             t2 = time.perf_counter()
             actions = self.engines["head"]({"vl_tokens": hidden[:, s:], "vl_mask": t["attention_mask"][:, s:],
