@@ -28,9 +28,14 @@ from typing import Any
 
 import numpy as np
 
+from roboalign.spec_io import build, read_spec_file, spec_path
+
 GRIPPER_OPEN = -1.0
 GRIPPER_CLOSE = 1.0
-CONTROL_HZ = 20.0  # LIBERO / robosuite control frequency; also the default real-robot command rate
+# LIBERO / robosuite control frequency: the rate of an action chunk's rows (ActionSpace.dt), sim and real alike.
+# Not the robot command rate: the real-robot bridge interpolates between rows and commands at its own
+# control_rate_hz (50 Hz, roboalign.control.bridge.BridgeConfig).
+CONTROL_HZ = 20.0
 
 
 @dataclass(frozen=True)
@@ -65,8 +70,8 @@ class JointLimits:
         return {"name": self.name, "lower": list(self.lower), "upper": list(self.upper), "velocity": list(self.velocity)}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> JointLimits:
-        return cls(d["name"], tuple(d["lower"]), tuple(d["upper"]), tuple(d["velocity"]))
+    def from_dict(cls, d: dict[str, Any], source: str = "JointLimits") -> JointLimits:
+        return build(cls, d, source)
 
 
 # Franka Research 3 (libfranka "limits for Franka Research 3", datasheet values).
@@ -184,26 +189,8 @@ class ActionSpace:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ActionSpace:
-        required = {"name", "names", "gripper_index", "kind", "units", "low", "high"}
-        missing = sorted(required - set(d))
-        if missing:
-            raise ValueError(f"ActionSpace dict is missing fields {missing}")
-        jl = d.get("joint_limits")
-        return cls(
-            name=d["name"],
-            names=tuple(d["names"]),
-            gripper_index=int(d["gripper_index"]),
-            kind=d["kind"],
-            units=tuple(d["units"]),
-            low=tuple(float(x) for x in d["low"]),
-            high=tuple(float(x) for x in d["high"]),
-            joint_limits=None if jl is None else JointLimits.from_dict(jl),
-            dt=float(d.get("dt", 1.0 / CONTROL_HZ)),
-            gripper_open=float(d.get("gripper_open", GRIPPER_OPEN)),
-            gripper_close=float(d.get("gripper_close", GRIPPER_CLOSE)),
-            description=d.get("description", ""),
-        )
+    def from_dict(cls, d: dict[str, Any], source: str = "ActionSpace") -> ActionSpace:
+        return build(cls, d, source)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -217,15 +204,8 @@ class ActionSpace:
 
     @classmethod
     def load(cls, path: str | Path) -> ActionSpace:
-        p = Path(path)
-        if p.is_dir():
-            p = p / "action_space.json"
-        if not p.is_file():
-            raise FileNotFoundError(f"action space file not found: {p}")
-        try:
-            return cls.from_dict(json.loads(p.read_text()))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"invalid action space file {p}: {e}") from e
+        p = spec_path(path, "action_space.json")
+        return cls.from_dict(read_spec_file(p, "action space file"), source=str(p))
 
 
 def make_eef_delta() -> ActionSpace:

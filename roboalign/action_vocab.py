@@ -40,8 +40,15 @@ from typing import Any
 import numpy as np
 from tokenizers import AddedToken
 
+from roboalign.spec_io import SpecError, build, check_fields, load_spec
+
 FORMAT = "roboalign.action_vocab/1"
 FILE_NAME = "action_vocab.json"
+# The action markers and the FAST token spelling, defined here only (prompts.py takes its defaults from these;
+# prompts.check_markers refuses a checkpoint whose template and vocabulary disagree).
+ACTION_START = "<ACTION_START>"
+ACTION_END = "<ACTION_END>"
+FAST_TOKEN_FORMAT = "<FAST_{}>"
 
 
 @dataclass(frozen=True)
@@ -49,9 +56,9 @@ class ActionVocabSpec:
     """Which tokens make up the action vocabulary (independent of any tokenizer)."""
 
     num_fast_tokens: int
-    start_token: str = "<ACTION_START>"
-    end_token: str = "<ACTION_END>"
-    fast_token_format: str = "<FAST_{}>"
+    start_token: str = ACTION_START
+    end_token: str = ACTION_END
+    fast_token_format: str = FAST_TOKEN_FORMAT
 
     def __post_init__(self) -> None:
         n = self.num_fast_tokens
@@ -213,7 +220,7 @@ class ActionVocab:
 
     @property
     def llm_to_fast(self) -> dict[int, int]:
-        """LLM token id -> FAST id (a copy; e.g. for ``roboalign.rewards.ActionIdCodec``)."""
+        """LLM token id -> FAST id (a copy; the rewards parse completions with :meth:`parse_llm_ids` instead)."""
         return dict(self._llm_to_fast)
 
     @property
@@ -308,30 +315,20 @@ class ActionVocab:
     def load(cls, path: str | Path, tokenizer: Any | None = None) -> ActionVocab:
         """Read ``action_vocab.json`` (or a directory holding it). With ``tokenizer``, check it maps every
         action token to the saved id (raises ``ValueError`` naming the first mismatch)."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / FILE_NAME
-        if not path.is_file():
-            raise FileNotFoundError(f"action vocabulary file not found: {path}")
+        data, source = load_spec(path, FORMAT, FILE_NAME, "action vocabulary")
+        keys = ("spec", "start_id", "end_id", "fast_llm_ids")
+        check_fields(data, keys, source, required=keys)
+        spec = build(ActionVocabSpec, data["spec"], f"{source}.spec")
         try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON: {e}") from None
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise ValueError(f"{path}: not an action vocabulary file (format must be {FORMAT!r})")
-        missing = [k for k in ("spec", "start_id", "end_id", "fast_llm_ids") if k not in data]
-        if missing:
-            raise ValueError(f"{path}: missing field(s) {missing}")
-        try:
-            vocab = cls(ActionVocabSpec(**data["spec"]), data["start_id"], data["end_id"], data["fast_llm_ids"])
+            vocab = cls(spec, data["start_id"], data["end_id"], data["fast_llm_ids"])
         except (TypeError, ValueError) as e:
-            raise ValueError(f"{path}: {e}") from None
+            raise SpecError(f"{source}: {e}") from None
         if tokenizer is not None:
             added = _unwrap_tokenizer(tokenizer).get_added_vocab()
             for token, want in zip(vocab.spec.tokens(), vocab.llm_ids, strict=True):
                 if added.get(token) != want:
                     raise ValueError(
-                        f"{path}: tokenizer maps {token!r} to {added.get(token)}, the checkpoint expects {want}"
+                        f"{source}: tokenizer maps {token!r} to {added.get(token)}, the checkpoint expects {want}"
                     )
         return vocab
 

@@ -52,11 +52,14 @@ import numpy as np
 from scipy.fft import dct, idct
 from tokenizers import Tokenizer, decoders, models, trainers
 
+from roboalign.spec_io import SpecNotFound, build, check_fields, check_format, check_mapping, read_spec_file
+
 log = logging.getLogger(__name__)
 
 FORMAT = "roboalign.fast/1"
 CONFIG_FILE = "fast_config.json"
 TOKENIZER_FILE = "tokenizer.json"
+META_FIELDS = ("config", "trained_vocab_size", "tokenizer_file", "roundtrip_bound")  # fast_config.json
 INPUT_TOLERANCE = 1e-6  # |x| may exceed 1 by this much (float error of the normaliser) before it is an error
 _MAX_ALPHABET = 0xD800  # chr() of larger values would hit UTF-16 surrogates
 
@@ -161,20 +164,9 @@ class FastConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "dict") -> FastConfig:
-        if not isinstance(data, dict):
-            raise ValueError(f"{source}: FAST config must be a JSON object, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{source}: unknown FAST config field(s) {unknown}; valid fields: {sorted(known)}")
-        required = ("chunk_len", "action_dim", "scale", "vocab_size", "min_token", "max_token")
-        missing = [k for k in required if k not in data]
-        if missing:
-            raise ValueError(f"{source}: FAST config is missing field(s) {missing}")
-        try:
-            return cls(**data)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"{source}: {e}") from None
+        check_fields(check_mapping(data, source, "FAST config"), [f.name for f in fields(cls)], source,
+                     required=("chunk_len", "action_dim", "scale", "vocab_size", "min_token", "max_token"))
+        return build(cls, data, source)
 
 
 # ---------------------------------------------------------------------- DCT + quantisation (no BPE)
@@ -449,17 +441,10 @@ class FastTokenizer:
         """Read a tokenizer written by :meth:`save`; any inconsistency raises ``ValueError`` naming the file."""
         directory = Path(directory)
         cfg_path, tok_path = directory / CONFIG_FILE, directory / TOKENIZER_FILE
-        for p in (cfg_path, tok_path):
-            if not p.is_file():
-                raise FileNotFoundError(f"FAST tokenizer file not found: {p}")
-        try:
-            meta = json.loads(cfg_path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{cfg_path}: not valid JSON: {e}") from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise ValueError(f"{cfg_path}: not a FAST tokenizer config (format must be {FORMAT!r})")
-        if "config" not in meta:
-            raise ValueError(f"{cfg_path}: missing field 'config'")
+        meta = check_format(read_spec_file(cfg_path, "FAST tokenizer file"), FORMAT, str(cfg_path), "FAST tokenizer config")
+        if not tok_path.is_file():
+            raise SpecNotFound(f"FAST tokenizer file not found: {tok_path}")
+        check_fields(meta, META_FIELDS, str(cfg_path), required=("config",))
         config = FastConfig.from_dict(meta["config"], source=str(cfg_path))
         try:
             bpe = Tokenizer.from_file(str(tok_path))

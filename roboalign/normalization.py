@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from roboalign.spec_io import check_fields, check_format, read_spec_file, spec_path
+
 FORMAT = "roboalign.norm_stats/1"
 CONSTANT_SPAN = 1e-8  # q99 - q01 below this: the dimension is treated as constant
 FILE_NAME = "norm_stats.json"
@@ -157,13 +159,8 @@ class NormStats:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "dict") -> NormStats:
         """Inverse of :meth:`to_dict`; ``source`` names the origin in error messages."""
-        if not isinstance(data, dict):
-            raise ValueError(f"{source}: norm stats must be a JSON object, got {type(data).__name__}")
-        if data.get("format", FORMAT) != FORMAT:
-            raise ValueError(f"{source}: unknown format {data.get('format')!r}, expected {FORMAT!r}")
-        missing = [k for k in ("names", *_FIELDS) if k not in data]
-        if missing:
-            raise ValueError(f"{source}: missing field(s) {missing}; a norm stats file has names, {', '.join(_FIELDS)}")
+        data = check_format(data, FORMAT, source, "norm stats", required=False)
+        check_fields(data, ("names", *_FIELDS), source, required=("names", *_FIELDS))
         names = data["names"]
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise ValueError(f"{source}: field 'names' must be a list of strings, got {names!r}")
@@ -197,17 +194,9 @@ class NormStats:
     @classmethod
     def load(cls, path: str | Path) -> NormStats:
         """Read a file written by :meth:`save` (or a directory holding ``norm_stats.json``)."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / FILE_NAME
-        if not path.is_file():
-            raise FileNotFoundError(f"norm stats file not found: {path}")
-        try:
-            # Python's json accepts NaN/Infinity literals; from_dict rejects them explicitly.
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON: {e}") from None
-        return cls.from_dict(data, source=str(path))
+        path = spec_path(path, FILE_NAME)
+        # Python's json accepts NaN/Infinity literals; from_dict rejects them explicitly.
+        return cls.from_dict(read_spec_file(path, "norm stats file"), source=str(path))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, NormStats):

@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from roboalign.action_vocab import ACTION_END, ACTION_START
+from roboalign.spec_io import build, check_format, read_spec_file
 
 FORMAT = "roboalign.prompt_template/1"
 FILE_NAME = "prompt_template.json"
@@ -30,7 +33,7 @@ DEFAULT_SYSTEM = (
     "You are a robot control assistant for a Franka arm with a parallel gripper. "
     "First think about the scene and the task inside <think> </think>, then give the answer inside "
     "<answer> </answer>. When asked for an action, the answer holds the next action chunk as FAST action "
-    "tokens between <ACTION_START> and <ACTION_END>."
+    f"tokens between {ACTION_START} and {ACTION_END}."
 )
 DEFAULT_ROBOT_USER = "Task: {instruction}\nRobot state: {state}\nWhat should the robot do next?"
 DEFAULT_VQA_USER = "{question}"
@@ -47,8 +50,8 @@ class PromptTemplate:
     think_close: str = "</think>"
     answer_open: str = "<answer>"
     answer_close: str = "</answer>"
-    action_start: str = "<ACTION_START>"
-    action_end: str = "<ACTION_END>"
+    action_start: str = ACTION_START  # must be the action vocabulary's markers (check_markers)
+    action_end: str = ACTION_END
     state_decimals: int = 2
     include_state: bool = True
 
@@ -115,16 +118,8 @@ class PromptTemplate:
         return {"format": FORMAT, **asdict(self)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "dict") -> PromptTemplate:
-        data = dict(data)
-        fmt = data.pop("format", None)
-        if fmt != FORMAT:
-            raise ValueError(f"{source}: format={fmt!r}, expected {FORMAT!r}")
-        valid = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - valid)
-        if unknown:
-            raise ValueError(f"{source}: unknown prompt template fields {unknown}; valid: {sorted(valid)}")
-        return cls(**data)
+    def from_dict(cls, data: dict[str, Any], source: str = "prompt template") -> PromptTemplate:
+        return build(cls, check_format(data, FORMAT, source, "prompt template"), source)
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / FILE_NAME
@@ -136,6 +131,15 @@ class PromptTemplate:
     def load(cls, directory: str | Path) -> PromptTemplate:
         path = Path(directory)
         path = path if path.suffix == ".json" else path / FILE_NAME
-        if not path.is_file():
-            raise FileNotFoundError(f"missing prompt template {path}")
-        return cls.from_dict(json.loads(path.read_text()), source=str(path))
+        return cls.from_dict(read_spec_file(path, "prompt template file"), source=str(path))
+
+
+def check_markers(template: PromptTemplate, vocab_spec: Any, source: str = "checkpoint") -> PromptTemplate:
+    """``template`` after checking its action markers are the action vocabulary's tokens (``vocab_spec``:
+    an :class:`roboalign.action_vocab.ActionVocabSpec`); a mismatch would train answers the reward can't parse."""
+    pairs = (("action_start", "start_token"), ("action_end", "end_token"))
+    bad = [f"{a}={getattr(template, a)!r} vs {b}={getattr(vocab_spec, b)!r}" for a, b in pairs
+           if getattr(template, a) != getattr(vocab_spec, b)]
+    if bad:
+        raise ValueError(f"{source}: prompt template and action vocabulary disagree on the markers: {'; '.join(bad)}")
+    return template

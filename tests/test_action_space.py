@@ -76,7 +76,7 @@ def test_renaming_and_roundtrip(tmp_path):
     joint_position.save(tmp_path)
     assert ActionSpace.load(tmp_path) == joint_position
     (tmp_path / "action_space.json").write_text('{"name": "x"}')
-    with pytest.raises(ValueError, match="missing fields"):
+    with pytest.raises(ValueError, match=r"action_space.json: missing field\(s\) \['names', 'gripper_index'"):
         ActionSpace.load(tmp_path)
 
 

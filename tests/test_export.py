@@ -15,7 +15,6 @@ from export_fixtures import tiny_checkpoint_and_export
 from onnx import TensorProto, helper
 
 from roboalign.export.cli import main as export_main
-from roboalign.export.manifest import MODULES, load_manifest
 from roboalign.export.modules import VisionEncoderExport
 from roboalign.export.parity import module_parity
 from roboalign.export.tensorrt_build import (
@@ -27,6 +26,7 @@ from roboalign.export.tensorrt_build import (
 )
 from roboalign.export.trt_compat import check_file, check_model, tensorrt_ops
 from roboalign.models.vla import load_vla
+from roboalign.runtime.manifest import MODULES, load_manifest
 from roboalign.runtime.ort_backend import make_session
 from roboalign.runtime.preprocess import ImageProcessorSpec, patchify, synthetic_observations
 from roboalign.runtime.specs import RuntimeSpecs

@@ -102,7 +102,7 @@ def test_save_load_identity(stats, tmp_path):
         (lambda d: d.pop("q99"), r"missing field\(s\) \['q99'\]"),
         (lambda d: d.update(mean="abc"), r"field 'mean' must be a list of numbers"),
         (lambda d: d.update(names="xy"), r"field 'names' must be a list of strings"),
-        (lambda d: d.update(format="other/1"), r"unknown format 'other/1'"),
+        (lambda d: d.update(format="other/1"), r"not a norm stats of this version \(format is 'other/1'"),
         (lambda d: d.update(q01=[100.0, 3.0]), r"dimension 0 \('x'\): q99=99.0 < q01=100.0"),
     ],
 )

@@ -49,7 +49,22 @@ def test_save_load_and_validation(tmp_path):
     assert PromptTemplate.load(tmp_path) == t
     with pytest.raises(ValueError, match=r"must contain \{state\}"):
         PromptTemplate(robot_user="Task: {instruction}")
-    with pytest.raises(ValueError, match="unknown prompt template fields"):
+    with pytest.raises(ValueError, match=r"prompt template: unknown fields \['sytem'\]; valid fields: system,"):
         PromptTemplate.from_dict({"format": "roboalign.prompt_template/1", "sytem": "x"})
+    with pytest.raises(ValueError, match=r"x.json: not a prompt template of this version \(format is None"):
+        PromptTemplate.from_dict({"system": "x"}, source="x.json")
     with pytest.raises(FileNotFoundError, match=FILE_NAME):
         PromptTemplate.load(tmp_path / "nowhere")
+
+
+def test_markers_have_one_definition_and_a_checkpoint_must_agree():
+    from roboalign.action_vocab import ACTION_END, ACTION_START, ActionVocabSpec
+    from roboalign.prompts import check_markers
+
+    t, spec = PromptTemplate(), ActionVocabSpec(num_fast_tokens=4)
+    assert (t.action_start, t.action_end) == (spec.start_token, spec.end_token) == (ACTION_START, ACTION_END)
+    assert ACTION_START in t.system and ACTION_END in t.system
+    assert check_markers(t, spec) is t
+    with pytest.raises(ValueError, match=r"ckpt: prompt template and action vocabulary disagree on the markers: "
+                                         r"action_end='<END>' vs end_token='<ACTION_END>'"):
+        check_markers(PromptTemplate(action_end="<END>"), spec, "ckpt")

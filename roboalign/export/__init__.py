@@ -3,6 +3,6 @@
 Heavy dependencies (torch, onnx, tensorrt) are imported by the submodules only when used.
 """
 
-from roboalign.export.manifest import FORMAT, MODULES, ManifestError, load_manifest
+from roboalign.runtime.manifest import FORMAT, MODULES, ManifestError, load_manifest
 
 __all__ = ["FORMAT", "MODULES", "ManifestError", "load_manifest"]

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from roboalign.export.manifest import MODULES
+from roboalign.runtime.manifest import MODULES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,10 +60,10 @@ def _print_report(manifest: dict[str, Any], out: Path) -> None:
 
 
 def _check_only(checkpoint: Path, out: Path, cfg: Any) -> dict[str, Any]:
-    from roboalign.export.manifest import load_manifest, verify_module_file
     from roboalign.export.onnx_export import run_parity
     from roboalign.export.trt_compat import check_file
     from roboalign.models.vla import load_vla
+    from roboalign.runtime.manifest import load_manifest, verify_module_file
 
     manifest = load_manifest(out)
     for name in MODULES:
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             args.checkpoint, out, cfg)
     except ParityError as e:
         print(f"roboalign export: PARITY FAILED: {e}", file=sys.stderr)
-        from roboalign.export.manifest import load_manifest
+        from roboalign.runtime.manifest import load_manifest
 
         manifest, rc = load_manifest(out), 1
     except (FileNotFoundError, NotImplementedError, ValueError) as e:  # bad checkpoint / export folder

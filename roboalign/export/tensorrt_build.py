@@ -23,7 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from roboalign.export.manifest import MODULES, load_manifest, verify_module_file
+from roboalign.runtime.manifest import MODULES, load_manifest, verify_module_file
+from roboalign.spec_io import build, read_spec_file
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 ALTERNATIVE = ("use `--backend onnxruntime` (CPU, or its CUDA / TensorRT execution providers via "
@@ -95,14 +96,7 @@ class TRTBuildConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TRTBuildConfig:
-        import yaml
-
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{path}: unknown TensorRT build settings {unknown}; valid: {sorted(known)}")
-        return cls(**data)
+        return build(cls, read_spec_file(path, "TensorRT build config") or {}, str(path))
 
     def profile(self, manifest: dict[str, Any], module: str) -> dict[str, dict[str, list[int]]]:
         prof = {k: dict(v) for k, v in (manifest["modules"][module].get("profile") or {}).items()}

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +37,8 @@ from diffusers.models.attention_processor import Attention
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps, get_timestep_embedding
 from diffusers.models.normalization import AdaLayerNorm
 from torch import nn
+
+from roboalign.spec_io import build
 
 __all__ = ["ActionHeadConfig", "FlowMatchingActionHead", "sample_flow_time"]
 
@@ -112,12 +114,8 @@ class ActionHeadConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> ActionHeadConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"ActionHeadConfig: unknown fields {unknown}; valid fields: {sorted(known)}")
-        return cls(**data)
+    def from_dict(cls, data: dict, source: str = "ActionHeadConfig") -> ActionHeadConfig:
+        return build(cls, data, source)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,8 @@ from roboalign.models.backbone import Backbone, check_backbone_folder, load_back
 from roboalign.normalization import FILE_NAME as NORM_FILE
 from roboalign.normalization import NormStats
 from roboalign.prompts import FILE_NAME as PROMPT_FILE
-from roboalign.prompts import PromptTemplate
+from roboalign.prompts import PromptTemplate, check_markers
+from roboalign.spec_io import build, load_spec
 
 SPEC_FILE = "align_spec.json"
 FAST_DIR = "fast"
@@ -70,18 +71,8 @@ class AlignSpec:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> AlignSpec:
-        path = Path(path)
-        path = path / SPEC_FILE if path.is_dir() else path
-        if not path.is_file():
-            raise FileNotFoundError(f"missing {path}")
-        data = json.loads(path.read_text())
-        if data.pop("format", None) != FORMAT:
-            raise ValueError(f"{path}: not an align spec (format must be {FORMAT!r})")
-        valid = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - valid)
-        if unknown:
-            raise ValueError(f"{path}: unknown fields {unknown}; valid: {sorted(valid)}")
-        return cls(**data)
+        data, source = load_spec(path, FORMAT, SPEC_FILE, "align spec")
+        return build(cls, data, source)
 
 
 @dataclass
@@ -148,5 +139,5 @@ def load_aligned(path: str | os.PathLike, freeze_vision: bool = True, **backbone
     rows = backbone.model.get_input_embeddings().num_embeddings
     if max(vocab.llm_ids) >= rows:
         raise ValueError(f"{path}: action token id {max(vocab.llm_ids)} has no embedding row (model has {rows})")
-    return AlignedModel(backbone, vocab, fast, NormStats.load(path / NORM_FILE), PromptTemplate.load(path),
-                        AlignSpec.load(path))
+    template = check_markers(PromptTemplate.load(path), vocab.spec, str(path))
+    return AlignedModel(backbone, vocab, fast, NormStats.load(path / NORM_FILE), template, AlignSpec.load(path))

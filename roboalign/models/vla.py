@@ -47,6 +47,7 @@ from roboalign.normalization import NormStats
 from roboalign.prompts import FILE_NAME as PROMPT_FILE
 from roboalign.prompts import PromptTemplate
 from roboalign.runtime.types import Observation
+from roboalign.spec_io import build, check_format, read_spec_file
 from roboalign.tasks import DEFAULT_TASKS, TaskSet
 
 FORMAT = "roboalign.vla/1"
@@ -150,19 +151,7 @@ class VLAConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config.json") -> VLAConfig:
-        if data.get("format") != FORMAT:
-            raise ValueError(f"{source}: format is {data.get('format')!r}, expected {FORMAT!r}")
-        missing = [k for k in ("head", "inputs", "action_space", "backbone_family", "backbone_total_layers")
-                   if k not in data]
-        if missing:
-            raise ValueError(f"{source}: missing field(s) {missing}")
-        try:
-            return cls(head=ActionHeadConfig.from_dict(data["head"]), inputs=VLAInputSpec.from_dict(data["inputs"]),
-                       action_space=data["action_space"], backbone_family=data["backbone_family"],
-                       backbone_total_layers=int(data["backbone_total_layers"]),
-                       backbone_source=str(data.get("backbone_source", "")))
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"{source}: {e}") from None
+        return build(cls, check_format(data, FORMAT, source, "VLA config"), source)
 
 
 class VLA(nn.Module):
@@ -281,11 +270,7 @@ def check_vla_folder(path: str | Path) -> None:
 
 def load_vla_config(path: str | Path) -> VLAConfig:
     cfg_file = Path(path) / "config.json"
-    try:
-        data = json.loads(cfg_file.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{cfg_file}: not valid JSON: {e}") from None
-    return VLAConfig.from_dict(data, source=str(cfg_file))
+    return VLAConfig.from_dict(read_spec_file(cfg_file, "VLA config file"), source=str(cfg_file))
 
 
 def load_head(cfg: ActionHeadConfig, file: str | Path) -> FlowMatchingActionHead:

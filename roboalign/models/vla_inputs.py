@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import cv2
@@ -28,6 +28,7 @@ import numpy as np
 from roboalign.normalization import NormStats
 from roboalign.prompts import PromptTemplate
 from roboalign.runtime.types import Observation
+from roboalign.spec_io import build
 
 PROMPT_STATE_MODES = ("raw", "none")
 
@@ -63,12 +64,8 @@ class VLAInputSpec:
         return d
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> VLAInputSpec:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"VLAInputSpec: unknown fields {unknown}; valid fields: {sorted(known)}")
-        return cls(**data)
+    def from_dict(cls, data: dict[str, Any], source: str = "VLAInputSpec") -> VLAInputSpec:
+        return build(cls, data, source)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)

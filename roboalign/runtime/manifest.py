@@ -25,13 +25,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from roboalign.spec_io import SpecError, read_spec_file
+
 FORMAT = "roboalign.export/1"
 FILE_NAME = "manifest.json"
 MODULES = ("vision", "llm", "head")
 PROCESSOR_DIR = "processor"
 
 
-class ManifestError(ValueError):
+class ManifestError(SpecError):
     """The manifest is missing, malformed or disagrees with the files beside it."""
 
 
@@ -51,9 +53,9 @@ def load_manifest(export_dir: str | Path) -> dict[str, Any]:
         raise ManifestError(f"{export_dir}: no {FILE_NAME} (not an export folder; create one with "
                             f"`roboalign export --checkpoint <ckpt> --out {export_dir}`)")
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ManifestError(f"{path}: not valid JSON: {e}") from None
+        data = read_spec_file(path, "export manifest")
+    except SpecError as e:
+        raise ManifestError(str(e)) from None
     validate_manifest(data, source=str(path))
     return data
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import cv2
@@ -33,6 +33,7 @@ from roboalign.normalization import NormStats
 from roboalign.prompts import PromptTemplate
 from roboalign.runtime.specs import RuntimeSpecs
 from roboalign.runtime.types import Observation
+from roboalign.spec_io import build
 
 IMAGE_PAD = "<|image_pad|>"
 VISION_START = "<|vision_start|>"
@@ -91,15 +92,8 @@ class ImageProcessorSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ImageProcessorSpec:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"ImageProcessorSpec: unknown fields {unknown}; valid: {sorted(known)}")
-        d = dict(data)
-        for k in ("image_mean", "image_std"):
-            if k in d:
-                d[k] = tuple(float(v) for v in d[k])
-        return cls(**d)
+        spec = build(cls, data, "ImageProcessorSpec")
+        return replace(spec, image_mean=tuple(map(float, spec.image_mean)), image_std=tuple(map(float, spec.image_std)))
 
     def target_size(self, image_size: tuple[int, int]) -> tuple[int, int]:
         h, w = image_size

@@ -20,6 +20,7 @@ from roboalign.action_space import ActionSpace
 from roboalign.models.vla_inputs import VLAInputSpec
 from roboalign.normalization import NormStats
 from roboalign.prompts import PromptTemplate
+from roboalign.spec_io import SpecError, check_fields, check_format
 from roboalign.tasks import TaskSet
 
 SPECS_FORMAT = "roboalign.runtime_specs/1"
@@ -79,24 +80,22 @@ class RuntimeSpecs:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "specs") -> RuntimeSpecs:
-        if not isinstance(data, dict) or data.get("format") != SPECS_FORMAT:
-            got = data.get("format") if isinstance(data, dict) else type(data).__name__
-            raise ValueError(f"{source}: format is {got!r}, expected {SPECS_FORMAT!r}")
-        fields = ("inputs", "prompt_template", "action_space", "action_stats", "state_stats", "tasks", "horizon",
-                  "action_dim", "state_dim")
-        missing = [f for f in fields if f not in data]
-        if missing:
-            raise ValueError(f"{source}: missing field(s) {missing}")
+        data = check_format(data, SPECS_FORMAT, source, "runtime specs")
+        keys = ("inputs", "prompt_template", "action_space", "action_stats", "state_stats", "tasks", "horizon",
+                "action_dim", "state_dim")
+        check_fields(data, keys, source, required=keys)
         try:
-            return cls(inputs=VLAInputSpec.from_dict(data["inputs"]),
+            return cls(inputs=VLAInputSpec.from_dict(data["inputs"], source=f"{source}.inputs"),
                        template=PromptTemplate.from_dict(data["prompt_template"], source=f"{source}.prompt_template"),
-                       action_space=ActionSpace.from_dict(data["action_space"]),
+                       action_space=ActionSpace.from_dict(data["action_space"], source=f"{source}.action_space"),
                        action_stats=NormStats.from_dict(data["action_stats"], source=f"{source}.action_stats"),
                        state_stats=NormStats.from_dict(data["state_stats"], source=f"{source}.state_stats"),
-                       tasks=TaskSet.from_dict(data["tasks"]), horizon=int(data["horizon"]),
+                       tasks=TaskSet.from_dict(data["tasks"], source=f"{source}.tasks"), horizon=int(data["horizon"]),
                        action_dim=int(data["action_dim"]), state_dim=int(data["state_dim"]))
+        except SpecError:
+            raise
         except (TypeError, KeyError, ValueError) as e:
-            raise ValueError(f"{source}: {e}") from None
+            raise SpecError(f"{source}: {e}") from None
 
 
 def check_specs(specs: RuntimeSpecs, action_space: str | ActionSpace | None = None,

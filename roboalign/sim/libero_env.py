@@ -1,10 +1,10 @@
-"""LIBERO environment wrapper: one LIBERO-Object scene, observations as ``roboalign`` Observations.
+"""LIBERO environment wrapper: one LIBERO scene (any suite's task or our four tasks' scenes) as ``roboalign`` Observations.
 
 What it adds over ``libero.libero.envs.OffScreenRenderEnv``:
 
 * **Rendering on CPU, right way up.** Cameras ``agentview`` and ``wrist`` (robosuite's
   ``robot0_eye_in_hand``) are rendered offscreen after each control step at ``camera_size``² (default
-  128) and flipped vertically (OpenGL rows are bottom-up; a vertical flip, not LIBERO's usual 180°
+  :data:`~roboalign.sim.spec.SIM_CAMERA_SIZE`) and flipped vertically (OpenGL rows are bottom-up; a vertical flip, not LIBERO's usual 180°
   rotation, gives the non-mirrored camera view). ``antialias=False`` turns off MuJoCo's 4× multisample
   offscreen buffer (≈2× faster in software GL; images differ by ~2/255 on average).
   ``render=False`` (or :meth:`LiberoEnv.set_render`) is the physics-only mode: no images at all.
@@ -28,6 +28,12 @@ What it adds over ``libero.libero.envs.OffScreenRenderEnv``:
   target (basket), their world axis-aligned bounding boxes, all object positions, and ``success``.
   Quaternions are (x, y, z, w) like robosuite's.
 * **Success** is LIBERO's BDDL goal for the task, checked after every step.
+* **Tasks**: one of the four tasks on a scene set (``scenes``: ``targets``, their real targets, or the
+  ``libero_object`` stand-ins; :mod:`roboalign.tasks`), a LIBERO-Object object (``milk``), or any LIBERO
+  task as ``<suite>/<index or name>`` (``libero_goal/3``; :mod:`roboalign.sim.suites`).
+
+Importing this module loads nothing: LIBERO's config file, the assets link and ``MUJOCO_GL`` are set up
+(:func:`~roboalign.sim.libero_setup.ensure_libero`) when the first env is built.
 """
 
 from __future__ import annotations
@@ -48,12 +54,17 @@ from roboalign.action_space import (
 )
 from roboalign.runtime.types import Observation
 from roboalign.sim.libero_setup import ensure_libero
-from roboalign.tasks import DEFAULT_TASKS, LIBERO_OBJECT_OBJECTS, SimTask, TaskError, libero_object_task
+from roboalign.sim.spec import CAMERAS, DEFAULT_CAMERAS, SIM_CAMERA_SIZE
+from roboalign.spec_io import build
+from roboalign.tasks import (
+    LIBERO_OBJECT_OBJECTS,
+    SCENE_SETS,
+    SimTask,
+    TaskError,
+    libero_object_task,
+    sim_task_set,
+)
 
-ensure_libero()  # config file, assets link and MUJOCO_GL must exist before mujoco/robosuite/libero load
-import mujoco  # noqa: E402
-
-CAMERAS = {"agentview": "agentview", "wrist": "robot0_eye_in_hand"}
 CONTROLLERS = {"eef_delta": "OSC_POSE", "joint_position": "JOINT_POSITION"}
 
 
@@ -61,12 +72,13 @@ CONTROLLERS = {"eef_delta": "OSC_POSE", "joint_position": "JOINT_POSITION"}
 class LiberoEnvConfig:
     """Settings of one LIBERO scene.
 
-    task: one of the four tasks (``roboalign.tasks``), or any LIBERO-Object object (``milk``).
+    task: one of the four tasks (``roboalign.tasks``) on the ``scenes`` set, any LIBERO-Object object
+    (``milk``), or any LIBERO task as ``<suite>/<index or name>``.
     """
 
     task: str = "bottle_to_basket"
-    camera_size: int = 128
-    cameras: tuple[str, ...] = ("agentview", "wrist")
+    camera_size: int = SIM_CAMERA_SIZE
+    cameras: tuple[str, ...] = DEFAULT_CAMERAS
     action_space: str = "eef_delta"
     render: bool = True
     antialias: bool = True
@@ -75,9 +87,12 @@ class LiberoEnvConfig:
     joint_kp: float = 300.0
     joint_max_delta: float = 0.5
     seed: int = 0
+    scenes: str = "targets"
 
     def __post_init__(self) -> None:
-        resolve_sim_task(self.task)  # raises listing valid names
+        if self.scenes not in SCENE_SETS:
+            raise ValueError(f"scenes {self.scenes!r}; valid: {', '.join(SCENE_SETS)}")
+        resolve_sim_task(self.task, self.scenes)  # raises listing valid names
         if self.action_space not in CONTROLLERS:
             raise ValueError(f"action_space {self.action_space!r}; valid: {', '.join(CONTROLLERS)}")
         bad = [c for c in self.cameras if c not in CAMERAS]
@@ -97,14 +112,7 @@ class LiberoEnvConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LiberoEnvConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown LiberoEnvConfig fields {unknown}; valid: {sorted(known)}")
-        d = dict(d)
-        if "cameras" in d:
-            d["cameras"] = tuple(d["cameras"])
-        return cls(**d)
+        return build(cls, d, "LiberoEnvConfig")
 
 
 class StepResult(NamedTuple):
@@ -114,29 +122,41 @@ class StepResult(NamedTuple):
     info: dict[str, Any]
 
 
-def resolve_sim_task(name: str) -> tuple[str, SimTask]:
-    """(task name, SimTask) for one of the four tasks or any LIBERO-Object object name."""
+def resolve_sim_task(name: str, scenes: str = "targets") -> tuple[str, SimTask]:
+    """(task name, SimTask) for one of the four tasks, a LIBERO-Object object or ``<suite>/<task>``."""
+    tasks = sim_task_set(scenes)
     try:
-        t = DEFAULT_TASKS.get(name)
+        t = tasks.get(name)
         return t.name, t.sim
     except TaskError:
         pass
     key = name.replace(" ", "_")
     if key in LIBERO_OBJECT_OBJECTS:
         return key, libero_object_task(key)
+    if "/" in name:
+        from roboalign.sim.suites import libero_task
+
+        suite, task = name.split("/", 1)
+        try:
+            sim = libero_task(suite, task)
+        except TaskError as e:
+            raise ValueError(str(e)) from None
+        return f"{suite}/{sim.problem}", sim
     raise ValueError(
-        f"unknown sim task {name!r}; valid: {', '.join(DEFAULT_TASKS.names)} "
-        f"or a LIBERO-Object object ({', '.join(LIBERO_OBJECT_OBJECTS)})"
+        f"unknown sim task {name!r}; valid: {', '.join(tasks.names)}, a LIBERO-Object object "
+        f"({', '.join(LIBERO_OBJECT_OBJECTS)}) or <suite>/<task index or name> (e.g. libero_goal/0)"
     )
 
 
 def load_init_states(sim_task: SimTask) -> np.ndarray:
-    """LIBERO's official init states (N, S) float64 for a task, without unpickling arbitrary objects."""
-    from libero.libero import get_libero_path
+    """The init states (N, S) float64 of a task (LIBERO's official ones or our scene's), without unpickling."""
+    from roboalign.sim.scenes import init_states_path
 
-    path = Path(get_libero_path("init_states")) / sim_task.suite / f"{sim_task.problem}.pruned_init"
+    path = init_states_path(sim_task)
     if not path.is_file():
-        raise FileNotFoundError(f"LIBERO init states not found: {path}")
+        raise FileNotFoundError(f"init states of sim task {sim_task.problem!r} not found: {path}")
+    if path.suffix == ".npy":
+        return _checked_states(path, np.load(path, allow_pickle=False))
     try:
         import torch
     except ImportError as e:  # pragma: no cover - torch is part of the project install
@@ -146,6 +166,10 @@ def load_init_states(sim_task: SimTask) -> np.ndarray:
     allowed = [(_reconstruct, "numpy.core.multiarray._reconstruct"), np.ndarray, np.dtype, np.dtypes.Float64DType]
     with torch.serialization.safe_globals(allowed):
         states = torch.load(path, weights_only=True)
+    return _checked_states(path, states)
+
+
+def _checked_states(path: Path, states: Any) -> np.ndarray:
     states = np.asarray(states, dtype=np.float64)
     if states.ndim != 2 or len(states) == 0:
         raise ValueError(f"{path}: expected (N, S) init states, got shape {states.shape}")
@@ -175,23 +199,28 @@ def _quat_wxyz_to_xyzw(q: np.ndarray) -> np.ndarray:
 
 
 class LiberoEnv:
-    """One LIBERO-Object scene with the roboalign observation/action conventions (see module doc)."""
+    """One LIBERO scene with the roboalign observation/action conventions (see module doc).
 
-    def __init__(self, config: LiberoEnvConfig | None = None, **overrides: Any) -> None:
+    ``sim_task`` (e.g. from a checkpoint's ``tasks.json``) overrides the scene ``config.task`` names.
+    """
+
+    def __init__(self, config: LiberoEnvConfig | None = None, sim_task: SimTask | None = None,
+                 **overrides: Any) -> None:
         cfg = config or LiberoEnvConfig()
         if overrides:
             cfg = LiberoEnvConfig.from_dict({**cfg.to_dict(), **overrides})
         self.config = cfg
-        self.task_name, self.sim_task = resolve_sim_task(cfg.task)
+        self.task_name, self.sim_task = resolve_sim_task(cfg.task, cfg.scenes)
+        if sim_task is not None:
+            self.sim_task = sim_task
         self.action_space: ActionSpace = get_action_space(cfg.action_space)
         self._render_on = cfg.render
-        ensure_libero()
-        from libero.libero import get_libero_path
+        ensure_libero()  # config file, assets link and MUJOCO_GL must exist before robosuite/libero load
         from libero.libero.envs import OffScreenRenderEnv
 
-        bddl = Path(get_libero_path("bddl_files")) / self.sim_task.suite / f"{self.sim_task.problem}.bddl"
-        if not bddl.is_file():
-            raise FileNotFoundError(f"LIBERO task file not found: {bddl}")
+        from roboalign.sim.scenes import bddl_path
+
+        bddl = bddl_path(self.sim_task)
         self._libero = OffScreenRenderEnv(
             bddl_file_name=str(bddl),
             controller=CONTROLLERS[cfg.action_space],
@@ -206,8 +235,8 @@ class LiberoEnv:
         self.env = self._libero.env  # the robosuite/LIBERO task env
         self.instruction = self.sim_task.instruction
         self.state_names = STATE_NAMES
-        goal = tuple(self.env.parsed_problem["goal_state"][0])
-        if goal != self.sim_task.goal:
+        goal = tuple(str(x).lower() for x in self.env.parsed_problem["goal_state"][0])
+        if self.sim_task.goal and goal != self.sim_task.goal:
             raise ValueError(f"task spec goal {self.sim_task.goal} differs from LIBERO's {goal} for {bddl.name}")
         self.robot = self.env.robots[0]
         if cfg.action_space == "joint_position":
@@ -342,6 +371,7 @@ class LiberoEnv:
         fingers = np.array(data.qpos[r._ref_gripper_joint_pos_indexes], dtype=np.float64)
         eef_site = r.eef_site_id
         eef_pos = np.array(data.site_xpos[eef_site], dtype=np.float64)
+        import mujoco
         from robosuite.utils.transform_utils import mat2quat
 
         eef_quat = mat2quat(np.array(data.site_xmat[eef_site]).reshape(3, 3))  # xyzw
@@ -358,6 +388,8 @@ class LiberoEnv:
         env, data, model = self.env, self.env.sim.data, self.env.sim.model._model
         out: dict[str, Any] = {"object_name": self.sim_task.object_name, "target_name": self.sim_task.target_name}
         for key, name in (("object", self.sim_task.object_name), ("target", self.sim_task.target_name)):
+            if name not in env.obj_body_id:
+                continue  # a task without one object -> target pair (e.g. "open the drawer"): no expert data
             bid = env.obj_body_id[name]
             out[f"{key}_pos"] = np.array(data.body_xpos[bid], dtype=np.float64)
             out[f"{key}_quat"] = _quat_wxyz_to_xyzw(data.body_xquat[bid])
