@@ -52,6 +52,8 @@ PARAMS = [
     ParamSpec("backend", "expert", "policy backend", choices=BACKENDS, read_only=True),
     ParamSpec("checkpoint", "", "checkpoint or export folder (torch/onnxruntime/tensorrt)", read_only=True),
     ParamSpec("backend_options", "{}", "JSON object of extra keyword arguments for the backend", read_only=True),
+    ParamSpec("allow_cpu_fallback", False, "onnxruntime: run on the CPU when a configured execution provider "
+              "(cuda, tensorrt) is unavailable; false: refuse to load and say which", read_only=True),
     ParamSpec("camera_names", ["agentview", "wrist"], "camera names the policy expects, in order",
               array="str", read_only=True),
     ParamSpec("camera_topics", ["/camera/agentview/color/image_raw", "/camera/wrist/color/image_raw"],
@@ -175,7 +177,10 @@ class PolicyNode(QuietEvents, Node):
         self._load_timer.cancel()
         self._set_status(PolicyStatus.STATE_LOADING, f"loading backend {self.p['backend']}")
         try:
-            self._policy = load_policy(self.p["backend"], self.p["checkpoint"], json.loads(self.p["backend_options"]))
+            opts = json.loads(self.p["backend_options"])
+            if self.p["backend"] == "onnxruntime":
+                opts.setdefault("allow_cpu_fallback", self.p["allow_cpu_fallback"])
+            self._policy = load_policy(self.p["backend"], self.p["checkpoint"], opts)
         except Exception as e:  # keep running and say why: the status and /diagnostics carry it
             self.get_logger().error(f"could not load the policy: {e}")
             self._set_status(PolicyStatus.STATE_FAULT, f"load failed: {e}")
