@@ -121,7 +121,7 @@ def test_policy_node_keeps_bad_input_out_and_keeps_running(ros) -> None:
     listen.instr.publish(String(data="reach the goal"))
     wait_until(lambda: pn._policy is not None, 10, "the policy to load")
     names = [f"fr3_joint{i}" for i in range(1, 8)] + ["fr3_finger_joint1", "fr3_finger_joint2"]
-    for _ in range(10):
+    for _ in range(60):  # camera_qos auto subscribes once the publisher is seen (status timer, 2 Hz)
         stamp = listen.node.get_clock().now().to_msg()
         img = conv.rgb_to_image(np.zeros((8, 8, 3), np.uint8), stamp)
         img.encoding = "16UC1"  # wrong encoding
@@ -319,7 +319,7 @@ def test_dry_run_sends_nothing(ros) -> None:
     listen = Listener(ros)
     wait_until(lambda: listen.estatus, 10, "episode status")
     assert listen.command(R.START, task="box_to_plate").accepted
-    wait_until(lambda: br._counts["dry_run"] > 20, 10, "dry-run commands")
+    wait_until(lambda: br.core.counts["dry_run"] > 20, 10, "dry-run commands")
     assert robot.commands == [] and robot.gripper == []
     assert listen.estatus[-1].dry_run
 
@@ -375,7 +375,7 @@ def test_no_random_chunk_reaches_the_command_topic_outside_the_limits(ros) -> No
     assert robot.max_step_violation(bound, 0.02) <= 1e-9
     first = np.array([c[2][0] for c in sorted(robot.commands, key=lambda c: c[1])])
     assert np.ptp(first, axis=0).max() > 0.01, "good chunks must have moved the robot (else the test proves nothing)"
-    assert br._counts["chunks_rejected"] > 100 and br.ctrl.chunks_accepted > 20
+    assert br.core.counts["chunks_rejected"] > 100 and br.core.ctrl.chunks_accepted > 20
     assert np.all(np.abs(np.array(robot.gripper)) <= 1.0)
 
 

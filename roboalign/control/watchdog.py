@@ -19,14 +19,17 @@ class _Stream:
     last: float | None = None
 
 
+def _valid_timeout(name: str, timeout: float) -> float:
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise ValueError(f"watchdog timeout for {name!r} must be > 0 seconds, got {timeout}")
+    return float(timeout)
+
+
 class Watchdog:
     """Staleness checks on named streams, on whatever clock the caller uses (ROS time or sim time)."""
 
     def __init__(self, timeouts: dict[str, float]) -> None:
-        for name, t in timeouts.items():
-            if not (math.isfinite(t) and t > 0):
-                raise ValueError(f"watchdog timeout for {name!r} must be > 0 seconds, got {t}")
-        self._streams = {name: _Stream(float(t)) for name, t in timeouts.items()}
+        self._streams = {name: _Stream(_valid_timeout(name, t)) for name, t in timeouts.items()}
 
     @property
     def names(self) -> list[str]:
@@ -37,6 +40,10 @@ class Watchdog:
             return self._streams[name]
         except KeyError:
             raise KeyError(f"unknown watchdog stream {name!r}; known: {self.names}") from None
+
+    def set_timeout(self, name: str, timeout: float) -> None:
+        """Change the timeout of ``name`` (e.g. a parameter changed at runtime)."""
+        self._get(name).timeout = _valid_timeout(name, timeout)
 
     def feed(self, name: str, now: float) -> None:
         """A message of stream ``name`` arrived at ``now``."""

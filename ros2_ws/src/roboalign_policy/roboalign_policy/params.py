@@ -9,6 +9,7 @@ and refuses parameters in the YAML that the node does not declare (a typo would 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -142,6 +143,22 @@ def declare_params(node: Node, specs: Sequence[ParamSpec], rules: Sequence[Rule]
         if why:
             raise ValueError(f"{node.get_name()}: {why}")
     return values
+
+
+def specs_from_config(config_cls: type) -> list[ParamSpec]:
+    """One ParamSpec per documented field of a core config dataclass (``roboalign.control.bridge.setting``):
+    default, description, range and choices come from the core, read-only unless the field is runtime."""
+    specs = []
+    for f in dataclasses.fields(config_cls):
+        m = f.metadata
+        if "doc" not in m:
+            continue
+        default, array, length = f.default, None, None
+        if isinstance(default, tuple):
+            array, length, default = type(default[0]).__name__, len(default), list(default)
+        specs.append(ParamSpec(f.name, default, m["doc"], min=m["min"], max=m["max"], choices=m["choices"],
+                               read_only=not m["runtime"], array=array, length=length))
+    return specs
 
 
 # Declared by every node (as ros2_control's controller_manager has it); applied by node_runner.run_node at

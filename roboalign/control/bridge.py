@@ -1,0 +1,616 @@
+"""The ROS-free bridge: operator commands, the episode state machine, watchdogs and safe chunk execution.
+
+The ROS node (``roboalign_policy.bridge_node``) only converts messages. Everything it decides lives here, on the
+caller's clock (``now`` in seconds: ROS time, sim time or a test's counter):
+
+    command(Request, now) -> Reply          operator commands (START, STOP, HOME, RESET, ESTOP, RELEASE_ESTOP)
+    tick(now, Inputs) -> Output             one control step: newest joint state, camera arrivals, sim reset
+    offer_chunk(space, actions, ...) -> str | None      a policy chunk (None: accepted or not running)
+    estop(reason, now) / fault(reason, now) -> Output   hold at once
+    success(now)                            the sim's success predicate turned true
+
+Every entry point returns what the adapter must do (an ``Output``): the command to publish (or, in dry run,
+only to record), the instruction for the policy, a sim reset to request, and events (phase changes, log
+lines, the start and end of an episode for the recorder). Commands always come from
+``ArmController`` (limits, per-step change, velocity), so whatever chunks arrive, nothing unsafe leaves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from enum import IntEnum
+from typing import Any
+
+import numpy as np
+
+from roboalign.action_space import ACTION_SPACES, FR3_HOME, FR3_JOINT_NAMES, JOINT_LIMITS, make_joint_position
+from roboalign.control.chunk_executor import ExecutorConfig
+from roboalign.control.controller import ArmController, Tick
+from roboalign.control.episode import EpisodeMachine, Phase, TransitionError
+from roboalign.control.safety import SafetyLimits
+from roboalign.control.watchdog import Watchdog
+from roboalign.tasks import DEFAULT_TASKS, TaskError, TaskSet
+
+
+class Command(IntEnum):
+    """Operator commands, numbered like roboalign_msgs/TaskCommand."""
+
+    START = 0
+    STOP = 1
+    HOME = 2
+    RESET = 3
+    ESTOP = 4
+    RELEASE_ESTOP = 5
+
+
+def setting(default: Any, doc: str, lo: float | None = None, hi: float | None = None,
+            choices: tuple[str, ...] | None = None, runtime: bool = False) -> Any:
+    """A config field with what a parameter declaration needs: description, range, choices, runtime-settable."""
+    meta = {"doc": doc, "min": lo, "max": hi, "choices": choices, "runtime": runtime}
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    """Every setting of the bridge, with its default, description and range (one definition: the ROS node
+    declares its parameters from these fields)."""
+
+    joint_names: tuple[str, ...] = setting(FR3_JOINT_NAMES, "arm joints, in the order of the action space")
+    joint_limits: str = setting("fr3", "which published joint limits to enforce", choices=tuple(JOINT_LIMITS))
+    control_rate_hz: float = setting(50.0, "command rate", 1.0, 1000.0)
+    lookahead_steps: int = setting(2, "points per published trajectory", 1, 50)
+    velocity_scale: float = setting(0.5, "fraction of the published joint velocity limits", 0.01, 1.0)
+    max_joint_step: float = setting(0.05, "largest joint change per control step [rad]", 1e-4, 0.5)
+    reject_margin: float = setting(0.2, "chunks further than this outside the limits are rejected", 0.0, 3.0)
+    gripper_velocity: float = setting(20.0, "gripper command rate limit [1/s]", 0.1, 1000.0)
+    gripper_open_value: float = setting(-1.0, "value sent for an open gripper (action -1)", -10.0, 10.0, runtime=True)
+    gripper_closed_value: float = setting(1.0, "value sent for a closed gripper (action +1)", -10.0, 10.0,
+                                          runtime=True)
+    dry_run: bool = setting(True, "compute and check commands but publish nothing to the robot", runtime=True)
+    home_first: bool = setting(True, "move to home_pose before each episode", runtime=True)
+    home_pose: tuple[float, ...] = setting(FR3_HOME, "home joint positions [rad]", runtime=True)
+    home_gripper: float = setting(-1.0, "gripper command at home (-1 open)", -1.0, 1.0, runtime=True)
+    homing_velocity_scale: float = setting(0.25, "speed while homing, fraction of the limits", 0.01, 1.0,
+                                           runtime=True)
+    image_timeout_s: float = setting(0.2, "images older than this fault a running episode", 0.001, 60.0,
+                                     runtime=True)
+    state_timeout_s: float = setting(0.1, "joint state older than this faults a moving episode", 0.001, 60.0,
+                                     runtime=True)
+    chunk_timeout_s: float = setting(1.0, "no accepted chunk for this long faults a running episode", 0.001, 60.0,
+                                     runtime=True)
+    sim_reset_timeout_s: float = setting(30.0, "a sim reset not done in this time faults the episode", 0.1, 600.0,
+                                         runtime=True)
+    max_episode_s: float = setting(60.0, "episode time limit", 0.1, 3600.0, runtime=True)
+    ensemble_decay: float = setting(4.0, "temporal ensembling: weight exp(-decay * age) [1/s]", -100.0, 100.0)
+    blend_time_s: float = setting(0.1, "chunk blend-in / blend-out time", 0.0, 5.0)
+    max_chunk_age_s: float = setting(0.5, "chunks whose observation is older are dropped", 0.001, 10.0)
+    max_chunk_future_s: float = setting(0.05, "chunks stamped further ahead of this node's clock are dropped",
+                                        0.0, 10.0)
+    row_offset_steps: float = setting(1.0, "row k of a chunk is the target for stamp + (k + offset) * dt", 0.0, 10.0)
+    task_domain: str = setting("any", "match free text to real tasks, sim tasks or both",
+                               choices=("real", "sim", "any"), runtime=True)
+    instruction_mode: str = setting("canonical", "send the task's canonical instruction or the operator's words",
+                                    choices=("canonical", "verbatim"), runtime=True)
+    # set by the adapter from its wiring, not parameters of their own
+    watch_cameras: bool = False  # camera arrivals are watched for staleness while running
+    joint_states_topic: str = "/joint_states"  # named in messages only
+    sim_reset_service: str = ""  # named in messages only
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "joint_names", tuple(self.joint_names))
+        object.__setattr__(self, "home_pose", tuple(float(v) for v in self.home_pose))
+        why = self.problem()
+        if why:
+            raise ValueError(why)
+
+    def problem(self) -> str | None:
+        """Why this configuration is unsafe or inconsistent, or None."""
+        if self.joint_limits not in JOINT_LIMITS:
+            return f"joint_limits {self.joint_limits!r} unknown; valid: {sorted(JOINT_LIMITS)}"
+        if len(self.home_pose) != len(self.joint_names) or not np.all(np.isfinite(self.home_pose)):
+            return f"home_pose must be {len(self.joint_names)} finite values, got {list(self.home_pose)}"
+        lim = JOINT_LIMITS[self.joint_limits]
+        bad = lim.violations(np.asarray(self.home_pose))
+        if bad:
+            return f"home_pose is outside the {lim.name} joint limits at joints {[j + 1 for j in bad]}"
+        if self.task_domain not in ("real", "sim", "any"):
+            return f"task_domain {self.task_domain!r}: valid are real, sim, any"
+        if self.instruction_mode not in ("canonical", "verbatim"):
+            return f"instruction_mode {self.instruction_mode!r}: valid are canonical, verbatim"
+        return None
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> BridgeConfig:
+        """The config of the known keys of ``values`` (e.g. a node's parameters); other keys are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    @property
+    def period(self) -> float:
+        return 1.0 / self.control_rate_hz
+
+
+@dataclass(frozen=True)
+class Request:
+    """An operator command: a task by name and/or free text; ``init_state`` (sim only, -1: the sim's choice)."""
+
+    command: int
+    task: str = ""
+    instruction: str = ""
+    init_state: int = -1
+
+
+@dataclass(frozen=True)
+class SimReset:
+    """Ask the simulator to reset its scene to ``task`` (and LIBERO init state ``init_state``, -1: its choice)."""
+
+    task: str
+    init_state: int = -1
+
+
+@dataclass(frozen=True)
+class SimResetResult:
+    """The simulator's answer to a ``SimReset``."""
+
+    accepted: bool
+    message: str = ""
+    init_state: int = -1
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What arrived since the last tick. joint_state: (7,) arm joints in ``joint_names`` order."""
+
+    joint_state: np.ndarray | None = None
+    joint_state_time: float = 0.0
+    joint_state_error: str | None = None  # a joint state message that could not be read, and why
+    image_times: tuple[float, ...] = ()  # arrival times of camera frames
+    sim_reset: SimResetResult | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something the adapter reports. kind: log | phase | episode_begin | episode_end."""
+
+    kind: str
+    level: str  # info | warning | error
+    text: str
+    outcome: str = ""  # episode_end: the phase name (success, fault, ...)
+    throttle_s: float = 0.0  # log no more often than this
+
+
+@dataclass
+class Output:
+    """What to do after an entry point. arm: (K, 7) joint targets for now + k * period, k = 1..K."""
+
+    arm: np.ndarray | None = None
+    gripper: float | None = None  # in the gripper controller's units
+    send: bool = False  # False in dry run: record, do not publish
+    instruction: str | None = None  # publish to the policy ("" stops it)
+    sim_reset: SimReset | None = None
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def phase_changed(self) -> bool:
+        return any(e.kind == "phase" for e in self.events)
+
+
+@dataclass
+class Reply:
+    """The answer to a ``Request`` plus what to do."""
+
+    accepted: bool
+    message: str
+    task: str = ""
+    instruction: str = ""
+    output: Output = field(default_factory=Output)
+
+
+@dataclass(frozen=True)
+class Status:
+    """The episode status (roboalign_msgs/EpisodeStatus)."""
+
+    phase: Phase
+    task: str
+    instruction: str
+    episode_index: int
+    steps: int
+    elapsed_s: float
+    dry_run: bool
+    message: str
+    init_state: int
+
+
+@dataclass
+class _PendingReset:
+    requested_at: float
+    answered_at: float | None = None
+
+
+# settings a running node may change (the rest shape the controller and are fixed at start)
+RUNTIME_SETTINGS = frozenset(f.name for f in fields(BridgeConfig) if f.metadata.get("runtime"))
+
+
+class Bridge:
+    """The bridge's logic; one instance per robot. Not thread-safe: the adapter serialises calls."""
+
+    def __init__(self, config: BridgeConfig | None = None, sim_ready: Callable[[], bool] | None = None,
+                 tasks: TaskSet = DEFAULT_TASKS) -> None:
+        """``sim_ready``: None for a real robot; for a simulator, whether its reset service answers now."""
+        self.config = c = config or BridgeConfig()
+        self.tasks = tasks
+        self._sim_ready = sim_ready
+        self.space = make_joint_position(c.joint_names, JOINT_LIMITS[c.joint_limits])
+        self.limits = SafetyLimits.from_action_space(
+            self.space, max_joint_step=c.max_joint_step, gripper_velocity=c.gripper_velocity,
+            velocity_scale=c.velocity_scale, reject_margin=c.reject_margin)
+        self.period = c.period
+        self.ctrl = ArmController(self.limits, self.period, ExecutorConfig(
+            ensemble_decay=c.ensemble_decay, blend_time=c.blend_time_s, max_chunk_age=c.max_chunk_age_s,
+            max_future=c.max_chunk_future_s, row_offset=c.row_offset_steps), lookahead=c.lookahead_steps)
+        self.machine = EpisodeMachine(max_duration=c.max_episode_s, home_first=c.home_first)
+        self.watchdog = Watchdog(self._timeouts(c))
+        self.counts = {"published": 0, "dry_run": 0, "chunks_rejected": 0, "bad_state": 0, "faults": 0}
+        self.last_rejection = ""
+        self.init_state = -1  # the sim's init state of the current episode's scene (-1: none / not yet)
+        self._state: np.ndarray | None = None  # (7,) last measured arm joints
+        self._state_time = -1e18
+        self._success = False
+        self._reset: _PendingReset | None = None
+        self._last_phase = self.machine.phase
+
+    @staticmethod
+    def _timeouts(c: BridgeConfig) -> dict[str, float]:
+        return {"image": c.image_timeout_s, "state": c.state_timeout_s, "chunk": c.chunk_timeout_s}
+
+    @property
+    def has_sim(self) -> bool:
+        return self._sim_ready is not None
+
+    @property
+    def phase(self) -> Phase:
+        return self.machine.phase
+
+    @property
+    def has_state(self) -> bool:
+        return self._state is not None
+
+    def reconfigure(self, **changes: Any) -> None:
+        """Apply runtime settings (``RUNTIME_SETTINGS``); raises ValueError naming a fixed or invalid one."""
+        fixed = sorted(set(changes) - RUNTIME_SETTINGS)
+        if fixed:
+            raise ValueError(f"{fixed} cannot change while the bridge runs; runtime settings: "
+                             f"{sorted(RUNTIME_SETTINGS)}")
+        self.config = c = replace(self.config, **changes)
+        self.machine.max_duration, self.machine.home_first = c.max_episode_s, c.home_first
+        for name, timeout in self._timeouts(c).items():
+            self.watchdog.set_timeout(name, timeout)
+
+    # ------------------------------------------------------------------ operator commands
+    def command(self, req: Request, now: float) -> Reply:
+        """Carry out an operator command; a refused one changes nothing and says why."""
+        out = Output()
+        try:
+            reply = self._command(req, now, out)
+        except (TransitionError, TaskError) as e:
+            reply = Reply(False, str(e))
+        reply.output = self._after(now, out)
+        return reply
+
+    def _command(self, req: Request, now: float, out: Output) -> Reply:
+        handlers = {Command.START: self._cmd_start, Command.STOP: self._cmd_stop, Command.HOME: self._cmd_home,
+                    Command.RESET: self._cmd_reset, Command.ESTOP: self._cmd_estop,
+                    Command.RELEASE_ESTOP: self._cmd_release}
+        if req.command not in set(Command):
+            valid = " ".join(f"{c.name}={c.value}" for c in Command)
+            raise TransitionError(f"unknown command {req.command}; valid: {valid}")
+        return handlers[Command(req.command)](req, now, out)
+
+    def _cmd_start(self, req: Request, now: float, out: Output) -> Reply:
+        task, instruction = self.resolve(req)
+        if self._state is None:
+            raise TransitionError(f"no joint state on {self.config.joint_states_topic} yet; is the robot up?")
+        self._require_sim()
+        self._check_init_state(req)
+        self.machine.start(task, instruction, now)
+        self._begin_episode(now, req.init_state, out)
+        return Reply(True, f"episode {self.machine.episode.index}: {self.machine.episode.message}", task,
+                     instruction)
+
+    def _cmd_stop(self, req: Request, now: float, out: Output) -> Reply:
+        self.machine.stop()
+        return Reply(True, self.machine.episode.message)
+
+    def _cmd_home(self, req: Request, now: float, out: Output) -> Reply:
+        if self._state is None:
+            raise TransitionError("no joint state yet")
+        self.machine.home()
+        self.ctrl.reset(self._measured(), now)
+        self.watchdog.arm("state", now)
+        return Reply(True, "homing")
+
+    def _cmd_reset(self, req: Request, now: float, out: Output) -> Reply:
+        self._check_init_state(req)
+        self.machine.reset()
+        if self._sim_ready is None:
+            return Reply(True, "reset")
+        task = self.resolve(req)[0] if (req.task or req.instruction) else self.machine.episode.task
+        self._request_sim_reset(task, req.init_state, now, out)
+        return Reply(True, "reset (scene reset requested)")
+
+    def _cmd_estop(self, req: Request, now: float, out: Output) -> Reply:
+        self._engage_estop("e-stop from the command service", now, out)
+        return Reply(True, "e-stop engaged")
+
+    def _cmd_release(self, req: Request, now: float, out: Output) -> Reply:
+        self.machine.release_estop()
+        return Reply(True, "e-stop released; idle")
+
+    def _check_init_state(self, req: Request) -> None:
+        if req.init_state >= 0 and self._sim_ready is None:
+            raise TransitionError(f"init_state {req.init_state} needs a simulator (sim_reset_service); this bridge "
+                                  "drives a real robot: send -1")
+
+    def resolve(self, req: Request) -> tuple[str, str]:
+        """(task name, instruction for the policy) of a command; raises TaskError listing the valid tasks."""
+        domain = self.config.task_domain
+        if req.task:
+            task, obj = self.tasks.get(req.task), None
+            if req.instruction.strip():  # keep the object the operator named (a real task has four)
+                try:
+                    m = self.tasks.match(req.instruction, domain=domain)
+                    obj, domain = (m.object, m.domain) if m.task.name == task.name else (None, domain)
+                except TaskError:
+                    pass
+        else:
+            m = self.tasks.match(req.instruction, domain=domain)
+            task, obj, domain = m.task, m.object, m.domain
+        if self.config.instruction_mode == "verbatim" and req.instruction.strip():
+            return task.name, req.instruction.strip()
+        if domain == "sim" or self.config.task_domain == "sim":
+            return task.name, task.sim.instruction
+        return task.name, task.instruction(obj, domain="real")
+
+    # ------------------------------------------------------------------ e-stop, faults, success
+    def estop(self, reason: str, now: float) -> Output:
+        """Engage the e-stop (any phase); the hold is in the output, to be sent at once."""
+        out = Output()
+        self._engage_estop(reason, now, out)
+        return self._after(now, out)
+
+    def release_estop(self, now: float) -> Reply:
+        """Leave the e-stop for idle; refused (with the reason) when not in e-stop."""
+        return self.command(Request(Command.RELEASE_ESTOP), now)
+
+    def set_estop(self, engage: bool, reason: str, now: float) -> Reply:
+        """Engage (with ``reason``) or release the e-stop, as an e-stop switch or service does."""
+        if not engage:
+            return self.release_estop(now)
+        return Reply(True, "e-stop engaged", output=self.estop(reason, now))
+
+    def fault(self, reason: str, now: float) -> Output:
+        """Fault the episode from outside (e.g. the control loop caught an error): hold from the next tick."""
+        out = Output()
+        self._fault(reason, out)
+        return self._after(now, out)
+
+    def success(self, now: float) -> None:
+        """The success predicate is true; only a running episode's own scene counts (not before its reset)."""
+        if self.machine.phase is Phase.RUNNING and self._reset is None:
+            self._success = True
+
+    def _engage_estop(self, reason: str, now: float, out: Output) -> None:
+        self.machine.estop(reason)
+        out.events.append(Event("log", "error", reason))
+        if self.ctrl.last_command is not None:
+            self._emit(self.ctrl.hold(now, reason), out)  # hold at once, not at the next tick
+
+    def _fault(self, reason: str, out: Output) -> None:
+        if self.machine.phase not in (Phase.FAULT, Phase.ESTOP):
+            self.counts["faults"] += 1
+            out.events.append(Event("log", "error", f"FAULT, holding position: {reason}"))
+        self.machine.fault(reason)
+
+    # ------------------------------------------------------------------ chunks
+    def offer_chunk(self, action_space: str, actions: np.ndarray, stamp: float, dt: float, now: float) -> str | None:
+        """Offer a policy chunk received at ``now``; why it was rejected, or None (accepted, or not running)."""
+        if self.machine.phase is not Phase.RUNNING:
+            return None
+        try:
+            reason = self.ctrl.offer_chunk(self.to_joint_order(action_space, actions), stamp, dt, now)
+        except Exception as e:  # a malformed chunk must never take the bridge down
+            reason = f"malformed chunk: {e}"
+        if reason:
+            return self.reject_chunk(reason)
+        self.watchdog.feed("chunk", now)
+        return None
+
+    def reject_chunk(self, reason: str) -> str | None:
+        """Count a chunk that could not even be read (while running); returns the reason, or None if idle."""
+        if self.machine.phase is not Phase.RUNNING:
+            return None
+        self.counts["chunks_rejected"] += 1
+        self.last_rejection = reason
+        return reason
+
+    def to_joint_order(self, action_space: str, actions: np.ndarray) -> np.ndarray:
+        """(T, D) chunk columns reordered to [7 arm joints, gripper]; only absolute joint spaces run here."""
+        space = ACTION_SPACES.get(action_space)
+        if space is None or space.kind != "absolute" or space.dim != self.space.dim:
+            raise ValueError(f"the bridge executes joint_position chunks ({self.space.dim} values); got action "
+                             f"space {action_space!r}: export a joint-position policy or add IK for it")
+        a = np.asarray(actions, np.float64)
+        if a.ndim != 2 or a.shape[1] != space.dim:
+            raise ValueError(f"chunk has shape {a.shape}, action space {space.name} needs (T, {space.dim})")
+        return a[:, [*space.arm_indices, space.gripper_index]]
+
+    # ------------------------------------------------------------------ the control tick
+    def tick(self, now: float, inputs: Inputs | None = None) -> Output:
+        """One control step at ``now``: take the inputs, check the watchdogs, compute the command."""
+        out = Output()
+        self._take(inputs or Inputs(), now, out)
+        tick = self._step(now, out)
+        if tick is not None:
+            self._emit(tick, out)
+        return self._after(now, out)
+
+    def _take(self, inputs: Inputs, now: float, out: Output) -> None:
+        if inputs.joint_state_error is not None:
+            self.counts["bad_state"] += 1
+            out.events.append(Event("log", "warning", f"ignoring joint state: {inputs.joint_state_error}",
+                                    throttle_s=2.0))
+        if inputs.joint_state is not None:
+            self._state, self._state_time = np.asarray(inputs.joint_state, np.float64), inputs.joint_state_time
+            self.watchdog.feed("state", inputs.joint_state_time)
+        for t in inputs.image_times:
+            self.watchdog.feed("image", t)
+        if inputs.sim_reset is not None and self._reset is not None and self._reset.answered_at is None:
+            self._answer_sim_reset(inputs.sim_reset, now, out)
+
+    def _step(self, now: float, out: Output) -> Tick | None:
+        m = self.machine
+        if self.ctrl.last_command is None:
+            if self._state is None:
+                return None
+            self.ctrl.reset(self._measured(), now)
+        if m.phase.moving:
+            problems = self.watchdog.check(now)
+            if problems:
+                self._fault("; ".join(problems), out)
+        if self._reset is not None:
+            self._wait_for_sim_reset(now, out)
+            return None
+        if m.phase is Phase.HOMING:
+            return self._home(now, out)
+        if m.phase is Phase.RUNNING:
+            return self._run(now, out)
+        if m.phase in (Phase.FAULT, Phase.ESTOP):
+            return self.ctrl.hold(now, m.episode.message)
+        return None
+
+    def _home(self, now: float, out: Output) -> Tick:
+        home = np.r_[self.config.home_pose, self.config.home_gripper]
+        tick = self.ctrl.home(home, now, self.config.homing_velocity_scale)
+        if tick.status == "homed" and self.machine.homed(now) is Phase.RUNNING:
+            self._start_running(now, out)
+        return tick
+
+    def _run(self, now: float, out: Output) -> Tick:
+        m = self.machine
+        if m.step(now) is not Phase.RUNNING:
+            return self.ctrl.hold(now)
+        if self._success:
+            m.succeed("success predicate true")
+            return self.ctrl.hold(now)
+        tick = self.ctrl.track(now)
+        if tick.status == "fault":
+            self._fault(tick.reason or "command fault", out)
+        return tick
+
+    def _emit(self, tick: Tick, out: Output) -> None:
+        """Put the commands of one tick into ``out`` (to publish, or only to record in dry run)."""
+        c = self.config
+        g = float(tick.command[-1])  # -1 open .. +1 closed -> controller units
+        out.arm = tick.plan[:, :-1].copy()  # (K, 7)
+        out.gripper = c.gripper_open_value + (g + 1.0) * 0.5 * (c.gripper_closed_value - c.gripper_open_value)
+        out.send = not c.dry_run
+        self.counts["published" if out.send else "dry_run"] += 1
+
+    # ------------------------------------------------------------------ episodes
+    def _measured(self) -> np.ndarray:
+        last = self.ctrl.last_command
+        grip = self.config.home_gripper if last is None else last[-1]
+        return np.r_[self._state, grip]
+
+    def _begin_episode(self, now: float, init_state: int, out: Output) -> None:
+        self._success = False
+        if self._sim_ready is not None:
+            self._request_sim_reset(self.machine.episode.task, init_state, now, out)
+        else:
+            self.ctrl.reset(self._measured(), now)
+        self.watchdog.arm("state", now)
+        out.events.append(Event("episode_begin", "info", f"episode {self.machine.episode.index} begins"))
+        if self.machine.phase is Phase.RUNNING and self._reset is None:
+            self._start_running(now, out)
+
+    def _require_sim(self) -> None:
+        if self._sim_ready is not None and not self._sim_ready():
+            raise TransitionError(f"sim reset service {self.config.sim_reset_service} is not available")
+
+    def _request_sim_reset(self, task: str, init_state: int, now: float, out: Output) -> None:
+        self._require_sim()
+        out.sim_reset = SimReset(task, init_state)
+        self._reset = _PendingReset(requested_at=now)
+        self.init_state = -1
+
+    def _answer_sim_reset(self, result: SimResetResult, now: float, out: Output) -> None:
+        if not result.accepted:
+            self._reset = None
+            self._fault(f"sim reset failed: {result.message or 'no response'}", out)
+            return
+        self._reset.answered_at = now  # then wait for a joint state that arrives after this tick
+        self.init_state = int(result.init_state)
+
+    def _wait_for_sim_reset(self, now: float, out: Output) -> None:
+        """Running starts once the sim answered and a joint state from after its reset arrived."""
+        r = self._reset
+        if now - r.requested_at > self.config.sim_reset_timeout_s:
+            self._reset = None
+            what = "did not answer" if r.answered_at is None else "sent no joint state after resetting"
+            self._fault(f"sim reset {what} within {self.config.sim_reset_timeout_s:g} s", out)
+            return
+        if r.answered_at is None or self._state_time <= r.answered_at:  # wait for a post-reset joint state
+            return
+        self._reset = None
+        self.ctrl.reset(self._measured(), now)
+        if self.machine.phase is Phase.RUNNING:  # no homing: the episode clock starts now
+            self.machine.episode.started_at = now
+            self._start_running(now, out)
+
+    def _start_running(self, now: float, out: Output) -> None:
+        self._success = False
+        self.ctrl.executor.clear()
+        self.watchdog.arm("chunk", now, forget=True)
+        if self.config.watch_cameras:
+            self.watchdog.arm("image", now)
+        out.instruction = self.machine.episode.instruction
+
+    def _after(self, now: float, out: Output) -> Output:
+        """Side effects of a phase change: stop the policy, disarm watchdogs, end the recorded episode."""
+        phase = self.machine.phase
+        if phase is self._last_phase:
+            return out
+        prev, self._last_phase = self._last_phase, phase
+        ep = self.machine.episode
+        out.events.append(Event("phase", "info", f"episode {ep.index}: {prev.name} -> {phase.name}: {ep.message}"))
+        if prev is Phase.RUNNING:
+            out.instruction = ""  # the policy stops
+            self.watchdog.disarm("chunk")
+            self.watchdog.disarm("image")
+        if not phase.moving:
+            self.watchdog.disarm("state")
+        if phase.terminal or phase is Phase.ESTOP:
+            out.events.append(Event("episode_end", "info", ep.message, outcome=phase.name.lower()))
+        return out
+
+    # ------------------------------------------------------------------ status and diagnostics
+    def status(self, now: float) -> Status:
+        ep = self.machine.episode
+        return Status(self.machine.phase, ep.task, ep.instruction, ep.index, ep.steps, float(ep.elapsed(now)),
+                      bool(self.config.dry_run), ep.message, self.init_state)
+
+    def safety_report(self) -> tuple[str, str, dict[str, Any]]:
+        """(level ok|warn|error, message, values) of the safety layer."""
+        phase = self.machine.phase
+        values = dict(self.counts, phase=phase.name, dry_run=self.config.dry_run,
+                      chunks_accepted=self.ctrl.chunks_accepted, last_rejection=self.last_rejection)
+        if phase in (Phase.FAULT, Phase.ESTOP):
+            return "error", f"{phase.name}: holding position: {self.machine.episode.message}", values
+        if self.counts["chunks_rejected"] or self.counts["bad_state"]:
+            return "warn", f"rejected inputs (last: {self.last_rejection or 'bad joint state'})", values
+        return "ok", "dry run: nothing sent" if self.config.dry_run else "ok", values
+
+    def episode_report(self) -> tuple[str, str, dict[str, Any]]:
+        ep = self.machine.episode
+        return "ok", self.machine.phase.name.lower(), {"episode": ep.index, "task": ep.task, "steps": ep.steps}

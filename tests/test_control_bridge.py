@@ -1,0 +1,282 @@
+"""The ROS-free bridge core (roboalign.control.bridge), on a test clock with a perfect robot: every safety path.
+
+Each fault reason (stale image / joint state / chunk, no chunk at all, a refused or silent sim reset, a tick
+error), e-stop and release, dry run, homing, the episode ends (success, timeout, stop), bad inputs, task
+resolution and runtime reconfiguration. No DDS: milliseconds per test.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from roboalign.action_space import FR3_HOME, FR3_LIMITS
+from roboalign.control.bridge import Bridge, BridgeConfig, Command, Inputs, Request, SimResetResult
+from roboalign.control.episode import Phase
+
+DT = 0.02
+START = np.array(FR3_HOME)
+
+
+class Rig:
+    """A bridge, a clock and a robot that reaches every command it is sent; cameras publish each tick."""
+
+    def __init__(self, sim: bool = False, cameras: bool = True, **cfg) -> None:
+        base = {"dry_run": False, "home_first": False, "watch_cameras": cameras, "image_timeout_s": 0.1,
+                "state_timeout_s": 0.1, "chunk_timeout_s": 0.5}
+        self.sim_up = True
+        self.bridge = Bridge(BridgeConfig(**{**base, **cfg}), (lambda: self.sim_up) if sim else None)
+        self.now, self.q = 100.0, START.copy()
+        self.cameras_on, self.state_on = cameras, True
+        self.sent: list[np.ndarray] = []  # (K, 7) per published command
+        self.recorded = 0  # commands computed (published or, in dry run, only recorded)
+        self.outputs = []
+
+    def step(self, n: int = 1, **inputs) -> None:
+        for _ in range(n):
+            self.now += DT
+            state = {"joint_state": self.q.copy(), "joint_state_time": self.now} if self.state_on else {}
+            images = (self.now,) if self.cameras_on else ()
+            self.collect(self.bridge.tick(self.now, Inputs(**state, image_times=images, **inputs)))
+
+    def collect(self, out) -> None:
+        self.outputs.append(out)
+        if out.arm is not None:
+            self.recorded += 1
+            if out.send:
+                self.sent.append(out.arm)
+                self.q = out.arm[0].copy()
+
+    def command(self, command: Command, **kw):
+        reply = self.bridge.command(Request(command, **kw), self.now)
+        self.collect(reply.output)
+        return reply
+
+    def chunk(self, target: np.ndarray, rows: int = 20, gripper: float = 1.0, stamp: float | None = None) -> str | None:
+        a = np.tile(np.r_[target, gripper], (rows, 1))
+        return self.bridge.offer_chunk("joint_position", a, self.now if stamp is None else stamp, 0.05, self.now)
+
+    def events(self, kind: str) -> list:
+        return [e for o in self.outputs for e in o.events if e.kind == kind]
+
+    @property
+    def phase(self) -> Phase:
+        return self.bridge.phase
+
+
+def running(**cfg) -> Rig:
+    rig = Rig(**cfg)
+    rig.step()
+    assert rig.command(Command.START, task="bottle_to_basket").accepted
+    assert rig.phase is Phase.RUNNING
+    return rig
+
+
+def test_an_episode_tracks_chunks_within_the_limits_and_stops_the_policy_at_the_end() -> None:
+    rig = running()
+    assert rig.outputs[-1].instruction == "put the ketchup in the basket"
+    goal = START + 0.3
+    for _ in range(60):
+        assert rig.chunk(goal) is None
+        rig.step()
+    assert np.abs(rig.q - goal).max() < 1e-6, "a perfect robot reaches the target"
+    steps = np.abs(np.diff(np.array([s[0] for s in rig.sent]), axis=0))
+    assert steps.max() <= min(0.05, 0.5 * min(FR3_LIMITS.velocity) * 3 * DT) + 1e-9  # rate limited
+    reply = rig.command(Command.STOP)
+    assert reply.accepted and rig.phase is Phase.STOPPED
+    assert reply.output.instruction == "" and rig.events("episode_end")[-1].outcome == "stopped"
+
+
+@pytest.mark.parametrize("stream, cut, reason", [
+    ("image", "cameras_on", "stale image"), ("state", "state_on", "stale state")])
+def test_a_stale_input_faults_and_holds(stream, cut, reason) -> None:
+    rig = running()
+    rig.chunk(START + 0.3)
+    rig.step(5)
+    setattr(rig, cut, False)
+    rig.step(3)
+    assert rig.phase is Phase.RUNNING  # within the 0.1 s timeout
+    rig.step(5)
+    assert rig.phase is Phase.FAULT and reason in rig.bridge.status(rig.now).message
+    held = rig.sent[-1][0]
+    rig.chunk(START + 0.5)
+    rig.step(10)
+    assert all(np.array_equal(s[0], held) for s in rig.sent[-10:]), "a fault holds the last command"
+    assert rig.bridge.counts["faults"] == 1
+    assert rig.events("episode_end")[-1].outcome == "fault"
+
+
+def test_no_chunk_at_all_and_chunks_that_stop_coming_fault_the_episode() -> None:
+    rig = running()
+    rig.step(24)
+    assert rig.phase is Phase.RUNNING
+    rig.step(2)
+    assert rig.phase is Phase.FAULT and "no chunk message" in rig.bridge.status(rig.now).message
+    rig = running()
+    rig.chunk(START + 0.1)
+    rig.step(30)
+    assert rig.phase is Phase.FAULT and "stale chunk" in rig.bridge.status(rig.now).message
+
+
+def test_bad_chunks_are_rejected_with_a_reason_and_the_episode_keeps_running() -> None:
+    rig = running()
+    bad = np.tile(np.r_[START, 1.0], (5, 1))
+    bad[2, 3] = np.nan
+    assert "non-finite" in rig.bridge.offer_chunk("joint_position", bad, rig.now, 0.05, rig.now)
+    assert "outside" in rig.chunk(START + 5.0)
+    assert "stale chunk" in rig.chunk(START, stamp=rig.now - 2.0)
+    assert "future" in rig.chunk(START, stamp=rig.now + 1.0)
+    assert "joint_position chunks" in rig.bridge.offer_chunk("eef_delta", bad, rig.now, 0.05, rig.now)
+    assert "shape" in rig.bridge.offer_chunk("joint_position", bad[:, :5], rig.now, 0.05, rig.now)
+    assert rig.bridge.counts["chunks_rejected"] == 6
+    assert rig.bridge.safety_report()[0] == "warn"
+    assert rig.chunk(START + 0.1) is None and rig.phase is Phase.RUNNING
+    rig.bridge.command(Request(Command.STOP), rig.now)
+    assert rig.chunk(START + 0.1) is None and rig.bridge.counts["chunks_rejected"] == 6  # not running: ignored
+
+
+def test_chunk_columns_are_reordered_from_the_action_space_to_arm_then_gripper() -> None:
+    rig = running()
+    from roboalign.action_space import ACTION_SPACES
+
+    space = ACTION_SPACES["joint_position"]
+    row = np.zeros(space.dim)
+    row[list(space.arm_indices)], row[space.gripper_index] = START + 0.01, 0.5
+    out = rig.bridge.to_joint_order("joint_position", row[None])
+    np.testing.assert_allclose(out[0], np.r_[START + 0.01, 0.5])
+
+
+def test_estop_holds_at_once_refuses_start_and_release_returns_to_idle() -> None:
+    rig = running()
+    rig.chunk(START + 0.3)
+    rig.step(5)
+    out = rig.bridge.estop("e-stop on /roboalign/estop", rig.now)
+    rig.collect(out)
+    assert rig.phase is Phase.ESTOP and out.arm is not None and out.send, "the hold leaves with the e-stop"
+    assert np.array_equal(out.arm[0], rig.sent[-2][0]) and out.instruction == ""
+    rig.step(5)
+    assert all(np.array_equal(s[0], out.arm[0]) for s in rig.sent[-5:])
+    refused = rig.command(Command.START, task="bottle_to_basket")
+    assert not refused.accepted and "release the e-stop first" in refused.message
+    assert rig.bridge.release_estop(rig.now).accepted and rig.phase is Phase.IDLE
+    assert not rig.bridge.release_estop(rig.now).accepted  # not in e-stop: refused with the reason
+    rig.collect(rig.bridge.fault("control tick failed", rig.now))
+    assert rig.phase is Phase.FAULT and rig.command(Command.RESET).accepted and rig.phase is Phase.IDLE
+    assert rig.command(Command.ESTOP).accepted and rig.phase is Phase.ESTOP
+    assert rig.bridge.fault("x", rig.now) and rig.phase is Phase.ESTOP  # a fault never leaves the e-stop
+
+
+def test_dry_run_computes_and_records_but_sends_nothing() -> None:
+    rig = running(dry_run=True)
+    rig.chunk(START + 0.3)
+    rig.step(10)
+    assert rig.sent == [] and rig.recorded >= 10 and rig.bridge.counts["dry_run"] >= 10
+    assert rig.bridge.status(rig.now).dry_run and "dry run" in rig.bridge.safety_report()[1]
+    rig.bridge.reconfigure(dry_run=False)
+    rig.step(2)
+    assert len(rig.sent) == 2
+
+
+def test_homing_moves_slowly_to_the_home_pose_then_runs() -> None:
+    rig = Rig(home_first=True, homing_velocity_scale=0.2, chunk_timeout_s=30.0)
+    rig.q = START + 0.2
+    rig.step()
+    assert rig.command(Command.START, instruction="put the tomato sauce in the bowl").task == "can_to_bowl"
+    assert rig.phase is Phase.HOMING
+    rig.step(400)
+    assert rig.phase is Phase.RUNNING and np.abs(rig.q - START).max() < 1e-3
+    firsts = np.array([s[0] for s in rig.sent])
+    slow = 0.2 * np.minimum(0.05, 0.5 * np.array(FR3_LIMITS.velocity) * DT)
+    assert np.all(np.abs(np.diff(firsts, axis=0)) <= slow + 1e-9)
+    rig.command(Command.STOP)
+    rig.q = START - 0.1
+    rig.step()
+    assert rig.command(Command.HOME).accepted and rig.phase is Phase.HOMING
+    rig.step(400)
+    assert rig.phase is Phase.IDLE and np.abs(rig.q - START).max() < 1e-3  # HOME alone ends idle
+
+
+def test_success_and_timeout_end_the_episode() -> None:
+    rig = running()
+    rig.chunk(START + 0.1)
+    rig.step()
+    rig.bridge.success(rig.now)
+    rig.step()
+    assert rig.phase is Phase.SUCCESS and rig.events("episode_end")[-1].outcome == "success"
+    rig = running(max_episode_s=0.2, chunk_timeout_s=5.0)
+    rig.step(11)
+    assert rig.phase is Phase.TIMEOUT
+
+
+def test_commands_need_a_joint_state_a_valid_task_and_a_simulator_for_init_states() -> None:
+    rig = Rig()
+    refused = rig.command(Command.START, task="bottle_to_basket")
+    assert not refused.accepted and "no joint state on /joint_states" in refused.message
+    rig.step()
+    assert "valid tasks" in rig.command(Command.START, instruction="make me a sandwich").message
+    assert "needs a simulator" in rig.command(Command.START, task="bottle_to_basket", init_state=3).message
+    assert "unknown command 9" in rig.command(9).message
+    assert rig.phase is Phase.IDLE
+
+
+def test_a_bad_joint_state_is_counted_and_reported_and_changes_nothing() -> None:
+    rig = running()
+    rig.step(1, joint_state_error="JointState has non-finite positions for ['fr3_joint3']")
+    assert rig.bridge.counts["bad_state"] == 1 and rig.phase is Phase.RUNNING
+    assert any("non-finite" in e.text for e in rig.events("log"))
+
+
+def test_the_sim_reset_carries_the_init_state_and_running_waits_for_a_fresh_joint_state() -> None:
+    rig = Rig(sim=True, task_domain="sim")
+    rig.step()
+    reply = rig.command(Command.START, task="shelf_to_tray", init_state=12)
+    assert reply.output.sim_reset.task == "shelf_to_tray" and reply.output.sim_reset.init_state == 12
+    rig.step(3)
+    assert rig.outputs[-1].instruction is None, "the policy waits for the reset"
+    rig.step(1, sim_reset=SimResetResult(True, "reset", 12))
+    rig.step(1)
+    assert rig.bridge.init_state == 12 and rig.outputs[-1].instruction, "running after a post-reset joint state"
+    assert rig.bridge.status(rig.now).init_state == 12
+
+
+def test_a_refused_or_silent_sim_reset_faults_the_episode_with_the_reason() -> None:
+    rig = Rig(sim=True, cameras=False)
+    rig.step()
+    rig.command(Command.START, task="shelf_to_tray", init_state=60)
+    rig.step(1, sim_reset=SimResetResult(False, "init_state 60 is out of range: 50 init states"))
+    assert rig.phase is Phase.FAULT and "out of range" in rig.bridge.status(rig.now).message
+    rig = Rig(sim=True, cameras=False, sim_reset_timeout_s=0.5, state_timeout_s=5.0)
+    rig.step()
+    rig.command(Command.START, task="shelf_to_tray")
+    rig.step(24)
+    assert rig.phase is Phase.RUNNING
+    rig.step(2)
+    assert rig.phase is Phase.FAULT and "sim reset did not answer within 0.5 s" in rig.bridge.status(rig.now).message
+    rig.sim_up = False
+    assert "not available" in rig.command(Command.START, task="shelf_to_tray").message
+
+
+def test_instructions_follow_the_task_domain_and_mode() -> None:
+    rig = Rig()
+    rig.step()
+    assert rig.bridge.resolve(Request(0, instruction="put the bbq sauce in the basket"))[1] == \
+        "put the bbq sauce in the basket"
+    rig.bridge.reconfigure(instruction_mode="verbatim")
+    assert rig.bridge.resolve(Request(0, task="bottle_to_basket", instruction="ketchup, basket, go"))[1] == \
+        "ketchup, basket, go"
+    rig.bridge.reconfigure(task_domain="sim", instruction_mode="canonical")
+    name, text = rig.bridge.resolve(Request(0, task="bottle_to_basket"))
+    assert name == "bottle_to_basket" and text == rig.bridge.tasks.get(name).sim.instruction
+
+
+def test_runtime_settings_apply_and_fixed_or_unsafe_ones_are_refused() -> None:
+    rig = running(chunk_timeout_s=5.0)
+    rig.bridge.reconfigure(chunk_timeout_s=0.1)
+    rig.step(7)
+    assert rig.phase is Phase.FAULT, "the new chunk timeout applies to the running episode"
+    with pytest.raises(ValueError, match="cannot change while the bridge runs"):
+        rig.bridge.reconfigure(control_rate_hz=10.0)
+    with pytest.raises(ValueError, match="outside the fr3 joint limits"):
+        rig.bridge.reconfigure(home_pose=(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0))
+    with pytest.raises(ValueError, match="task_domain"):
+        BridgeConfig(task_domain="moon")
