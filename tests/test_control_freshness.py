@@ -23,6 +23,7 @@ def test_wait_reason_names_the_first_missing_or_stale_input() -> None:
     fresh = [Input("/cam/a", 9.6, 0.5), Input("/joint_states", 9.999, 0.01)]
     assert wait_reason(10.0, fresh) is None
     assert wait_reason(10.0, [Input("/joint_states", 9.98, 0.01)]) == "/joint_states is 0.020 s old (limit 0.01 s)"
+    assert wait_reason(1.0, [Input("image on /c", None, 0.5, "waiting for images on /c")]) == "waiting for images on /c"
 
 
 def test_an_input_exactly_at_its_limit_is_still_fresh() -> None:

@@ -106,3 +106,59 @@ def test_action_chunk_round_trip_and_size_checks() -> None:
     msg.data = msg.data[:-1]
     with pytest.raises(ValueError, match="has 127 values, expected horizon\\*action_dim = 16\\*8"):
         conv.msg_to_chunk(msg)
+
+
+def _smooth(h: int = 48, w: int = 64) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([x * 255 // w, y * 255 // h, (x + y) * 255 // (w + h)], axis=2).astype(np.uint8)
+
+
+def test_header_stamp_is_read_from_the_serialized_bytes() -> None:
+    from builtin_interfaces.msg import Time
+    from rclpy.serialization import serialize_message
+
+    stamp = Time(sec=1_700_000_123, nanosec=456_789_000)
+    for msg in (conv.rgb_to_image(_smooth(), stamp, "cam_optical_frame"), conv.compressed_image(_smooth(), stamp)):
+        raw = serialize_message(msg)
+        assert conv.raw_header_stamp(raw) == pytest.approx(1_700_000_123.456789, abs=1e-9)
+        big = raw[:1] + bytes([raw[1] & ~1]) + raw[2:4] + stamp.sec.to_bytes(4, "big") + \
+            stamp.nanosec.to_bytes(4, "big") + raw[12:]  # the same header in big-endian CDR
+        assert conv.raw_header_stamp(big) == pytest.approx(1_700_000_123.456789, abs=1e-9)
+    with pytest.raises(ValueError, match="too short"):
+        conv.raw_header_stamp(b"\x00\x01\x00\x00")
+
+
+def test_jpeg_round_trip_keeps_the_colours_and_bad_data_names_the_field() -> None:
+    from sensor_msgs.msg import CompressedImage
+
+    rgb = _smooth()
+    msg = conv.compressed_image(rgb, frame_id="f", quality=95)
+    assert msg.format == "rgb8; jpeg compressed bgr8" and bytes(msg.data[:2]) == b"\xff\xd8"  # a JPEG SOI marker
+    back = conv.compressed_to_rgb(msg)
+    assert back.shape == rgb.shape and back.dtype == np.uint8
+    assert np.abs(back.astype(int) - rgb).mean() < 2.0  # lossy, but R stays R (a BGR mix-up is ~80 off)
+    with pytest.raises(ValueError, match="CompressedImage.data \\(5 bytes\\) is not a decodable"):
+        conv.compressed_to_rgb(CompressedImage(format="jpeg", data=b"\x00\x01\x02\x03\x04"))
+    truncated = CompressedImage(format=msg.format, data=bytes(msg.data[:20]))
+    with pytest.raises(ValueError, match="not a decodable"):
+        conv.compressed_to_rgb(truncated)
+    with pytest.raises(ValueError, match="format 'tiff' is not supported"):
+        conv.compressed_to_rgb(CompressedImage(format="tiff", data=bytes(msg.data)))
+
+
+def test_camera_qos_follows_the_publishers() -> None:
+    from rclpy.qos import ReliabilityPolicy as R
+    from roboalign_policy import qos as q
+
+    assert q.choose_reliability("auto", []) == (None, "no publisher yet")
+    assert q.choose_reliability("auto", [R.RELIABLE])[0] == R.RELIABLE
+    assert q.choose_reliability("auto", [R.RELIABLE, R.BEST_EFFORT])[0] == R.BEST_EFFORT  # serves both
+    rel, note = q.choose_reliability("reliable", [R.BEST_EFFORT])
+    assert rel == R.RELIABLE and "gets nothing" in note
+    assert q.choose_reliability("best_effort", [R.RELIABLE]) == (R.BEST_EFFORT, "ok")
+    with pytest.raises(ValueError, match="valid: auto, reliable, best_effort"):
+        q.choose_reliability("sensor", [])
+    p = q.camera_profile(R.RELIABLE)
+    assert p.depth == 1 and p.history.name == "KEEP_LAST" and p.durability.name == "VOLATILE"
+    assert q.compressed_topic("/camera/wrist/color/image_raw") == "/camera/wrist/color/image_raw/compressed"
+    assert q.camera_topic("wrist") == q.CAMERA_TOPICS[1] == "/camera/wrist/color/image_raw"

@@ -2,6 +2,9 @@
 
 - ``image_to_rgb``: sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8; any padded ``step``) -> (H, W, 3) uint8 RGB
 - ``rgb_to_image``: (H, W, 3) uint8 -> sensor_msgs/Image rgb8
+- ``compressed_to_rgb`` / ``rgb_to_compressed``: sensor_msgs/CompressedImage (JPEG, image_transport's
+  ``compressed`` format) <-> (H, W, 3) uint8 RGB, with OpenCV (libjpeg-turbo inside)
+- ``raw_header_stamp``: the header stamp of a serialized (CDR) message that starts with a std_msgs/Header
 - ``joint_positions``: sensor_msgs/JointState -> positions in a requested joint order
 - ``trajectory``: (K, D) rows -> trajectory_msgs/JointTrajectory with ``time_from_start = (k + first) * dt``
 - ``chunk_to_msg`` / ``msg_to_chunk``: roboalign.runtime.types.ActionChunk <-> roboalign_msgs/ActionChunk
@@ -10,12 +13,14 @@ Every function raises ``ValueError`` naming the offending field when a message i
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from roboalign_msgs.msg import ActionChunk as ActionChunkMsg
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Header
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
@@ -70,6 +75,47 @@ def rgb_to_image(rgb: np.ndarray, stamp: Time | None = None, frame_id: str = "")
                 is_bigendian=0, step=w * 3)
     msg.data = np.ascontiguousarray(a).tobytes()
     return msg
+
+
+def raw_header_stamp(raw: bytes) -> float:
+    """Header stamp [s] of a serialized message whose first field is a std_msgs/Header (Image, CompressedImage,
+    JointState, ...), read from the CDR bytes without deserialising the rest (a 640x480 image is ~1 MB)."""
+    if len(raw) < 12:
+        raise ValueError(f"serialized message of {len(raw)} bytes is too short for a header stamp")
+    little = raw[1] & 1  # CDR encapsulation: 0x0001 little endian, 0x0000 big endian
+    sec, nanosec = struct.unpack_from("<iI" if little else ">iI", raw, 4)
+    return sec + nanosec * 1e-9
+
+
+def rgb_to_compressed(rgb: np.ndarray, quality: int = 90) -> bytes:
+    """JPEG bytes of an (H, W, 3) uint8 RGB array (what image_transport's compressed publisher sends)."""
+    a = np.asarray(rgb)
+    if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 array, got {a.shape} {a.dtype}")
+    ok, buf = cv2.imencode(".jpg", a[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+def compressed_image(rgb: np.ndarray, stamp: Time | None = None, frame_id: str = "",
+                     quality: int = 90) -> CompressedImage:
+    """A sensor_msgs/CompressedImage (JPEG) of an (H, W, 3) uint8 RGB array, in image_transport's format."""
+    return CompressedImage(header=Header(stamp=stamp or Time(), frame_id=frame_id),
+                           format="rgb8; jpeg compressed bgr8", data=rgb_to_compressed(rgb, quality))
+
+
+def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a JPEG (or PNG) sensor_msgs/CompressedImage; ValueError if it does not decode."""
+    fmt = msg.format.lower()
+    if fmt and "jpeg" not in fmt and "png" not in fmt:
+        raise ValueError(f"CompressedImage.format {msg.format!r} is not supported; valid: jpeg, png "
+                         "(image_transport's 'rgb8; jpeg compressed bgr8')")
+    buf = np.frombuffer(msg.data, dtype=np.uint8)
+    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
+    if bgr is None:
+        raise ValueError(f"CompressedImage.data ({buf.size} bytes) is not a decodable {fmt or 'JPEG'} image")
+    return np.ascontiguousarray(bgr[:, :, ::-1])
 
 
 def joint_positions(msg: JointState, names: Sequence[str]) -> np.ndarray:

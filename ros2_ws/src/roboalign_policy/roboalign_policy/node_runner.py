@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import rclpy
 from rclpy.executors import ExternalShutdownException
@@ -63,8 +64,42 @@ class StartupError(RuntimeError):
     """A node cannot start (missing device, driver, ...); the message says why and what to do."""
 
 
+PROFILE_VARS = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")  # FastDDS 2.x, 3.x
+
+
+def dds_profile_path() -> Path:
+    """The FastDDS profile shipped with the package (installed share, or the source tree's config/)."""
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+        share = Path(get_package_share_directory("roboalign_policy")) / "config" / "fastdds.xml"
+        if share.is_file():
+            return share
+    except (ImportError, PackageNotFoundError):
+        pass
+    return Path(__file__).resolve().parents[1] / "config" / "fastdds.xml"
+
+
+def use_dds_profile() -> str | None:
+    """Before ``rclpy.init``: load config/fastdds.xml (a shared-memory segment that holds full-size camera
+    images, see the file) unless a FastDDS profile is set already or another RMW is selected, or
+    ``ROBOALIGN_DDS_PROFILE=0``; returns the profile in use (None: none of ours)."""
+    rmw = os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+    if os.environ.get("ROBOALIGN_DDS_PROFILE", "1") == "0" or "fastrtps" not in rmw:
+        return None
+    for var in PROFILE_VARS:
+        if os.environ.get(var):
+            return os.environ[var]
+    path = str(dds_profile_path())
+    for var in PROFILE_VARS:
+        os.environ[var] = path
+    return path
+
+
 def run_node(make_node: Callable[[], Node], args: list[str] | None = None, threads: int = 4) -> int:
-    """``rclpy.init``, build the node, spin until shutdown; returns the process exit code."""
+    """``rclpy.init`` (with the DDS profile, :func:`use_dds_profile`), build the node, spin until shutdown;
+    returns the process exit code."""
+    use_dds_profile()
     rclpy.init(args=args)
     signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
     node = None

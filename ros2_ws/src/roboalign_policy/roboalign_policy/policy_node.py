@@ -1,20 +1,23 @@
 """policy_node: camera images + joint state + instruction in; action chunks out.
 
-Subscribes (sensor-data QoS for images): ``camera_topics`` (realsense-ros naming, rgb8/bgr8/mono8, padded
-``step`` handled), ``joint_states_topic``, ``instruction_topic`` (std_msgs/String, latched; an empty string
+Subscribes ``camera_topics`` (realsense-ros naming, rgb8/bgr8/mono8, padded ``step`` handled; with
+``compressed_images`` JPEG on image_transport's ``<topic>/compressed``) with the QoS ``camera_qos`` selects
+(``auto``: the publisher's reliability, keep-last 1; ``roboalign_policy.cameras``), ``joint_states_topic``, ``instruction_topic`` (std_msgs/String, latched; an empty string
 stops the policy) and, for the sim-only ``expert`` backend, ``privileged_topic`` (std_msgs/String JSON of
 object poses published by sim_robot_node). Publishes per chunk a roboalign_msgs/ActionChunk and, for the
 joint-position action space, a trajectory_msgs/JointTrajectory (one point per row, ``time_from_start =
 k * dt`` from the observation stamp), plus roboalign_msgs/PolicyStatus and /diagnostics.
 
 Inference runs in its own mutually-exclusive callback group of the multi-threaded executor: in the callback
-of the first camera (subscribed there with depth 1, so it always acts on the newest image), at most
-``max_inference_rate_hz``, or in the callback of the sim's privileged state (same group) when that
-completes an observation. The joint state and the other cameras are only needed as the newest message when an
-observation is assembled, so the inference step takes them itself (``roboalign_policy.polling``, stamped with
-their DDS reception time) instead of the executor waking up for each of them (100 Hz + 30 Hz of Python
-wait-set rebuilds holding the GIL on the trigger's path); the instruction and the sim's privileged state
-stay on the executor (the instruction in another group, so it never waits for the model). The model is
+of the first camera (depth 1, so it always acts on the newest image), at most ``max_inference_rate_hz``, or
+in the callback of the sim's privileged state (same group) when that completes an observation. Camera frames
+arrive serialized: each one only updates the camera's statistics (rate, age, latency, drops: on /diagnostics
+and in PolicyStatus), and only the newest frame of each camera is deserialised and decoded, when an
+observation is assembled. The joint state is only needed as the newest message then, so the inference step
+takes it itself (``roboalign_policy.polling``, stamped with its DDS reception time) instead of the executor
+waking up for each of them at 100 Hz; the instruction and the sim's privileged state stay on the executor
+(the instruction in another group, so it never waits for the model). The freshness rules (which input is
+missing or too old) are ``roboalign.control.freshness``. The model is
 loaded after start-up in that group (status LOADING -> READY), so the node answers at once. Bad input (wrong encoding, malformed
 message, NaN in the state or the chunk) is logged with the reason, nothing is published for it, and the
 node keeps running.
@@ -31,22 +34,24 @@ import numpy as np
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import qos_profile_sensor_data
 from roboalign_msgs.msg import ActionChunk as ActionChunkMsg
 from roboalign_msgs.msg import PolicyStatus
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
 from roboalign.action_space import ACTION_SPACES, FR3_JOINT_NAMES
 from roboalign.control.backends import BACKENDS, load_policy
+from roboalign.control.freshness import Input, observation_stamp, privileged_lag, wait_reason
 from roboalign.runtime.types import Observation
 from roboalign_policy import conversions as conv
+from roboalign_policy import qos as q
+from roboalign_policy.cameras import CameraInput
 from roboalign_policy.diagnostics import ERROR, OK, WARN, DiagnosticUpdater
 from roboalign_policy.node_runner import run_node
 from roboalign_policy.params import CPU_AFFINITY, ParamSpec, declare_params
 from roboalign_policy.polling import PolledGroup, QuietEvents, arrival_s, polled_subscription, take_newest
-from roboalign_policy.qos import LATCHED, RELIABLE
 
 PARAMS = [
     ParamSpec("backend", "expert", "policy backend", choices=BACKENDS, read_only=True),
@@ -54,25 +59,31 @@ PARAMS = [
     ParamSpec("backend_options", "{}", "JSON object of extra keyword arguments for the backend", read_only=True),
     ParamSpec("allow_cpu_fallback", False, "onnxruntime: run on the CPU when a configured execution provider "
               "(cuda, tensorrt) is unavailable; false: refuse to load and say which", read_only=True),
-    ParamSpec("camera_names", ["agentview", "wrist"], "camera names the policy expects, in order",
+    ParamSpec("camera_names", list(q.CAMERA_NAMES), "camera names the policy expects, in order",
               array="str", read_only=True),
-    ParamSpec("camera_topics", ["/camera/agentview/color/image_raw", "/camera/wrist/color/image_raw"],
+    ParamSpec("camera_topics", list(q.CAMERA_TOPICS),
               "image topic of each camera (same order as camera_names); the first triggers inference",
               array="str", read_only=True),
-    ParamSpec("joint_states_topic", "/joint_states", "sensor_msgs/JointState topic", read_only=True),
+    ParamSpec("camera_qos", "auto", "camera subscription reliability: auto (the publisher's, read from the "
+              "graph), reliable, best_effort; keep-last depth 1 always", choices=q.CAMERA_QOS_MODES, read_only=True),
+    ParamSpec("compressed_images", False, "subscribe JPEG sensor_msgs/CompressedImage on <topic>/compressed "
+              "(image_transport naming) instead of raw images", read_only=True),
+    ParamSpec("camera_fps", 0.0, "nominal camera frame rate for the drop count and the starved-camera warning "
+              "(0: estimated from the header stamps)", min=0.0, max=1000.0, read_only=True),
+    ParamSpec("joint_states_topic", q.JOINT_STATES, "sensor_msgs/JointState topic", read_only=True),
     ParamSpec("state_joint_names", list(FR3_JOINT_NAMES),
               "JointState names forming the policy's state vector, in order", array="str", read_only=True),
     ParamSpec("gripper_joint_names", ["fr3_finger_joint1", "fr3_finger_joint2"],
               "finger joints whose positions add up to the gripper width appended to the state (empty: none)",
               array="str", read_only=True),
-    ParamSpec("instruction_topic", "/roboalign/instruction", "std_msgs/String instruction (empty = stop)",
+    ParamSpec("instruction_topic", q.INSTRUCTION, "std_msgs/String instruction (empty = stop)",
               read_only=True),
     ParamSpec("privileged_topic", "", "sim only: std_msgs/String JSON of privileged poses for the expert",
               read_only=True),
-    ParamSpec("chunk_topic", "/roboalign/action_chunk", "roboalign_msgs/ActionChunk output", read_only=True),
-    ParamSpec("trajectory_topic", "/roboalign/policy/joint_trajectory",
+    ParamSpec("chunk_topic", q.ACTION_CHUNK, "roboalign_msgs/ActionChunk output", read_only=True),
+    ParamSpec("trajectory_topic", q.POLICY_TRAJECTORY,
               "trajectory_msgs/JointTrajectory output (joint-position action space only)", read_only=True),
-    ParamSpec("status_topic", "/roboalign/policy_status", "roboalign_msgs/PolicyStatus output", read_only=True),
+    ParamSpec("status_topic", q.POLICY_STATUS, "roboalign_msgs/PolicyStatus output", read_only=True),
     ParamSpec("joint_names", list(FR3_JOINT_NAMES), "arm joint names of the published JointTrajectory",
               array="str", read_only=True),
     ParamSpec("max_inference_rate_hz", 10.0, "upper bound on chunks per second", min=0.1, max=500.0),
@@ -118,7 +129,6 @@ class PolicyNode(QuietEvents, Node):
         self.p = declare_params(self, PARAMS, [_rules])
         self.add_post_set_parameters_callback(self._on_params_changed)
         self._lock = threading.Lock()
-        self._images: dict[str, tuple[np.ndarray, float, float]] = {}  # name -> (rgb, stamp, arrival)
         self._state: tuple[np.ndarray, float] | None = None  # (state, arrival)
         self._extras: dict[str, Any] = {}
         self._instruction = self.p["instruction"]
@@ -133,26 +143,23 @@ class PolicyNode(QuietEvents, Node):
 
         self._infer_group = MutuallyExclusiveCallbackGroup()
         io = MutuallyExclusiveCallbackGroup()
-        self._chunk_pub = self.create_publisher(ActionChunkMsg, self.p["chunk_topic"], RELIABLE)
-        self._traj_pub = self.create_publisher(JointTrajectory, self.p["trajectory_topic"], RELIABLE)
-        self._status_pub = self.create_publisher(PolicyStatus, self.p["status_topic"], RELIABLE)
+        self._chunk_pub = self.create_publisher(ActionChunkMsg, self.p["chunk_topic"], q.RELIABLE)
+        self._traj_pub = self.create_publisher(JointTrajectory, self.p["trajectory_topic"], q.RELIABLE)
+        self._status_pub = self.create_publisher(PolicyStatus, self.p["status_topic"], q.RELIABLE)
         # The first camera triggers inference: its callback runs in the inference group itself (one thread
-        # hop less than waking another callback), keeping only the newest image while the model runs; the
-        # other cameras, the state and the instruction are taken by the io group meanwhile.
-        newest_only = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
-                                 durability=DurabilityPolicy.VOLATILE)
+        # hop less than waking another callback), keeping only the newest frame while the model runs; the
+        # other cameras' frames are counted in a group of their own, the state is taken by the inference.
         self._sim_time = bool(self.get_parameter("use_sim_time").value)
         polled = PolledGroup()  # taken in _poll_inputs, never by the executor
-        self._polled_images: dict[str, Any] = {}
-        for i, (name, topic) in enumerate(zip(self.p["camera_names"], self.p["camera_topics"], strict=True)):
-            if i == 0:
-                self.create_subscription(Image, topic, lambda m, n=name: self._on_image(m, n, True, self._now()),
-                                         newest_only, callback_group=self._infer_group)
-            else:
-                self._polled_images[name] = polled_subscription(self, polled, Image, topic, qos_profile_sensor_data)
+        cams = MutuallyExclusiveCallbackGroup()
+        self._cameras = [
+            CameraInput(self, name, topic, self.p["camera_qos"], self.p["compressed_images"],
+                        group=self._infer_group if i == 0 else cams, on_frame=self._on_trigger if i == 0 else None,
+                        expected_hz=self.p["camera_fps"], on_bad=self._bad_input)
+            for i, (name, topic) in enumerate(zip(self.p["camera_names"], self.p["camera_topics"], strict=True))]
         self._state_sub = polled_subscription(self, polled, JointState, self.p["joint_states_topic"],
                                               qos_profile_sensor_data)
-        self.create_subscription(String, self.p["instruction_topic"], self._on_instruction, LATCHED, callback_group=io)
+        self.create_subscription(String, self.p["instruction_topic"], self._on_instruction, q.LATCHED, callback_group=io)
         if self.p["privileged_topic"]:
             # in the inference group: a completed observation runs the model in this callback (no extra hop)
             self.create_subscription(String, self.p["privileged_topic"], self._on_privileged,
@@ -160,6 +167,8 @@ class PolicyNode(QuietEvents, Node):
         self._load_timer = self.create_timer(0.0, self._load, callback_group=self._infer_group)
         self._diag = DiagnosticUpdater(self, hardware_id=f"policy:{self.p['backend']}")
         self._diag.add("policy", self._diag_check)
+        for cam in self._cameras:
+            self._diag.add(f"camera {cam.name}", lambda c=cam: c.diagnostic(self.p["max_image_age_s"]))
         self._diag.add_qos_check()
         self._status_timer = self.create_timer(1.0 / self.p["status_rate_hz"], self._publish_status,
                                                callback_group=MutuallyExclusiveCallbackGroup())
@@ -200,27 +209,17 @@ class PolicyNode(QuietEvents, Node):
         self.get_logger().warning(f"ignoring {what}: {e}", throttle_duration_sec=2.0)
 
     def _poll_inputs(self) -> None:
-        """Take the newest joint state and non-trigger camera images (any thread; takes the lock)."""
+        """Take the newest joint state (any thread; takes the lock)."""
         now = self._now()
         with self._lock:
-            polled = [(n, take_newest(s)) for n, s in self._polled_images.items()]
             state = take_newest(self._state_sub)
-        for name, got in polled:
-            if got is not None:
-                self._on_image(got[0], name, False, arrival_s(got[1], now, self._sim_time))
         if state is not None:
             self._on_state(state[0], arrival_s(state[1], now, self._sim_time))
 
-    def _on_image(self, msg: Image, name: str, first: bool, now: float) -> None:
-        try:
-            rgb = conv.image_to_rgb(msg)
-        except ValueError as e:
-            self._bad_input(f"image on camera {name!r}", e)
-            return
-        with self._lock:
-            self._images[name] = (rgb, conv.to_sec(msg.header.stamp), now)
-        if first and self._due(now):
-            self._infer()  # we are in the inference group already
+    def _on_trigger(self, arrival: float) -> None:
+        """A frame of the first camera arrived (in the inference group)."""
+        if self._due(arrival):
+            self._infer()
 
     def _due(self, now: float) -> bool:
         return self._policy is not None and bool(self._instruction) and \
@@ -263,26 +262,27 @@ class PolicyNode(QuietEvents, Node):
 
     # ------------------------------------------------------------------ inference
     def _observation(self, now: float) -> Observation | str:
-        """The observation to act on, or why there is none yet."""
+        """The observation to act on, or why there is none yet (``roboalign.control.freshness``)."""
         self._poll_inputs()
+        frames = {cam.name: cam.frame() for cam in self._cameras}  # decodes the newest frame of each camera
         with self._lock:
-            images, state, extras, instruction = dict(self._images), self._state, self._extras, self._instruction
-        for name, topic in zip(self.p["camera_names"], self.p["camera_topics"], strict=True):
-            if name not in images:
-                return f"waiting for images on {topic}"
-            if now - images[name][2] > self.p["max_image_age_s"]:
-                return f"image on {topic} is {now - images[name][2]:.3f} s old"
-        if state is None:
-            return f"waiting for {self.p['joint_states_topic']}"
-        if now - state[1] > self.p["max_state_age_s"]:
-            return f"joint state is {now - state[1]:.3f} s old"
-        first = self.p["camera_names"][0]
-        if self.p["privileged_topic"] and extras.get("stamp", -1.0) < images[first][1] - 1e-6:
-            return f"waiting for privileged state of t={images[first][1]:.3f} on {self.p['privileged_topic']}"
+            state, extras, instruction = self._state, self._extras, self._instruction
+        inputs = [Input(f"image on {c.topic}", None if frames[c.name] is None else frames[c.name][2],
+                        self.p["max_image_age_s"], f"waiting for images on {c.topic}") for c in self._cameras]
+        inputs.append(Input("joint state", None if state is None else state[1], self.p["max_state_age_s"],
+                            f"waiting for {self.p['joint_states_topic']}"))
+        why = wait_reason(now, inputs)
+        if why:
+            return why
+        image_stamp = frames[self._cameras[0].name][1]
+        privileged = float(extras["stamp"]) if "stamp" in extras else None
+        if self.p["privileged_topic"]:
+            why = privileged_lag(image_stamp, privileged, self.p["privileged_topic"])
+            if why:
+                return why
         # stamp: the newest input (the sim's privileged state may be newer than images it renders sparsely)
-        stamp = max(images[first][1], float(extras.get("stamp", -1.0))) if self.p["privileged_topic"] \
-            else images[first][1]
-        return Observation(images={n: images[n][0] for n in self.p["camera_names"]}, state=state[0],
+        stamp = observation_stamp(image_stamp, privileged if self.p["privileged_topic"] else None)
+        return Observation(images={n: f[0] for n, f in frames.items()}, state=state[0],
                            instruction=instruction, stamp=stamp, extras=extras)
 
     def _infer(self) -> None:
@@ -339,23 +339,29 @@ class PolicyNode(QuietEvents, Node):
         ts = self._chunk_times
         return 0.0 if len(ts) < 2 else (len(ts) - 1) / max(ts[-1] - ts[0], 1e-9)
 
-    def _image_age_ms(self) -> float:
-        with self._lock:
-            arrivals = [a for _, _, a in self._images.values()]
-        return -1.0 if not arrivals else (self._now() - min(arrivals)) * 1e3
+    def _image_age_ms(self, cams: list[dict[str, Any]]) -> float:
+        ages = [c["age_ms"] for c in cams]
+        return -1.0 if min(ages) < 0 else max(ages)
 
     def _publish_status(self) -> None:
         self._poll_inputs()  # the ages below are of the newest messages, also while no inference runs
+        for cam in self._cameras:
+            cam.ensure_subscribed()  # auto: subscribe once a publisher appears, follow a change of its QoS
         now = self._now()
         last = self._chunk_times[-1] if self._chunk_times else -1e18
         if self._policy is not None and self._instruction and now - last > max(1.0, 3.0 / self.p["max_inference_rate_hz"]):
             why = self._observation(now)  # no chunk for a while: say what is missing
             if isinstance(why, str):
                 self._set_status(PolicyStatus.STATE_READY, why)
+        cams = [c.summary() for c in self._cameras]
         msg = PolicyStatus(state=self._state_code, backend=self.p["backend"], checkpoint=self.p["checkpoint"],
                            instruction=self._instruction, chunks_published=self._chunks,
                            last_latency_ms=self._last_latency_ms, inference_rate_hz=self._rate(),
-                           image_age_ms=self._image_age_ms(), message=self._message)
+                           image_age_ms=self._image_age_ms(cams), message=self._message,
+                           camera_names=[c.name for c in self._cameras], camera_topics=[c["topic"] for c in cams],
+                           camera_rate_hz=[c["rate_hz"] for c in cams], camera_age_ms=[c["age_ms"] for c in cams],
+                           camera_latency_ms=[c["latency_ms"] for c in cams],
+                           camera_drops=[int(c["drops"]) for c in cams], camera_qos=[c["qos"] for c in cams])
         msg.header.stamp = self.get_clock().now().to_msg()
         self._status_pub.publish(msg)
         self._diag.update()

@@ -1,0 +1,156 @@
+"""Camera inputs of a node: a subscription whose QoS follows the publisher, per-frame statistics without
+deserialising the frame, and decoding only of the frame that is used.
+
+Each :class:`CameraInput` subscribes *serialized* (``raw=True``): a frame's arrival and header stamp are read
+from its CDR bytes (``conversions.raw_header_stamp``) for the statistics (``roboalign.control.freshness.
+StreamStats``: rate, age, latency, drops), and only the newest frame is deserialised and decoded, when the
+policy assembles an observation (:meth:`CameraInput.frame`). The subscription is created once a publisher
+is known when ``camera_qos`` is ``auto`` (its reliability is read from the graph), re-created when the
+publishers' reliability changes, and :meth:`CameraInput.diagnostic` reports a missing or incompatible
+publisher and a starved stream by topic. Raw ``sensor_msgs/Image`` or, with ``compressed``, JPEG
+``sensor_msgs/CompressedImage`` on image_transport's ``<topic>/compressed``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.serialization import deserialize_message
+from sensor_msgs.msg import CompressedImage, Image
+
+from roboalign.control.freshness import StreamStats
+from roboalign_policy import conversions as conv
+from roboalign_policy import qos as q
+from roboalign_policy.diagnostics import ERROR, OK, WARN
+from roboalign_policy.polling import arrival_s, polled_subscription, take_all
+
+Frame = tuple[np.ndarray, float, float]  # (rgb (H, W, 3) uint8, header stamp, arrival) on the node clock
+
+
+class CameraInput:
+    """One camera topic of a node (see the module docstring).
+
+    ``on_frame(arrival)`` is called from the subscription's callback for every frame (``group`` is the callback
+    group it runs in); with ``polled`` the subscription is never run by the executor and :meth:`poll` takes it.
+    ``on_bad(what, error)`` is told about frames that do not decode.
+    """
+
+    def __init__(self, node: Node, name: str, topic: str, mode: str = "auto", compressed: bool = False,
+                 group: Any = None, on_frame: Callable[[float], None] | None = None, polled: bool = False,
+                 expected_hz: float = 0.0, on_bad: Callable[[str, Exception], None] | None = None) -> None:
+        if mode not in q.CAMERA_QOS_MODES:
+            raise ValueError(f"camera_qos {mode!r} is not valid; valid: {', '.join(q.CAMERA_QOS_MODES)}")
+        self.node, self.name, self.mode, self.compressed = node, name, mode, compressed
+        self.topic = q.compressed_topic(topic) if compressed else topic
+        self._msg_type = CompressedImage if compressed else Image
+        self._group, self._on_frame, self._polled, self._on_bad = group, on_frame, polled, on_bad
+        self._sim_time = bool(node.get_parameter("use_sim_time").value)
+        self.stats = StreamStats(expected_hz=expected_hz)
+        self._lock = threading.Lock()
+        self._raw: tuple[bytes, float, float] | None = None  # newest undecoded (bytes, stamp, arrival)
+        self._frame: Frame | None = None  # newest decoded
+        self.sub: Any = None
+        self.profile: Any = None
+        self.note = "not subscribed yet"
+        self.ensure_subscribed()
+
+    # ------------------------------------------------------------------ subscription
+    def ensure_subscribed(self) -> None:
+        """Subscribe (or re-subscribe) with the QoS the publishers call for; call it periodically."""
+        profile, self.note = q.camera_qos(self.node, self.topic, self.mode)
+        if profile is None or (self.profile is not None and profile.reliability == self.profile.reliability):
+            return
+        if self.sub is not None:
+            self.node.destroy_subscription(self.sub)
+        if self._polled:
+            self.sub = polled_subscription(self.node, self._group, self._msg_type, self.topic, profile, raw=True)
+        else:
+            self.sub = self.node.create_subscription(self._msg_type, self.topic, self._on_raw, profile,
+                                                     callback_group=self._group, raw=True)
+        self.profile = profile
+
+    def _now(self) -> float:
+        return self.node.get_clock().now().nanoseconds * 1e-9
+
+    def _on_raw(self, raw: bytes, info: dict[str, Any]) -> None:
+        arrival = self._add(raw, info, self._now())
+        if arrival is not None and self._on_frame is not None:
+            self._on_frame(arrival)
+
+    def _add(self, raw: bytes, info: dict[str, Any], now: float) -> float | None:
+        try:
+            stamp = conv.raw_header_stamp(raw)
+        except ValueError as e:
+            self._bad(e)
+            return None
+        arrival = arrival_s(info, now, self._sim_time)
+        with self._lock:
+            self.stats.add(stamp, arrival)
+            self._raw = (raw, stamp, arrival)
+        return arrival
+
+    def poll(self) -> float | None:
+        """Polled inputs: take every waiting frame into the statistics; the newest frame's arrival, or None."""
+        if self.sub is None:
+            return None
+        now, newest = self._now(), None
+        for raw, info in take_all(self.sub):
+            newest = self._add(raw, info, now) or newest
+        return newest
+
+    # ------------------------------------------------------------------ frames
+    def _bad(self, e: Exception) -> None:
+        if self._on_bad is not None:
+            self._on_bad(f"image on camera {self.name!r} ({self.topic})", e)
+
+    def frame(self) -> Frame | None:
+        """The newest frame that decodes, as (rgb, stamp, arrival); a newer one that does not is reported and
+        skipped (the previous frame, with its own arrival time, stays)."""
+        with self._lock:
+            pending, self._raw = self._raw, None
+        if pending is not None:
+            raw, stamp, arrival = pending
+            try:
+                msg = deserialize_message(raw, self._msg_type)
+                rgb = conv.compressed_to_rgb(msg) if self.compressed else conv.image_to_rgb(msg)
+            except Exception as e:  # ValueError from the conversion; deserialisation errors of bad bytes
+                self._bad(e if isinstance(e, ValueError) else ValueError(f"not a valid message: {e}"))
+            else:
+                with self._lock:
+                    self._frame = (rgb, stamp, arrival)
+        with self._lock:
+            return self._frame
+
+    # ------------------------------------------------------------------ health
+    def problem(self) -> str | None:
+        """No publisher, or none the subscription can talk to (None: fine)."""
+        if self.sub is None and self.mode == "auto":
+            return "no publisher yet (camera_qos auto subscribes once one appears)"
+        return q.camera_problem(self.node, self.topic, self.profile)
+
+    def summary(self) -> dict[str, Any]:
+        with self._lock:
+            out = self.stats.summary(self._now())
+        reliability = "" if self.profile is None else self.profile.reliability.name.lower()
+        return {**out, "topic": self.topic, "qos": reliability}
+
+    def diagnostic(self, max_age_s: float) -> tuple[int, str, dict[str, Any]]:
+        """(level, message, values) of this camera for /diagnostics."""
+        s = self.summary()
+        problem = self.problem()
+        values = {k: (f"{v:.2f}" if isinstance(v, float) else v) for k, v in s.items()}
+        if problem:
+            return ERROR, f"{self.topic}: {problem}", values
+        if s["age_ms"] < 0:
+            return WARN, f"{self.topic}: no frame yet ({self.note})", values
+        if s["age_ms"] > max_age_s * 1e3:
+            return ERROR, f"{self.topic}: newest frame is {s['age_ms'] / 1e3:.3f} s old", values
+        period = self.stats.period_s()
+        if period > 0 and s["rate_hz"] < 0.9 / period:
+            return WARN, (f"{self.topic}: starved, {s['rate_hz']:.1f} Hz of {1 / period:.1f} Hz "
+                          f"({s['drops']} frames missed)"), values
+        return OK, f"{self.topic}: {s['rate_hz']:.1f} Hz, {s['drops']} frames missed", values
