@@ -90,7 +90,8 @@ def camera_name(topic: str) -> str:
 
 
 def is_bag_episode(folder: Path) -> bool:
-    return (folder / "episode.json").is_file() or (folder / "bag").is_dir()
+    """A recorded episode folder (``bag/`` + ``episode.json``) or a bare rosbag2 folder (``*.mcap``)."""
+    return (folder / "episode.json").is_file() or (folder / "bag").is_dir() or any(folder.glob("*.mcap"))
 
 
 def _store(topics: dict[str, tuple[str, str]]) -> Any:
@@ -108,6 +109,8 @@ def read_bag_episode(folder: str | Path) -> BagEpisode:
     folder = Path(folder)
     info = json.loads((folder / "episode.json").read_text()) if (folder / "episode.json").is_file() else {}
     bag = folder / info.get("bag", "bag")
+    if not bag.is_dir() and any(folder.glob("*.mcap")):  # a bare rosbag2 folder
+        bag = folder
     if not bag.is_dir():
         raise BagEpisodeError(f"episode {folder.name}: no bag folder {bag}")
     problems = []
