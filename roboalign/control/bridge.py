@@ -29,6 +29,7 @@ from roboalign.control.chunk_executor import ExecutorConfig
 from roboalign.control.controller import ArmController, Tick
 from roboalign.control.episode import EpisodeMachine, Phase, TransitionError
 from roboalign.control.safety import SafetyLimits
+from roboalign.control.teleop import MODES, JointTargets, TwistCommand, TwistFollower, leader_target
 from roboalign.control.watchdog import Watchdog
 from roboalign.tasks import DEFAULT_TASKS, TaskError, TaskSet
 
@@ -92,6 +93,13 @@ class BridgeConfig:
                                choices=("real", "sim", "any"), runtime=True)
     instruction_mode: str = setting("canonical", "send the task's canonical instruction or the operator's words",
                                     choices=("canonical", "verbatim"), runtime=True)
+    mode: str = setting("policy", "where a running episode's targets come from (taken at START): policy chunks, "
+                        "teleop (end-effector twist, differential IK), leader (joint targets), kinesthetic (the arm "
+                        "is moved by hand: nothing is sent, the episode is only recorded)", choices=MODES, runtime=True)
+    teleop_timeout_s: float = setting(0.25, "teleop twist / leader targets older than this fault a teleop episode",
+                                      0.001, 60.0, runtime=True)
+    teleop_max_linear_speed: float = setting(0.15, "teleop end-effector speed limit [m/s]", 0.001, 1.0)
+    teleop_max_angular_speed: float = setting(0.6, "teleop end-effector rotation speed limit [rad/s]", 0.001, 3.0)
     # set by the adapter from its wiring, not parameters of their own
     watch_cameras: bool = False  # camera arrivals are watched for staleness while running
     joint_states_topic: str = "/joint_states"  # named in messages only
@@ -167,6 +175,8 @@ class Inputs:
     joint_state_error: str | None = None  # a joint state message that could not be read, and why
     image_times: tuple[float, ...] = ()  # arrival times of camera frames
     sim_reset: SimResetResult | None = None
+    teleop: TwistCommand | None = None  # the newest teleop twist
+    leader: JointTargets | None = None  # the newest leader-arm targets
 
 
 @dataclass(frozen=True)
@@ -259,10 +269,15 @@ class Bridge:
         self._success = False
         self._reset: _PendingReset | None = None
         self._last_phase = self.machine.phase
+        self.episode_mode = c.mode  # the mode of the current episode (taken at START)
+        self._teleop: TwistCommand | None = None
+        self._leader: JointTargets | None = None
+        self._follower: TwistFollower | None = None  # built on first use (pinocchio)
 
     @staticmethod
     def _timeouts(c: BridgeConfig) -> dict[str, float]:
-        return {"image": c.image_timeout_s, "state": c.state_timeout_s, "chunk": c.chunk_timeout_s}
+        return {"image": c.image_timeout_s, "state": c.state_timeout_s, "chunk": c.chunk_timeout_s,
+                "teleop": c.teleop_timeout_s, "leader": c.teleop_timeout_s}
 
     @property
     def has_sim(self) -> bool:
@@ -314,6 +329,7 @@ class Bridge:
         self._require_sim()
         self._check_init_state(req)
         self.machine.start(task, instruction, now)
+        self.episode_mode, self._teleop, self._leader = self.config.mode, None, None
         self._begin_episode(now, req.init_state, out)
         return Reply(True, f"episode {self.machine.episode.index}: {self.machine.episode.message}", task,
                      instruction)
@@ -415,7 +431,7 @@ class Bridge:
     # ------------------------------------------------------------------ chunks
     def offer_chunk(self, action_space: str, actions: np.ndarray, stamp: float, dt: float, now: float) -> str | None:
         """Offer a policy chunk received at ``now``; why it was rejected, or None (accepted, or not running)."""
-        if self.machine.phase is not Phase.RUNNING:
+        if self.machine.phase is not Phase.RUNNING or self.episode_mode != "policy":
             return None
         try:
             reason = self.ctrl.offer_chunk(self.to_joint_order(action_space, actions), stamp, dt, now)
@@ -465,6 +481,10 @@ class Bridge:
             self.watchdog.feed("state", inputs.joint_state_time)
         for t in inputs.image_times:
             self.watchdog.feed("image", t)
+        for name, cmd in (("teleop", inputs.teleop), ("leader", inputs.leader)):
+            if cmd is not None:
+                setattr(self, f"_{name}", cmd)
+                self.watchdog.feed(name, cmd.stamp)
         if inputs.sim_reset is not None and self._reset is not None and self._reset.answered_at is None:
             self._answer_sim_reset(inputs.sim_reset, now, out)
 
@@ -485,7 +505,7 @@ class Bridge:
             return self._home(now, out)
         if m.phase is Phase.RUNNING:
             return self._run(now, out)
-        if m.phase in (Phase.FAULT, Phase.ESTOP):
+        if m.phase in (Phase.FAULT, Phase.ESTOP) and self.episode_mode != "kinesthetic":
             return self.ctrl.hold(now, m.episode.message)
         return None
 
@@ -503,10 +523,36 @@ class Bridge:
         if self._success:
             m.succeed("success predicate true")
             return self.ctrl.hold(now)
-        tick = self.ctrl.track(now)
-        if tick.status == "fault":
+        tick = self._track(now, out)
+        if tick is not None and tick.status == "fault":
             self._fault(tick.reason or "command fault", out)
         return tick
+
+    def _track(self, now: float, out: Output) -> Tick | None:
+        """This tick's command from the episode's target source (None: kinesthetic, nothing is sent)."""
+        mode = self.episode_mode
+        if mode == "policy":
+            return self.ctrl.track(now)
+        if mode == "kinesthetic":  # the hand moves the arm: follow the measurement so a later command starts there
+            self.ctrl.reset(self._measured(), now)
+            return None
+        try:
+            target = self._teleop_target() if mode == "teleop" else leader_target(self._leader)
+        except (ValueError, TypeError) as e:  # a malformed or missing teleop message: hold, say why
+            out.events.append(Event("log", "warning", f"teleop input ignored: {e}", throttle_s=2.0))
+            return self.ctrl.hold(now)
+        return self.ctrl.follow(target, now)
+
+    def _teleop_target(self) -> np.ndarray:
+        if self._teleop is None:
+            raise ValueError("no teleop twist yet")
+        if self._follower is None:
+            c = self.config
+            self._follower = TwistFollower(np.asarray(c.home_pose), c.teleop_max_linear_speed,
+                                           c.teleop_max_angular_speed)
+        last = self.ctrl.last_command
+        arm = self._follower.target(last[:-1], self._teleop.twist, self.period)
+        return np.r_[arm, float(np.clip(self._teleop.gripper, -1.0, 1.0))]
 
     def _emit(self, tick: Tick, out: Output) -> None:
         """Put the commands of one tick into ``out`` (to publish, or only to record in dry run)."""
@@ -571,10 +617,13 @@ class Bridge:
     def _start_running(self, now: float, out: Output) -> None:
         self._success = False
         self.ctrl.executor.clear()
-        self.watchdog.arm("chunk", now, forget=True)
+        source = {"policy": "chunk", "teleop": "teleop", "leader": "leader"}.get(self.episode_mode)
+        if source:
+            self.watchdog.arm(source, now, forget=True)
         if self.config.watch_cameras:
             self.watchdog.arm("image", now)
-        out.instruction = self.machine.episode.instruction
+        if self.episode_mode == "policy":  # the policy runs only in policy episodes
+            out.instruction = self.machine.episode.instruction
 
     def _after(self, now: float, out: Output) -> Output:
         """Side effects of a phase change: stop the policy, disarm watchdogs, end the recorded episode."""
@@ -585,9 +634,9 @@ class Bridge:
         ep = self.machine.episode
         out.events.append(Event("phase", "info", f"episode {ep.index}: {prev.name} -> {phase.name}: {ep.message}"))
         if prev is Phase.RUNNING:
-            out.instruction = ""  # the policy stops
-            self.watchdog.disarm("chunk")
-            self.watchdog.disarm("image")
+            out.instruction = "" if self.episode_mode == "policy" else None  # the policy stops
+            for name in ("chunk", "image", "teleop", "leader"):
+                self.watchdog.disarm(name)
         if not phase.moving:
             self.watchdog.disarm("state")
         if phase.terminal or phase is Phase.ESTOP:

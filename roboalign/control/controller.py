@@ -120,6 +120,15 @@ class ArmController:
         self._commit(plan, now)
         return Tick(plan, "tracking")
 
+    def follow(self, target: np.ndarray, now: float) -> Tick:
+        """Command for ``now`` towards a direct ``target`` (D,) (teleoperation), rate-limited like chunk rows;
+        the look-ahead points continue towards it and then stay."""
+        plan, fault = self._filtered_plan([np.asarray(target, np.float64)] * self.lookahead, self._interval(now))
+        if fault:
+            return self.hold(now, fault)
+        self._commit(plan, now)
+        return Tick(plan, "tracking")
+
     def home(self, home: np.ndarray, now: float, velocity_scale: float = 0.25, tol: float = 1e-3) -> Tick:
         """One step towards ``home`` at ``velocity_scale`` of the limits; status "homed" once there."""
         home = self.safety.clamp(np.asarray(home, np.float64).reshape(-1))
