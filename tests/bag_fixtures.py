@@ -94,3 +94,38 @@ def write_bag_episode(folder: Path, steps: int = 40, fps: float = 20.0, cameras:
         "episode": 1, "task": "bottle_to_basket", "instruction": "put the ketchup in the basket", "outcome": outcome,
         "message": "", "bag": "bag", "info": {"control_rate_hz": fps}}))
     return folder
+
+
+def write_forever(bag: Path, size: int = 96) -> None:
+    """Write 20 Hz ticks (joint state + one camera) into ``bag`` until killed; prints each tick written."""
+    import sys
+    import time
+
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    st = _store()
+    T = st.types
+    w = Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP)
+    w.open()
+    js = w.add_connection("/joint_states", "sensor_msgs/msg/JointState", typestore=st)
+    cam = w.add_connection(CAM_TOPIC.format("wrist"), "sensor_msgs/msg/Image", typestore=st)
+    for k in range(10**6):
+        ns = 100 * 10**9 + k * 50_000_000
+        hdr = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=ns // 10**9, nanosec=ns % 10**9),
+                                       frame_id="")
+        m = T["sensor_msgs/msg/JointState"](header=hdr, name=list(JOINTS), position=q_at(k * 0.05),
+                                            velocity=np.zeros(7), effort=np.zeros(0))
+        w.write(js, ns, st.serialize_cdr(m, "sensor_msgs/msg/JointState"))
+        img = np.broadcast_to(frame_at(k, 1), (size, size, 3)).copy()
+        m = T["sensor_msgs/msg/Image"](header=hdr, height=size, width=size, encoding="rgb8", is_bigendian=0,
+                                       step=size * 3, data=img.reshape(-1))
+        w.write(cam, ns, st.serialize_cdr(m, "sensor_msgs/msg/Image"))
+        print(k, flush=True)
+        sys.stdout.flush()
+        time.sleep(0.002)
+
+
+if __name__ == "__main__":
+    import sys
+
+    write_forever(Path(sys.argv[1]))

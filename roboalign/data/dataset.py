@@ -81,6 +81,12 @@ class EpisodeDataset:
             if unknown:
                 raise ValueError(f"tasks {unknown} not in dataset; it has {sorted({i.task for i in infos})}")
             infos = [i for i in infos if i.task in tasks]
+        incomplete = [i for i in infos if i.meta.get("complete") is False]  # crashed / cut-short recordings
+        if incomplete:
+            warnings.warn(f"{len(incomplete)} incomplete recorded episode(s) left out (never trained on): "
+                          f"{[i.path.name for i in incomplete]}", stacklevel=2)
+            infos = [i for i in infos if i.meta.get("complete") is not False]
+        self.num_incomplete = len(incomplete)
         self.num_failed = sum(not i.success for i in infos)
         self.episodes: list[EpisodeInfo] = [i for i in infos if i.success or not success_only]
         self.success_only = success_only
