@@ -32,6 +32,7 @@ from roboalign.control import bridge as core
 from roboalign.control.bridge import Bridge, BridgeConfig, Inputs, Output, Request, SimResetResult
 from roboalign.control.deadline_loop import DeadlineLoop
 from roboalign_policy import conversions as conv
+from roboalign_policy.cameras import CAMERA_QOS, watched_cameras
 from roboalign_policy.diagnostics import ERROR, OK, WARN, DiagnosticUpdater
 from roboalign_policy.node_runner import make_realtime, run_node
 from roboalign_policy.params import CPU_AFFINITY, ParamSpec, declare_params, specs_from_config
@@ -54,7 +55,7 @@ PARAMS = [  # the bridge's own settings (defaults, ranges, descriptions) come fr
     _wiring("command_service", "/roboalign/command", "roboalign_msgs/TaskCommand service"),
     _wiring("estop_topic", "/roboalign/estop", "std_msgs/Bool: true engages the e-stop"),
     _wiring("estop_service", "/roboalign/set_estop", "std_srvs/SetBool: true engages, false releases"),
-    _wiring("camera_topics", [], "image topics watched for staleness while running", array="str"),
+    _wiring("camera_topics", [], "image topics watched for staleness while running", array="str"), CAMERA_QOS,
     _wiring("success_topic", "", "std_msgs/Bool success predicate (sim); empty: operator decides"),
     _wiring("sim_reset_service", "", "TaskCommand service that resets the sim scene; empty: none"),
     ParamSpec("record_dir", "", "write every episode here; empty: no recording", read_only=True),
@@ -119,8 +120,6 @@ class BridgeNode(QuietEvents, Node):
         self._status_pub = self.create_publisher(EpisodeStatus, p["episode_status_topic"], RELIABLE)
         polled = PolledGroup()  # taken by the control tick (_inputs), never by the executor
         self._state_sub = polled_subscription(self, polled, JointState, p["joint_states_topic"], SENSOR)
-        # raw: the watchdog needs the arrival only, not a decoded image
-        self._image_subs = [polled_subscription(self, polled, Image, t, SENSOR, raw=True) for t in p["camera_topics"]]
         self.create_subscription(ActionChunkMsg, p["chunk_topic"], self._on_chunk, RELIABLE, callback_group=io)
         self.create_subscription(Bool, p["estop_topic"], self._on_estop_topic, RELIABLE, callback_group=io)
         if p["success_topic"]:
@@ -130,7 +129,8 @@ class BridgeNode(QuietEvents, Node):
         self._diag = DiagnosticUpdater(self, hardware_id="bridge")
         self._diag.add("safety", lambda: self._report(self.core.safety_report))
         self._diag.add("episode", lambda: self._report(self.core.episode_report))
-        self._diag.add_qos_check()
+        self._diag.add_qos_check()  # cameras: raw (the watchdog needs arrivals only), QoS following the publisher
+        self._cameras = watched_cameras(self, p["camera_topics"], p["camera_qos"], polled, self._diag, lambda: p["image_timeout_s"])
 
     def _on_params_set(self, params: list) -> None:
         self.p.update({x.name: x.value for x in params})
@@ -150,8 +150,8 @@ class BridgeNode(QuietEvents, Node):
                 q = conv.joint_positions(newest[0], self.p["joint_names"])
             except ValueError as e:
                 error = str(e)
-        images = [got for sub in self._image_subs if (got := take_newest(sub)) is not None]
-        return Inputs(q, t, error, tuple(arrival_s(i, now, self._sim_time) for _, i in images), self._sim_reset_answer())
+        images = tuple(a for cam in self._cameras if (a := cam.poll()) is not None)
+        return Inputs(q, t, error, images, self._sim_reset_answer())
 
     def _sim_reset_answer(self) -> SimResetResult | None:
         fut = self._reset_future

@@ -25,9 +25,14 @@ from sensor_msgs.msg import CompressedImage, Image
 from roboalign.control.freshness import StreamStats
 from roboalign_policy import conversions as conv
 from roboalign_policy import qos as q
-from roboalign_policy.diagnostics import ERROR, OK, WARN
+from roboalign_policy.diagnostics import ERROR, OK, WARN, DiagnosticUpdater
+from roboalign_policy.params import ParamSpec
 from roboalign_policy.polling import arrival_s, polled_subscription, take_all
 
+CAMERA_QOS = ParamSpec("camera_qos", "auto", "camera subscription reliability: auto (the publisher's, read from the "
+                       "graph), reliable, best_effort; keep-last depth 1 always", choices=q.CAMERA_QOS_MODES,
+                       read_only=True)
+RETRY_S = 0.1  # polled inputs without a publisher look for one this often
 Frame = tuple[np.ndarray, float, float]  # (rgb (H, W, 3) uint8, header stamp, arrival) on the node clock
 
 
@@ -54,8 +59,10 @@ class CameraInput:
         self._raw: tuple[bytes, float, float] | None = None  # newest undecoded (bytes, stamp, arrival)
         self._frame: Frame | None = None  # newest decoded
         self.sub: Any = None
+        self._sub_lock = threading.Lock()  # a re-subscription never pulls the subscription from under poll()
         self.profile: Any = None
         self.note = "not subscribed yet"
+        self._last_try = -1e18
         self.ensure_subscribed()
 
     # ------------------------------------------------------------------ subscription
@@ -64,14 +71,15 @@ class CameraInput:
         profile, self.note = q.camera_qos(self.node, self.topic, self.mode)
         if profile is None or (self.profile is not None and profile.reliability == self.profile.reliability):
             return
-        if self.sub is not None:
-            self.node.destroy_subscription(self.sub)
-        if self._polled:
-            self.sub = polled_subscription(self.node, self._group, self._msg_type, self.topic, profile, raw=True)
-        else:
-            self.sub = self.node.create_subscription(self._msg_type, self.topic, self._on_raw, profile,
-                                                     callback_group=self._group, raw=True)
-        self.profile = profile
+        with self._sub_lock:
+            if self.sub is not None:
+                self.node.destroy_subscription(self.sub)
+            if self._polled:
+                self.sub = polled_subscription(self.node, self._group, self._msg_type, self.topic, profile, raw=True)
+            else:
+                self.sub = self.node.create_subscription(self._msg_type, self.topic, self._on_raw, profile,
+                                                         callback_group=self._group, raw=True)
+            self.profile = profile
 
     def _now(self) -> float:
         return self.node.get_clock().now().nanoseconds * 1e-9
@@ -95,10 +103,13 @@ class CameraInput:
 
     def poll(self) -> float | None:
         """Polled inputs: take every waiting frame into the statistics; the newest frame's arrival, or None."""
-        if self.sub is None:
-            return None
         now, newest = self._now(), None
-        for raw, info in take_all(self.sub):
+        if self.sub is None and now - self._last_try >= RETRY_S:  # auto: subscribe soon after a publisher appears
+            self._last_try = now
+            self.ensure_subscribed()
+        with self._sub_lock:
+            taken = take_all(self.sub) if self.sub is not None else []
+        for raw, info in taken:
             newest = self._add(raw, info, now) or newest
         return newest
 
@@ -154,3 +165,18 @@ class CameraInput:
             return WARN, (f"{self.topic}: starved, {s['rate_hz']:.1f} Hz of {1 / period:.1f} Hz "
                           f"({s['drops']} frames missed)"), values
         return OK, f"{self.topic}: {s['rate_hz']:.1f} Hz, {s['drops']} frames missed", values
+
+
+def watched_cameras(node: Node, topics: list[str], mode: str, group: Any, diag: DiagnosticUpdater,
+                    max_age_s: Callable[[], float]) -> list[CameraInput]:
+    """Polled camera inputs for a node that needs only their arrivals (the bridge's watchdog), each with a
+    /diagnostics check ``camera <topic>`` that also keeps its subscription following the publisher."""
+    cams = [CameraInput(node, topic, topic, mode, group=group, polled=True) for topic in topics]
+
+    def check(cam: CameraInput) -> tuple[int, str, dict[str, Any]]:
+        cam.ensure_subscribed()
+        return cam.diagnostic(max_age_s())
+
+    for cam in cams:
+        diag.add(f"camera {cam.topic}", lambda c=cam: check(c))
+    return cams

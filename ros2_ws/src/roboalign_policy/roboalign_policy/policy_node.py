@@ -47,7 +47,7 @@ from roboalign.control.freshness import Input, observation_stamp, privileged_lag
 from roboalign.runtime.types import Observation
 from roboalign_policy import conversions as conv
 from roboalign_policy import qos as q
-from roboalign_policy.cameras import CameraInput
+from roboalign_policy.cameras import CAMERA_QOS, CameraInput
 from roboalign_policy.diagnostics import ERROR, OK, WARN, DiagnosticUpdater
 from roboalign_policy.node_runner import run_node
 from roboalign_policy.params import CPU_AFFINITY, ParamSpec, declare_params
@@ -64,8 +64,7 @@ PARAMS = [
     ParamSpec("camera_topics", list(q.CAMERA_TOPICS),
               "image topic of each camera (same order as camera_names); the first triggers inference",
               array="str", read_only=True),
-    ParamSpec("camera_qos", "auto", "camera subscription reliability: auto (the publisher's, read from the "
-              "graph), reliable, best_effort; keep-last depth 1 always", choices=q.CAMERA_QOS_MODES, read_only=True),
+    CAMERA_QOS,
     ParamSpec("compressed_images", False, "subscribe JPEG sensor_msgs/CompressedImage on <topic>/compressed "
               "(image_transport naming) instead of raw images", read_only=True),
     ParamSpec("camera_fps", 0.0, "nominal camera frame rate for the drop count and the starved-camera warning "
