@@ -119,3 +119,12 @@ def test_the_mode_is_taken_at_start_and_policy_episodes_are_unchanged() -> None:
     rig.command(Command.STOP)
     assert rig.command(Command.START, task="bottle_to_basket").accepted
     assert rig.bridge.episode_mode == "policy" and rig.outputs[-1].instruction
+
+
+def test_before_the_first_device_message_the_arm_holds_without_error() -> None:
+    for mode in ("teleop", "leader"):
+        rig = teleop_rig(mode, teleop_timeout_s=0.2)
+        rig.step(5)
+        assert rig.phase is Phase.RUNNING and all(np.array_equal(s[0], START) for s in rig.sent)
+        rig.step(10)
+        assert rig.phase is Phase.FAULT and f"no {mode} message" in rig.bridge.status(rig.now).message

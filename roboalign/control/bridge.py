@@ -349,16 +349,16 @@ class Bridge:
         if mode == "kinesthetic":  # the hand moves the arm: follow the measurement so a later command starts there
             self.ctrl.reset(self._measured(), now)
             return None
+        if (self._teleop if mode == "teleop" else self._leader) is None:  # nothing from the device yet
+            return Tick(self.ctrl.hold(now).plan, "starved", f"waiting for the {mode} input")
         try:
             target = self._teleop_target() if mode == "teleop" else leader_target(self._leader)
-        except (ValueError, TypeError) as e:  # a malformed or missing teleop message: hold, say why
+        except ValueError as e:  # a malformed teleop message: hold, say why
             out.events.append(Event("log", "warning", f"teleop input ignored: {e}", throttle_s=2.0))
             return self.ctrl.hold(now)
         return self.ctrl.follow(target, now)
 
     def _teleop_target(self) -> np.ndarray:
-        if self._teleop is None:
-            raise ValueError("no teleop twist yet")
         if self._follower is None:
             c = self.config
             self._follower = TwistFollower(np.asarray(c.home_pose), c.teleop_max_linear_speed,

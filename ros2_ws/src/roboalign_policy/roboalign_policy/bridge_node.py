@@ -29,9 +29,11 @@ from trajectory_msgs.msg import JointTrajectory
 
 from roboalign.action_space import JOINT_LIMITS
 from roboalign.control import bridge as core
-from roboalign.control.bridge import Bridge, BridgeConfig, Inputs, Output, Request, SimResetResult
+from roboalign.control.bridge import Bridge, BridgeConfig, Inputs, Output, Request
 from roboalign.control.deadline_loop import DeadlineLoop
 from roboalign_policy import conversions as conv
+from roboalign_policy import qos
+from roboalign_policy.bridge_inputs import SimResetCall, TeleopInputs
 from roboalign_policy.cameras import CAMERA_QOS, watched_cameras
 from roboalign_policy.diagnostics import ERROR, OK, WARN, DiagnosticUpdater
 from roboalign_policy.node_runner import make_realtime, run_node
@@ -58,6 +60,9 @@ PARAMS = [  # the bridge's own settings (defaults, ranges, descriptions) come fr
     _wiring("camera_topics", [], "image topics watched for staleness while running", array="str"), CAMERA_QOS,
     _wiring("success_topic", "", "std_msgs/Bool success predicate (sim); empty: operator decides"),
     _wiring("sim_reset_service", "", "TaskCommand service that resets the sim scene; empty: none"),
+    _wiring("teleop_twist_topic", qos.TELEOP_TWIST, "geometry_msgs/TwistStamped end-effector velocity (mode teleop)"),
+    _wiring("leader_topic", qos.TELEOP_LEADER, "sensor_msgs/JointState leader-arm targets (mode leader)"),
+    _wiring("teleop_gripper_topic", qos.TELEOP_GRIPPER, "std_msgs/Float64 gripper, -1 open .. +1 closed (teleop)"),
     ParamSpec("record_dir", "", "write every episode here; empty: no recording", read_only=True),
     ParamSpec("status_rate_hz", 10.0, "EpisodeStatus rate", min=0.1, max=100.0, read_only=True),
     ParamSpec("realtime_priority", 0, "SCHED_FIFO priority of the control thread (wall clock only; 0: normal "
@@ -83,10 +88,8 @@ class BridgeNode(QuietEvents, Node):
         self._lock = threading.RLock()
         self._sim_time = bool(self.get_parameter("use_sim_time").value)
         io = ReentrantCallbackGroup()
-        self._reset_client, self._reset_future = None, None
-        if self.p["sim_reset_service"]:
-            self._reset_client = self.create_client(TaskCommand, self.p["sim_reset_service"], callback_group=io)
-        self.core = Bridge(_config(self.p), self._reset_client.service_is_ready if self._reset_client else None)
+        self._sim = SimResetCall(self, self.p["sim_reset_service"], io) if self.p["sim_reset_service"] else None
+        self.core = Bridge(_config(self.p), self._sim.ready if self._sim else None)
         self._recorder = None
         if self.p["record_dir"]:
             from roboalign_policy.bag_recorder import BagRecorder
@@ -120,6 +123,8 @@ class BridgeNode(QuietEvents, Node):
         self._status_pub = self.create_publisher(EpisodeStatus, p["episode_status_topic"], RELIABLE)
         polled = PolledGroup()  # taken by the control tick (_inputs), never by the executor
         self._state_sub = polled_subscription(self, polled, JointState, p["joint_states_topic"], SENSOR)
+        self._teleop = TeleopInputs(self, polled, p["teleop_twist_topic"], p["leader_topic"], p["teleop_gripper_topic"],
+                                    p["joint_names"])
         self.create_subscription(ActionChunkMsg, p["chunk_topic"], self._on_chunk, RELIABLE, callback_group=io)
         self.create_subscription(Bool, p["estop_topic"], self._on_estop_topic, RELIABLE, callback_group=io)
         if p["success_topic"]:
@@ -151,15 +156,8 @@ class BridgeNode(QuietEvents, Node):
             except ValueError as e:
                 error = str(e)
         images = tuple(a for cam in self._cameras if (a := cam.poll()) is not None)
-        return Inputs(q, t, error, images, self._sim_reset_answer())
-
-    def _sim_reset_answer(self) -> SimResetResult | None:
-        fut = self._reset_future
-        if fut is None or not fut.done():
-            return None
-        self._reset_future, res = None, fut.result()
-        return SimResetResult(bool(res.accepted), res.message, int(res.init_state)) if res else SimResetResult(
-            False, "no response")
+        teleop, leader = self._teleop.take(now, self._sim_time)
+        return Inputs(q, t, error, images, self._sim.answer() if self._sim else None, teleop, leader)
 
     def _on_chunk(self, msg: ActionChunkMsg) -> None:
         now = self._now()
@@ -229,9 +227,7 @@ class BridgeNode(QuietEvents, Node):
         if out.arm is not None:
             self._send(out, now, deadline)
         if out.sim_reset is not None:
-            req = TaskCommand.Request(command=TaskCommand.Request.RESET, task=out.sim_reset.task,
-                                      init_state=out.sim_reset.init_state)
-            self._reset_future = self._reset_client.call_async(req)
+            self._sim.call(out.sim_reset)
         for e in out.events:
             self._event(e)
         if out.instruction is not None:  # after a new recording began, so the bag has it

@@ -40,6 +40,9 @@ COMMAND_SERVICE = "/roboalign/command"
 ESTOP = "/roboalign/estop"
 ESTOP_SERVICE = "/roboalign/set_estop"
 DIAGNOSTICS = "/diagnostics"
+TELEOP_TWIST = "/roboalign/teleop/twist"  # geometry_msgs/TwistStamped, end-effector velocity, base frame
+TELEOP_LEADER = "/roboalign/teleop/leader_joint_states"  # sensor_msgs/JointState, a leader arm's joints
+TELEOP_GRIPPER = "/roboalign/teleop/gripper"  # std_msgs/Float64, -1 open .. +1 closed
 
 # ---------------------------------------------------------------- cameras
 CAMERA_QOS_MODES = ("auto", "reliable", "best_effort")
