@@ -66,3 +66,53 @@ def test_sim_time_recording_is_complete_ordered_and_on_the_sim_clock(ros, tmp_pa
     stamps = [s for s, _, _ in got]
     assert begin_ns <= min(stamps) and max(stamps) <= end_ns, "stamps outside the episode's sim-time window"
     assert end_ns - begin_ns < 0.7e9  # sim time (0.5 s of episode), not the ~1.2 s of wall time
+
+
+def test_sigkill_during_an_episode_is_recovered_and_marked_incomplete(ros, tmp_path) -> None:
+    """The bridge's recorder SIGKILLed 4 s into an episode: the bag has no metadata.yaml and episode.json says
+    "running"; the converter salvages it (incomplete, kept out of training) and the next recorder repairs it."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+    from rclpy.node import Node
+    from roboalign_policy.bag_recorder import BagRecorder
+    from rosbags.rosbag2 import Reader
+
+    from roboalign.data.rosbag_episodes import bag_to_episode
+    from tests.bag_fixtures import frame_at
+
+    proc = subprocess.Popen([sys.executable, "-m", "tests.ros_helpers.record_until_killed", str(tmp_path)],
+                            stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+    ticks = 0
+    deadline = time.monotonic() + 60
+    while ticks < 80 and time.monotonic() < deadline:  # 4 s of 20 Hz ticks
+        line = proc.stdout.readline()
+        if not line:
+            break
+        ticks = int(line) + 1
+    proc.kill()
+    proc.wait()
+    assert ticks >= 80, "the recording process did not get going"
+    folder = next(tmp_path.glob("episode_0001_*"))
+    assert json.loads((folder / "episode.json").read_text())["outcome"] == "running"
+    assert (folder / "bag" / "bag.mcap").stat().st_size > 1_000_000 and not (folder / "bag" / "metadata.yaml").exists()
+    with pytest.raises(Exception):  # noqa: B017 - rosbags refuses a bag without metadata.yaml
+        Reader(folder / "bag").open()
+
+    ep = bag_to_episode(folder)  # read as a stream: at most the last ~1 s (the recorder's flush period) is lost
+    assert not ep.meta["complete"] and not ep.success
+    assert ep.length >= ticks - 30, (ep.length, ticks)
+    k0 = int(ep.images["wrist"][0, 0, 0, 0]) // 5  # the tick the grid starts at (the image encodes it)
+    assert all(np.array_equal(ep.images["wrist"][i, 0, 0], frame_at(k0 + i, 1)[0, 0]) for i in range(ep.length))
+
+    rec = BagRecorder(ros(Node("recorder_restart")), tmp_path, {})  # the next start repairs the crashed episode
+    assert rec.recovered == [folder]
+    meta = json.loads((folder / "episode.json").read_text())
+    assert meta["outcome"] == "incomplete" and "killed or crashed" in meta["message"]
+    with Reader(folder / "bag") as bag:
+        assert bag.message_count >= 2 * ep.length
+    assert (folder / "bag.crashed" / "bag.mcap").is_file()
+    rec.close()
