@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-DEFAULT_INSTRUCTION = "put the alphabet soup in the basket"
+DEFAULT_INSTRUCTION = "put the alphabet soup on the tray"  # shelf_to_tray: the scene sim_graph.yaml loads first
 TINY_CACHE = Path.home() / ".cache" / "roboalign" / "tiny_joint_vla"
 
 

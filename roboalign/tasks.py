@@ -5,21 +5,28 @@ placement done with 4 different objects, 24 trials per object (96 trials per tas
 them, so these are our documented defaults: everyday grocery objects (the same physical YCB/HOPE-style
 items LIBERO-Object models) moved from a source to a target container.
 
-=================  ===============  ===============================================  ======================
-task               source → target  real objects (4 × 24 trials)                     sim (LIBERO-Object)
-=================  ===============  ===============================================  ======================
-bottle_to_basket   table → basket   ketchup, bbq sauce, salad dressing, mustard      ketchup → basket
-box_to_plate       table → plate    cream cheese, butter, chocolate pudding, granola  cream cheese → basket
-can_to_bowl        table → bowl     tomato sauce, tuna, corn, peas                   tomato sauce → basket
-shelf_to_tray      shelf → tray     alphabet soup, milk, orange juice, popcorn       alphabet soup → basket
-=================  ===============  ===============================================  ======================
+=================  ===============  ===============================================  ==============================
+task               source → target  real objects (4 × 24 trials)                     sim scene (object → target)
+=================  ===============  ===============================================  ==============================
+bottle_to_basket   table → basket   ketchup, bbq sauce, salad dressing, mustard      LIBERO-90 living room 1:
+                                                                                     ketchup → basket
+box_to_plate       table → plate    cream cheese, butter, chocolate pudding, granola  living room 6 (our BDDL goal):
+                                                                                     chocolate pudding → plate
+can_to_bowl        table → bowl     tomato sauce, tuna, corn, peas                   living room (our BDDL):
+                                                                                     tomato sauce → black bowl
+shelf_to_tray      shelf → tray     alphabet soup, milk, orange juice, popcorn       LIBERO-90 living room 3:
+                                                                                     alphabet soup → wooden tray
+=================  ===============  ===============================================  ==============================
 
-Simulation. LIBERO-Object only has "pick up the <object> and place it in the basket" tasks, so each
-real task's simulated counterpart keeps the *kind* of object (bottle, box, can) and the motion
-(grasp, lift, carry, release into a container), not the target. The four sim objects are the ones the
-scripted expert (``roboalign.sim.expert``) solves best, measured over LIBERO's 50 official init states
-each (see README). The sim success predicate is LIBERO's own BDDL goal
-``(In <object>_1 basket_1_contain_region)``, evaluated by :meth:`SimTask.check_success`.
+Simulation. Each task's scene puts a real object of its kind into its real target: two are LIBERO-90
+tasks as published (official BDDL and init states); ``box_to_plate`` is LIBERO-90's living-room scene 6
+with our goal ``(On chocolate_pudding_1 plate_1)`` (same objects and layout, so LIBERO's init states of
+that scene are used); ``can_to_bowl`` is our BDDL (``roboalign/sim/scenes``: living room 1 with the basket
+replaced by LIBERO's black bowl) with 50 init states drawn by LIBERO's own placement sampler. LIBERO has no
+shelf a grocery starts on, so ``shelf_to_tray`` starts on the table (the nearest fixture). The
+LIBERO-Object stand-ins of earlier versions (every task → basket) stay selectable as the scene set
+``libero_object`` (:func:`sim_task_set`). The success predicate is the scene's BDDL goal, evaluated by
+LIBERO (:meth:`SimTask.check_success`).
 
 Language. Each task has templates (``{object}``, ``{source}``, ``{target}``) so operators can phrase
 commands freely, and :func:`match_task` maps free text to a task (+ object) using synonyms and ignoring
@@ -32,7 +39,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,33 +64,39 @@ class AmbiguousTask(TaskError):
 class SimTask:
     """A LIBERO task: which BDDL file, which object goes where, and the success predicate.
 
+    suite: a LIBERO suite (``libero_object``, ``libero_90``, ...; BDDL and init states from the LIBERO
+    package) or ``roboalign`` (our scenes in ``roboalign/sim/scenes``, see :mod:`roboalign.sim.scenes`).
     object_name / target_name: the MuJoCo body names (``<object>_1``, ``basket_1``); their poses
-    appear in LIBERO observations as ``<name>_pos`` / ``<name>_quat``.
-    goal: the BDDL goal as LIBERO parses it, e.g. ``("in", "ketchup_1", "basket_1_contain_region")``.
+    appear in LIBERO observations as ``<name>_pos`` / ``<name>_quat`` ("" when a task has no single pair).
+    goal: the (first) BDDL goal predicate as LIBERO parses it, e.g. ``("in", "ketchup_1", "basket_1_contain_region")``.
+    init_from: ``<suite>/<problem>`` whose official init states this scene uses ("" = its own).
+    objects: every movable object of the scene (for task sets that travel with a checkpoint).
     """
 
     suite: str
     problem: str  # BDDL file stem (also the init-states file stem)
     object_name: str
     target_name: str
-    instruction: str  # LIBERO's official instruction (derived from the file name, as LIBERO does)
+    instruction: str  # LIBERO's official instruction (the BDDL's language)
     goal: tuple[str, ...]
     num_init_states: int = 50
+    init_from: str = ""
+    objects: tuple[str, ...] = ()
 
     @property
     def object_label(self) -> str:
         """Human name of the object: ``ketchup_1`` -> ``ketchup``."""
         return re.sub(r"_\d+$", "", self.object_name).replace("_", " ")
 
-    def check_success(self, env: Any) -> bool:
-        """Evaluate :attr:`goal` on a LIBERO robosuite env (``OffScreenRenderEnv.env``) with LIBERO's predicates."""
-        from libero.libero.envs.predicates import eval_predicate_fn
+    @property
+    def target_place(self) -> str:
+        """The place word (a :data:`PLACE_SYNONYMS` key) of the target body: ``wooden_tray_1`` -> ``tray``."""
+        words = re.sub(r"_\d+$", "", self.target_name).split("_")
+        return next((w for w in reversed(words) if w in PLACE_SYNONYMS), words[-1] if words else "")
 
-        states = env.object_states_dict
-        missing = [n for n in self.goal[1:] if n not in states]
-        if missing:
-            raise KeyError(f"sim task {self.problem}: objects {missing} not in the scene ({sorted(states)})")
-        return bool(eval_predicate_fn(self.goal[0], *[states[n] for n in self.goal[1:]]))
+    def check_success(self, env: Any) -> bool:
+        """LIBERO's own success check on a LIBERO env (``OffScreenRenderEnv.env``): every BDDL goal predicate."""
+        return bool(env._check_success())
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -94,6 +107,8 @@ class SimTask:
             "instruction": self.instruction,
             "goal": list(self.goal),
             "num_init_states": self.num_init_states,
+            "init_from": self.init_from,
+            "objects": list(self.objects),
         }
 
     @classmethod
@@ -106,6 +121,8 @@ class SimTask:
             instruction=d["instruction"],
             goal=tuple(d["goal"]),
             num_init_states=int(d.get("num_init_states", 50)),
+            init_from=d.get("init_from", ""),
+            objects=tuple(d.get("objects", ())),
         )
 
 
@@ -122,6 +139,37 @@ def libero_object_task(obj: str) -> SimTask:
         instruction=problem.replace("_", " "),
         goal=("in", f"{obj}_1", "basket_1_contain_region"),
     )
+
+
+_LIVING_ROOM_1 = ("alphabet_soup_1", "cream_cheese_1", "tomato_sauce_1", "ketchup_1")
+# The four tasks' scenes with their real targets (see the module doc and roboalign/sim/scenes/).
+TARGET_SCENES: dict[str, SimTask] = {
+    "bottle_to_basket": SimTask(
+        suite="libero_90", problem="LIVING_ROOM_SCENE1_pick_up_the_ketchup_and_put_it_in_the_basket",
+        object_name="ketchup_1", target_name="basket_1",
+        instruction="pick up the ketchup and put it in the basket",
+        goal=("in", "ketchup_1", "basket_1_contain_region"), objects=(*_LIVING_ROOM_1, "basket_1")),
+    "box_to_plate": SimTask(
+        suite="roboalign", problem="LIVING_ROOM_SCENE6_put_the_chocolate_pudding_on_the_plate",
+        object_name="chocolate_pudding_1", target_name="plate_1",
+        instruction="put the chocolate pudding on the plate", goal=("on", "chocolate_pudding_1", "plate_1"),
+        init_from="libero_90/LIVING_ROOM_SCENE6_put_the_red_mug_on_the_plate",
+        objects=("porcelain_mug_1", "red_coffee_mug_1", "plate_1", "chocolate_pudding_1")),
+    "can_to_bowl": SimTask(
+        suite="roboalign", problem="LIVING_ROOM_BOWL_pick_up_the_tomato_sauce_and_put_it_in_the_bowl",
+        object_name="tomato_sauce_1", target_name="akita_black_bowl_1",
+        instruction="pick up the tomato sauce and put it in the bowl",
+        goal=("on", "tomato_sauce_1", "akita_black_bowl_1"), objects=(*_LIVING_ROOM_1, "akita_black_bowl_1")),
+    "shelf_to_tray": SimTask(
+        suite="libero_90", problem="LIVING_ROOM_SCENE3_pick_up_the_alphabet_soup_and_put_it_in_the_tray",
+        object_name="alphabet_soup_1", target_name="wooden_tray_1",
+        instruction="pick up the alphabet soup and put it in the tray",
+        goal=("in", "alphabet_soup_1", "wooden_tray_1_contain_region"),
+        objects=(*_LIVING_ROOM_1, "butter_1", "wooden_tray_1")),
+}
+# The earlier stand-ins: LIBERO-Object scenes, every object into the basket.
+LIBERO_OBJECT_SCENES = {"bottle_to_basket": "ketchup", "box_to_plate": "cream_cheese", "can_to_bowl": "tomato_sauce",
+                        "shelf_to_tray": "alphabet_soup"}
 
 
 LIBERO_OBJECT_OBJECTS = (
@@ -157,12 +205,13 @@ DEFAULT_TEMPLATES = (
     "grab the {object} and drop it {prep} the {target}",
     "{object} {prep} the {target}, please",
 )
+# Sim phrasings; ``{target}`` is the scene's target, template 0 is LIBERO's official instruction.
 SIM_TEMPLATES = (
-    "pick up the {object} and place it in the basket",
-    "put the {object} in the basket",
-    "place the {object} into the basket",
-    "grab the {object} and drop it in the basket",
-    "move the {object} to the basket",
+    "{instruction}",
+    "put the {object} {prep} the {target}",
+    "place the {object} {prep} the {target}",
+    "grab the {object} and drop it {prep} the {target}",
+    "move the {object} to the {target}",
 )
 
 
@@ -208,9 +257,10 @@ class Task:
         ``template`` picks a template index; otherwise ``rng`` picks one at random, else the first
         (for sim that is LIBERO's official instruction).
         """
+        target = self.target
         if domain == "sim":
             obj = obj or self.sim_object
-            temps = self.sim_templates
+            temps, target = self.sim_templates, self.sim.target_place
         elif domain == "real":
             obj = obj or next(iter(self.objects))
             if obj not in self.objects:
@@ -222,9 +272,8 @@ class Task:
             template = rng.randrange(len(temps)) if rng is not None else 0
         if not 0 <= template < len(temps):
             raise TaskError(f"task {self.name!r}: template index {template} outside 0..{len(temps) - 1}")
-        return temps[template].format(
-            object=obj, source=self.source, target=self.target, prep=PLACE_PREPOSITION[self.target]
-        )
+        return temps[template].format(object=obj, source=self.source, target=target,
+                                      prep=PLACE_PREPOSITION.get(target, "on"), instruction=self.sim.instruction)
 
     def all_instructions(self, domain: str = "real") -> list[str]:
         objs = list(self.objects) if domain == "real" else [self.sim_object]
@@ -276,7 +325,7 @@ TASKS: tuple[Task, ...] = (
             "salad dressing": ("salad dressing", "dressing", "salad dressing bottle"),
             "mustard": ("mustard", "mustard bottle", "yellow mustard"),
         },
-        sim=libero_object_task("ketchup"),
+        sim=TARGET_SCENES["bottle_to_basket"],
         description="bottles from the table into the basket",
     ),
     Task(
@@ -289,7 +338,7 @@ TASKS: tuple[Task, ...] = (
             "chocolate pudding": ("chocolate pudding", "pudding", "pudding box", "chocolate pudding box"),
             "granola bars": ("granola bars", "granola", "granola bar", "granola box"),
         },
-        sim=libero_object_task("cream_cheese"),
+        sim=TARGET_SCENES["box_to_plate"],
         description="small boxes from the table onto the plate",
     ),
     Task(
@@ -302,7 +351,7 @@ TASKS: tuple[Task, ...] = (
             "corn": ("corn", "corn can", "can of corn", "sweet corn"),
             "peas": ("peas", "pea can", "can of peas", "green peas"),
         },
-        sim=libero_object_task("tomato_sauce"),
+        sim=TARGET_SCENES["can_to_bowl"],
         description="cans from the table into the bowl",
     ),
     Task(
@@ -315,7 +364,7 @@ TASKS: tuple[Task, ...] = (
             "orange juice": ("orange juice", "juice", "oj", "juice carton", "orange juice carton"),
             "popcorn": ("popcorn", "popcorn box", "box of popcorn"),
         },
-        sim=libero_object_task("alphabet_soup"),
+        sim=TARGET_SCENES["shelf_to_tray"],
         description="groceries from the shelf onto the tray",
     ),
 )
@@ -378,7 +427,7 @@ class TaskSet:
         """Map a free-text command to a task (and object). ``domain``: ``real``, ``sim`` or ``any``.
 
         Scoring per task: target place words 2, object words 2 (+ longer phrase bonus), source place 1.
-        Sim matching ignores the (always-basket) target and keys on the sim object.
+        Sim matching ignores the target (each scene has one) and keys on the sim object.
         """
         if domain not in ("real", "sim", "any"):
             raise TaskError(f"unknown domain {domain!r}; valid: real, sim, any")
@@ -461,6 +510,16 @@ class TaskSet:
 
 
 DEFAULT_TASKS = TaskSet(TASKS)
+# The same tasks on the earlier LIBERO-Object stand-in scenes (every object into the basket).
+LIBERO_OBJECT_TASKS = TaskSet([replace(t, sim=libero_object_task(LIBERO_OBJECT_SCENES[t.name])) for t in TASKS])
+SCENE_SETS = {"targets": DEFAULT_TASKS, "libero_object": LIBERO_OBJECT_TASKS}
+
+
+def sim_task_set(scenes: str = "targets") -> TaskSet:
+    """The four tasks on a scene set: ``targets`` (their real targets, the default) or ``libero_object``."""
+    if scenes not in SCENE_SETS:
+        raise TaskError(f"unknown scene set {scenes!r}; valid: {', '.join(SCENE_SETS)}")
+    return SCENE_SETS[scenes]
 
 
 def get_task(name: str) -> Task:

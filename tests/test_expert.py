@@ -1,4 +1,4 @@
-"""The scripted expert solves real LIBERO-Object episodes in both action spaces and records its phases."""
+"""The scripted expert solves real LIBERO episodes (the tasks' real-target scenes) in both action spaces."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def _check_phases(phases):
     assert "release" in order and set(order) <= set(PHASES)
 
 
-@pytest.mark.parametrize("init_state", [0, 17])
+@pytest.mark.parametrize("init_state", [0, 21])
 def test_expert_solves_eef_delta(init_state):
     from libero_cache import get_env
 
@@ -43,7 +43,7 @@ def test_expert_solves_eef_delta(init_state):
     assert chunk.actions.shape == (1, 7) and chunk.action_space == "eef_delta" and chunk.dt == pytest.approx(0.05)
     assert len(expert.phases) == r.info["step"]
     _check_phases(expert.phases)
-    # the object ended up inside the basket's footprint
+    # the object ended up inside the bowl's footprint
     lo, hi = r.obs.extras["target_aabb"]
     assert np.all(lo[:2] < r.obs.extras["object_pos"][:2]) and np.all(r.obs.extras["object_pos"][:2] < hi[:2])
 
@@ -64,6 +64,11 @@ def test_expert_needs_privileged_extras():
     expert = ScriptedExpert()
     obs = Observation(images={}, state=np.zeros(8, np.float32), instruction="x")
     with pytest.raises(KeyError, match="object_corners"):
+        expert.act(obs)
+    extras = {k: np.zeros(3) for k in ("eef_pos", "eef_quat", "joint_pos", "gripper_width", "object_corners",
+                                       "object_aabb", "target_aabb")}  # everything but the Jacobian
+    obs = Observation(images={}, state=np.zeros(8, np.float32), instruction="x", extras=extras)
+    with pytest.raises(KeyError, match=r"lacks privileged extras \['eef_jacobian'\]"):
         expert.act(obs)
 
 

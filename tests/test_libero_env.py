@@ -1,4 +1,4 @@
-"""Real LIBERO-Object scenes: observations, reproducible resets, both action spaces."""
+"""Real LIBERO scenes (the tasks' real-target scenes, LIBERO suites): observations, resets, both action spaces."""
 
 from __future__ import annotations
 
@@ -31,9 +31,9 @@ def test_observation_contents(env):
     assert obs.state.shape == (8,) and obs.state.dtype == np.float32
     np.testing.assert_allclose(obs.state[:7], obs.extras["joint_pos"], atol=1e-6)
     assert 0.0 < obs.state[7] < 0.09  # gripper opening in metres
-    assert obs.instruction == "pick up the tomato sauce and place it in the basket"
+    assert obs.instruction == "pick up the tomato sauce and put it in the bowl"
     ex = obs.extras
-    assert ex["object_name"] == "tomato_sauce_1" and ex["target_name"] == "basket_1"
+    assert ex["object_name"] == "tomato_sauce_1" and ex["target_name"] == "akita_black_bowl_1"
     assert ex["eef_pos"].shape == (3,) and ex["eef_quat"].shape == (4,) and ex["eef_jacobian"].shape == (6, 7)
     lo, hi = ex["object_aabb"]
     assert np.all(lo <= ex["object_pos"]) and np.all(ex["object_pos"] <= hi)
@@ -41,11 +41,12 @@ def test_observation_contents(env):
 
 
 def test_images_are_right_way_up(env):
-    """The wrist camera looks down past the gripper: the fingers (dark) fill the bottom rows, the table the top."""
+    """The wrist camera looks down past the gripper: its grey fingers fill the bottom rows, the brown table the top."""
     env.set_render(True)
     wrist = env.reset(init_state=0).images["wrist"].astype(np.float32)
-    assert wrist[-8:].mean() < 0.7 * wrist.mean()  # bottom band: the dark gripper
-    assert wrist[:8].mean() > 0.8 * wrist.mean()  # top band: floor and objects (would fail if flipped)
+    red_minus_blue = wrist[..., 0] - wrist[..., 2]  # (H, W): ~0 on the grey gripper, ~40 on the wooden table
+    assert red_minus_blue[-6:].mean() < 5.0  # bottom band: the gripper
+    assert red_minus_blue[:8].mean() > 15.0  # top band: the table (both fail if the image were flipped)
 
 
 def test_init_states_are_reproducible(env):
@@ -108,8 +109,46 @@ def test_config_validation():
         LiberoEnvConfig(action_space="torque")
     with pytest.raises(ValueError, match="agentview, wrist"):
         LiberoEnvConfig(cameras=("frontview",))
+    with pytest.raises(ValueError, match="targets, libero_object"):
+        LiberoEnvConfig(scenes="kitchen")
     cfg = LiberoEnvConfig(task="milk", camera_size=96)
     assert LiberoEnvConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_task_names_resolve_to_scenes():
+    from roboalign.sim.libero_env import resolve_sim_task
+    from roboalign.sim.scenes import bddl_path, init_states_path
+
+    name, sim = resolve_sim_task("box_to_plate")
+    assert (name, sim.suite, sim.target_name) == ("box_to_plate", "roboalign", "plate_1")
+    assert bddl_path(sim).parent.name == "scenes" and init_states_path(sim).suffix == ".pruned_init"
+    assert resolve_sim_task("box_to_plate", "libero_object")[1].problem == \
+        "pick_up_the_cream_cheese_and_place_it_in_the_basket"
+    assert resolve_sim_task("can_to_bowl")[1].suite == "roboalign"
+    assert init_states_path(resolve_sim_task("can_to_bowl")[1]).is_file()  # our own init states ship with the scene
+    name, sim = resolve_sim_task("libero_goal/put_the_cream_cheese_in_the_bowl")
+    assert name == "libero_goal/put_the_cream_cheese_in_the_bowl"
+    assert (sim.object_name, sim.target_name) == ("cream_cheese_1", "akita_black_bowl_1")
+    assert resolve_sim_task("libero_10/0")[1].object_name == ""  # two goals: no single object -> target pair
+    with pytest.raises(ValueError, match="0: open_the_middle_drawer_of_the_cabinet"):
+        resolve_sim_task("libero_goal/open the fridge")
+    with pytest.raises(ValueError, match="libero_spatial, libero_object, libero_goal, libero_10, libero_90"):
+        resolve_sim_task("libero_100/0")
+
+
+def test_import_sets_nothing_up(tmp_path):
+    """Importing the wrapper writes no file and no environment variable; the first env does (ensure_libero)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM")}
+    env["LIBERO_CONFIG_PATH"] = str(tmp_path / "cfg")
+    code = ("import os, sys; before = dict(os.environ); import roboalign.sim.libero_env; "
+            "assert dict(os.environ) == before, set(os.environ.items()) ^ set(before.items()); "
+            "assert 'libero' not in sys.modules and 'mujoco' not in sys.modules, 'imported LIBERO'")
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
+    assert not (tmp_path / "cfg").exists()
 
 
 def test_setup_is_idempotent_and_complete(tmp_path):

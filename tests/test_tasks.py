@@ -10,6 +10,7 @@ import pytest
 from roboalign.tasks import (
     DEFAULT_TASKS,
     LIBERO_OBJECT_OBJECTS,
+    LIBERO_OBJECT_TASKS,
     AmbiguousTask,
     NoTaskMatch,
     TaskError,
@@ -17,6 +18,7 @@ from roboalign.tasks import (
     get_task,
     libero_object_task,
     match_task,
+    sim_task_set,
 )
 
 
@@ -25,11 +27,23 @@ def test_four_tasks_follow_the_paper_protocol():
     for t in DEFAULT_TASKS:
         assert len(t.objects) == 4
         assert t.trials == 96
-        assert t.sim.suite == "libero_object"
-        assert t.sim.goal == ("in", t.sim.object_name, "basket_1_contain_region")
-        assert t.sim.instruction == f"pick up the {t.sim_object} and place it in the basket"
+        assert t.sim.target_place == t.target  # each sim scene ends in the task's real target
+        assert t.sim.goal[1] == t.sim.object_name and t.sim_object in t.objects
+        assert t.sim.target_name in t.sim.goal[2] and t.sim.target_place in t.sim.instruction
     assert len({t.sim.problem for t in DEFAULT_TASKS}) == 4
     assert len({(t.source, t.target) for t in DEFAULT_TASKS}) == 4
+
+
+def test_libero_object_stand_ins_stay_selectable():
+    assert sim_task_set() is DEFAULT_TASKS and sim_task_set("libero_object") is LIBERO_OBJECT_TASKS
+    assert LIBERO_OBJECT_TASKS.names == DEFAULT_TASKS.names
+    for t in LIBERO_OBJECT_TASKS:
+        assert t.sim.suite == "libero_object" and t.sim.target_place == "basket"
+        assert t.sim.goal == ("in", t.sim.object_name, "basket_1_contain_region")
+        assert t.instruction(domain="sim") == f"pick up the {t.sim_object} and place it in the basket"
+        assert t.objects == DEFAULT_TASKS.get(t.name).objects
+    with pytest.raises(TaskError, match="targets, libero_object"):
+        sim_task_set("kitchen")
 
 
 def test_every_template_matches_back_to_its_task_and_object():
@@ -64,8 +78,10 @@ def test_free_text_matching(text, task, obj):
 
 
 def test_sim_domain_keys_on_the_object():
-    assert match_task("put the cream cheese in the basket", domain="sim").task.name == "box_to_plate"
+    assert match_task("put the chocolate pudding on the plate", domain="sim").task.name == "box_to_plate"
     assert match_task("place the tomato sauce into the basket", domain="sim").task.name == "can_to_bowl"
+    assert match_task("put the cream cheese in the basket", domain="sim", tasks=LIBERO_OBJECT_TASKS).task.name == \
+        "box_to_plate"
 
 
 def test_no_match_lists_valid_tasks():
@@ -86,14 +102,15 @@ def test_conflicting_object_and_target_is_ambiguous():
 
 def test_lookup_and_errors():
     assert get_task("ketchup").name == "bottle_to_basket"
-    assert get_task("pick_up_the_tomato_sauce_and_place_it_in_the_basket").name == "can_to_bowl"
+    assert get_task("LIVING_ROOM_BOWL_pick_up_the_tomato_sauce_and_put_it_in_the_bowl").name == "can_to_bowl"
+    assert LIBERO_OBJECT_TASKS.get("pick_up_the_tomato_sauce_and_place_it_in_the_basket").name == "can_to_bowl"
     with pytest.raises(TaskError, match="valid tasks"):
         get_task("nope")
     with pytest.raises(TaskError, match="valid"):
         libero_object_task("banana")
     with pytest.raises(TaskError, match="objects"):
         get_task("bottle_to_basket").instruction("milk", domain="real")
-    assert set(LIBERO_OBJECT_OBJECTS) >= {t.sim.object_name[:-2] for t in DEFAULT_TASKS}
+    assert set(LIBERO_OBJECT_OBJECTS) >= {t.sim.object_name[:-2] for t in LIBERO_OBJECT_TASKS}
 
 
 def test_random_instruction_uses_rng():
@@ -108,6 +125,7 @@ def test_serialisation_roundtrip(tmp_path):
     loaded = TaskSet.load(tmp_path)
     assert [t.to_dict() for t in loaded] == [t.to_dict() for t in DEFAULT_TASKS]
     assert loaded.get("shelf_to_tray") == DEFAULT_TASKS.get("shelf_to_tray")
+    assert loaded.get("box_to_plate").sim.init_from == DEFAULT_TASKS.get("box_to_plate").sim.init_from != ""
     d = json.loads(path.read_text())
     del d["tasks"][0]["sim"]
     path.write_text(json.dumps(d))

@@ -37,7 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from roboalign.tasks import DEFAULT_TASKS
+from roboalign.sim.spec import SIM_CAMERA_SIZE
+from roboalign.tasks import DEFAULT_TASKS, SCENE_SETS
 
 EPISODE_COLS = ["task", "init_state", "success", "steps", "final_phase", "retries", "seconds"]
 
@@ -187,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--success-episodes", type=int, default=20,
                     help="init states 0..N-1 per task for the physics-only expert success sweep")
     ap.add_argument("--action-space", default="eef_delta", choices=["eef_delta", "joint_position"])
-    ap.add_argument("--camera-size", type=int, default=128)
+    ap.add_argument("--camera-size", type=int, default=SIM_CAMERA_SIZE)
+    ap.add_argument("--scenes", default="targets", choices=list(SCENE_SETS),
+                    help="the tasks' real-target scenes (default) or the LIBERO-Object stand-ins")
     ap.add_argument("--no-antialias", action="store_true")
     ap.add_argument("--gl-compare", default="", help="time rendering under GL variants, e.g. egl,osmesa")
     ap.add_argument("--gl-frames", type=int, default=20, help="frames per variant per round (--gl-compare)")
@@ -212,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     n_sweep = max(args.episodes, args.success_episodes)
     for task in tasks:
         env = LiberoEnv(LiberoEnvConfig(task=task, camera_size=args.camera_size, action_space=args.action_space,
-                                        antialias=not args.no_antialias))
+                                        antialias=not args.no_antialias, scenes=args.scenes))
         expert = ScriptedExpert(ExpertConfig(action_space=args.action_space))
         try:
             for k in range(n_sweep):
@@ -245,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         "render_vs_physics_success_agree": all(
             a["success"] == b["success"] for a, b in zip(timed[True], timed[False], strict=True)),
         "action_space": args.action_space,
+        "scenes": args.scenes,
         "camera_size": args.camera_size,
         "antialias": not args.no_antialias,
         "mujoco_gl": os.environ.get("MUJOCO_GL"),

@@ -1,6 +1,7 @@
 """``roboalign collect``: record scripted-expert demonstrations of the four tasks in LIBERO.
 
-    roboalign collect --tasks bottle_to_basket,can_to_bowl --episodes 20 --out /work/data/libero_object_4tasks
+    roboalign collect --tasks bottle_to_basket,can_to_bowl --episodes 20 --out /work/data/targets_4tasks
+    roboalign collect --scenes libero_object --episodes 20 --out /work/data/libero_object_4tasks   # old stand-ins
 
 Episode ``k`` of a task starts from LIBERO init state ``(k + init_offset) % 50`` with seed ``seed + k``
 and is written to ``<out>/episodes/<task>_<k:05d>.hdf5`` atomically (see ``roboalign.data.episodes``).
@@ -31,7 +32,8 @@ import numpy as np
 from roboalign.action_space import get_action_space
 from roboalign.data.dataset import EpisodeDataset, write_meta
 from roboalign.data.episodes import CorruptEpisodeError, Episode, read_header, write_episode
-from roboalign.tasks import DEFAULT_TASKS
+from roboalign.sim.spec import SIM_CAMERA_SIZE
+from roboalign.tasks import DEFAULT_TASKS, SCENE_SETS, sim_task_set
 
 PRIVILEGED_KEYS = ("object_pos", "object_quat", "target_pos", "target_quat", "object_aabb", "target_aabb")
 ROBOT_KEYS = ("eef_pos", "eef_quat", "gripper_qpos", "joint_vel")
@@ -126,7 +128,7 @@ def _dataset_meta(args: argparse.Namespace, env_cfg: dict[str, Any], expert_cfg:
 
     return {
         "format": "roboalign.dataset/1",
-        "tasks": DEFAULT_TASKS.to_dict(),
+        "tasks": sim_task_set(args.scenes).to_dict(),
         "collected_tasks": args.tasks,
         "action_spaces": {n: get_action_space(n).to_dict() for n in ("eef_delta", "joint_position")},
         "executed_action_space": args.action_space,
@@ -159,7 +161,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", required=True, type=Path, help="dataset folder (created; resumed if it exists)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--init-offset", type=int, default=0, help="first LIBERO init state index")
-    ap.add_argument("--camera-size", type=int, default=128)
+    ap.add_argument("--scenes", default="targets", choices=list(SCENE_SETS),
+                    help="scene set: the tasks' real targets (default) or the LIBERO-Object stand-ins")
+    ap.add_argument("--camera-size", type=int, default=SIM_CAMERA_SIZE)
     ap.add_argument("--action-space", default="eef_delta", choices=["eef_delta", "joint_position"],
                     help="space the expert's commands are executed in (both are recorded)")
     ap.add_argument("--max-steps", type=int, default=300)
@@ -184,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
 
     out: Path = args.out
     env_cfgs = {t: LiberoEnvConfig(task=t, camera_size=args.camera_size, action_space=args.action_space,
-                                   antialias=not args.no_antialias, max_steps=args.max_steps) for t in args.tasks}
+                                   antialias=not args.no_antialias, max_steps=args.max_steps, scenes=args.scenes)
+                for t in args.tasks}
     expert_cfg = ExpertConfig(action_space=args.action_space)
     meta = _dataset_meta(args, env_cfgs[args.tasks[0]].to_dict(), vars(expert_cfg))
     _check_resume_meta(out, meta)

@@ -34,10 +34,9 @@ from scipy.spatial.transform import Rotation
 
 from roboalign.action_space import GRIPPER_CLOSE, GRIPPER_OPEN, get_action_space
 from roboalign.runtime.types import ActionChunk, Observation
+from roboalign.sim.spec import OSC_POS_SCALE, OSC_ROT_SCALE, check_expert_extras
 
 PHASES = ("approach", "descend", "grasp", "lift", "carry", "lower", "release", "retreat", "done")
-OSC_POS_SCALE = 0.05  # m per unit of eef_delta position input (robosuite OSC_POSE output_max)
-OSC_ROT_SCALE = 0.5  # rad per unit of eef_delta rotation input
 
 
 @dataclass(frozen=True)
@@ -169,10 +168,7 @@ class ScriptedExpert:
     # ----------------------------------------------------------------------------------------------
     @staticmethod
     def _extras(obs: Observation) -> dict[str, Any]:
-        need = ("eef_pos", "eef_quat", "joint_pos", "gripper_width", "object_corners", "object_aabb", "target_aabb")
-        missing = [k for k in need if k not in obs.extras]
-        if missing:
-            raise KeyError(f"scripted expert needs privileged extras {missing} (use LiberoEnv observations)")
+        check_expert_extras(obs.extras)
         return obs.extras
 
     def _make_plan(self, ex: dict[str, Any]) -> _Plan:

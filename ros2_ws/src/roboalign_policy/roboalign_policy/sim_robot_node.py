@@ -1,7 +1,7 @@
 """sim_robot_node: the LIBERO simulator (``roboalign.sim.libero_env``) as a ROS 2 robot.
 
 In: trajectory_msgs/JointTrajectory on ``command_topic`` (what a ros2_control JointTrajectoryController
-takes; interpolated at each step's end time like the controller does) and the gripper command
+takes; followed by ``roboalign.sim.trajectory.TrajectoryFollower`` at each step's end time) and the gripper command
 (std_msgs/Float64MultiArray, -1 open .. +1 closed) on ``gripper_command_topic``.
 Out: sensor_msgs/JointState on /joint_states (FR3 names; fingers in the FR3 convention: each finger joint
 is half the opening), camera images ``/camera/<name>/color/image_raw`` (rgb8, frame
@@ -9,7 +9,7 @@ is half the opening), camera images ``/camera/<name>/color/image_raw`` (rgb8, fr
 (std_msgs/Bool) and, for the scripted-expert backend only, privileged object poses as JSON on
 ``privileged_topic`` (std_msgs/String; sim-only ground truth, never available on a real robot).
 Service ``reset_service`` (roboalign_msgs/TaskCommand, command RESET, task = one of the four tasks; empty =
-same task) loads the task's scene (first time ~20 s) and a LIBERO init state: the request's ``init_state``
+same task) loads the task's scene (of the ``scenes`` set: the real targets, or the LIBERO-Object stand-ins) (first time ~20 s) and a LIBERO init state: the request's ``init_state``
 when it is >= 0 (out of range is refused with the reason), else the ``init_state`` parameter, else the next
 one (cycling); the response's ``init_state`` says which, so a trial can be repeated exactly.
 
@@ -39,7 +39,9 @@ from std_msgs.msg import Bool, Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
 from roboalign.action_space import FR3_JOINT_NAMES
-from roboalign.tasks import DEFAULT_TASKS
+from roboalign.sim.spec import DEFAULT_CAMERAS, SIM_CAMERA_SIZE
+from roboalign.sim.trajectory import TrajectoryFollower, interpolate  # noqa: F401 (interpolate: re-exported)
+from roboalign.tasks import DEFAULT_TASKS, SCENE_SETS, sim_task_set
 from roboalign_policy import conversions as conv
 from roboalign_policy.node_runner import run_node
 from roboalign_policy.params import CPU_AFFINITY, ParamSpec, declare_params
@@ -49,10 +51,12 @@ from roboalign_policy.qos import LATCHED, RELIABLE
 PARAMS = [
     ParamSpec("task", DEFAULT_TASKS.names[0], "task whose scene is loaded at start-up",
               choices=tuple(DEFAULT_TASKS.names), read_only=True),
+    ParamSpec("scenes", "targets", "scene set: the tasks' real targets or the LIBERO-Object stand-ins",
+              choices=tuple(SCENE_SETS), read_only=True),
     ParamSpec("init_state", -1, "LIBERO init state for every reset; -1 cycles through them", min=-1, max=10_000),
-    ParamSpec("camera_names", ["agentview", "wrist"], "cameras to render (agentview, wrist)", array="str",
+    ParamSpec("camera_names", list(DEFAULT_CAMERAS), "cameras to render (agentview, wrist)", array="str",
               read_only=True),
-    ParamSpec("camera_size", 128, "rendered image size (square)", min=16, max=1024, read_only=True),
+    ParamSpec("camera_size", SIM_CAMERA_SIZE, "rendered image size (square)", min=16, max=1024, read_only=True),
     ParamSpec("antialias", False, "MuJoCo multisampling (slower in software GL)", read_only=True),
     ParamSpec("camera_namespace", "/camera", "images go to <ns>/<name>/color/image_raw", read_only=True),
     ParamSpec("joint_names", list(FR3_JOINT_NAMES), "published arm joint names", array="str", length=7,
@@ -94,23 +98,13 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-def interpolate(times: np.ndarray, points: np.ndarray, start: np.ndarray, tau: float) -> np.ndarray:
-    """Position at ``tau`` seconds after a trajectory's stamp: linear from ``start`` (at 0) through
-    ``points`` (K, D) at ``times`` (K,); held at the last point afterwards."""
-    ts = np.r_[0.0, times]
-    ps = np.vstack([start[None], points])
-    if tau >= ts[-1]:
-        return ps[-1].copy()
-    return np.array([np.interp(tau, ts, ps[:, j]) for j in range(ps.shape[1])])
-
-
 class SimRobotNode(QuietEvents, Node):  # no per-entity QoS event handlers: cheaper executor wake-ups
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("sim_robot_node", **kwargs)
         self.p = declare_params(self, PARAMS)
         self.add_post_set_parameters_callback(lambda ps: self.p.update({x.name: x.value for x in ps}))
         self._cv = threading.Condition()
-        self._traj: tuple[float, np.ndarray, np.ndarray, float] | None = None  # stamp, times, points, arrival
+        self._follower: TrajectoryFollower | None = None  # the commanded arm position (set at each reset)
         self._last_traj_wall = -1e9
         self._gripper = -1.0
         self._instruction = ""
@@ -120,7 +114,6 @@ class SimRobotNode(QuietEvents, Node):  # no per-entity QoS event handlers: chea
         self.env = None
         self.t = 0.0
         self._episode = 0
-        self._target: np.ndarray | None = None
 
         io = ReentrantCallbackGroup()
         ns = self.p["camera_namespace"].rstrip("/")
@@ -150,7 +143,13 @@ class SimRobotNode(QuietEvents, Node):  # no per-entity QoS event handlers: chea
             self.get_logger().warning(f"ignoring trajectory: {e}", throttle_duration_sec=2.0)
             return
         with self._cv:
-            self._traj = (conv.to_sec(msg.header.stamp), times, pos, time.monotonic())
+            if self._follower is None:
+                return
+            try:
+                self._follower.set_trajectory(conv.to_sec(msg.header.stamp), times, pos)
+            except ValueError as e:
+                self.get_logger().warning(f"ignoring trajectory: {e}", throttle_duration_sec=2.0)
+                return
             self._last_traj_wall = time.monotonic()
             self._cv.notify_all()
 
@@ -195,14 +194,14 @@ class SimRobotNode(QuietEvents, Node):  # no per-entity QoS event handlers: chea
         if self.env is not None:
             self.env.close()
         self.get_logger().info(f"loading LIBERO scene for {task} (this takes a while the first time)")
-        self.env = LiberoEnv(task=task, action_space="joint_position", camera_size=self.p["camera_size"],
+        self.env = LiberoEnv(task=task, scenes=self.p["scenes"], action_space="joint_position", camera_size=self.p["camera_size"],
                              cameras=tuple(self.p["camera_names"]), antialias=self.p["antialias"],
                              joint_max_delta=self.p["joint_max_delta"], max_steps=10**9)
 
     def _reset(self, task: str, init_state: int = -1) -> dict[str, Any]:
         task = task or (self.env.task_name if self.env is not None else self.p["task"])
         try:
-            task = DEFAULT_TASKS.get(task).name
+            task = sim_task_set(self.p["scenes"]).get(task).name
             self._load(task)
             n = self.env.num_init_states
             if init_state >= n:
@@ -219,8 +218,7 @@ class SimRobotNode(QuietEvents, Node):  # no per-entity QoS event handlers: chea
             self.get_logger().error(f"sim reset failed: {e}")
             return {"ok": False, "message": f"sim reset failed: {e}"}
         with self._cv:
-            self._traj = None
-            self._target = np.asarray(obs.extras["joint_pos"], np.float64).copy()
+            self._follower = TrajectoryFollower(obs.extras["joint_pos"])
             self._gripper = -1.0
         self._publish(obs)
         return {"ok": True, "task": task, "instruction": self.env.instruction, "init_state": k,
@@ -255,7 +253,8 @@ class SimRobotNode(QuietEvents, Node):  # no per-entity QoS event handlers: chea
         self._clock_pub.publish(Clock(clock=conv.to_time(t)))
         commanding = time.monotonic() - self._last_traj_wall < 1.0
         if self.p["lockstep"] and commanding:
-            self._wait(lambda: self._traj is not None and self._traj[0] >= t - 1e-9 or bool(self._reset_request))
+            self._wait(lambda: self._follower.stamp is not None and self._follower.stamp >= t - 1e-9
+                       or bool(self._reset_request))
         elif not self._instruction:
             time.sleep(1.0 / self.p["idle_rate_hz"])
         w2 = time.perf_counter()
@@ -281,11 +280,7 @@ class SimRobotNode(QuietEvents, Node):  # no per-entity QoS event handlers: chea
 
     def _step(self, t_next: float) -> None:
         with self._cv:
-            traj = self._traj
-            if traj is not None:
-                stamp, times, points, _ = traj
-                self._target = interpolate(times, points, self._target, t_next - stamp)
-            row = np.r_[self._target, self._gripper]
+            row = np.r_[self._follower.target(t_next), self._gripper]
         self._steps = getattr(self, "_steps", 0) + 1
         self.env.set_render(self._steps % self.p["render_every"] == 0)
         res = self.env.step(row)
