@@ -7,6 +7,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from roboalign.cli_errors import run_main
+
 
 def dispatch(prog: str, usage: str, kind: str, table: dict[str, tuple[str, str]], argv: list[str] | None) -> int:
     """Run ``table[argv[0]]``'s ``main(argv[1:])``; usage on -h / no argument, exit code 2 on an unknown name."""
@@ -21,4 +23,4 @@ def dispatch(prog: str, usage: str, kind: str, table: dict[str, tuple[str, str]]
     if name not in table:
         print(f"{prog}: unknown {kind} {name!r}; valid {kind}s: {', '.join(table)}", file=sys.stderr)
         return 2
-    return int(importlib.import_module(table[name][0]).main(rest) or 0)
+    return run_main(f"{prog} {name}", importlib.import_module(table[name][0]).main, rest)  # user errors: one line

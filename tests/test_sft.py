@@ -170,7 +170,7 @@ def test_configs_load_and_validate(tmp_path):
     assert load_config(root / "sft_tiny.yaml").model.name_or_path == "tiny"
     bad = tmp_path / "bad.yaml"
     bad.write_text("kind: sft\nlearning_rat: 1.0\n")
-    with pytest.raises(ValueError, match=r"unknown key\(s\) \['learning_rat'\]; valid keys: output_dir"):
+    with pytest.raises(ValueError, match=r"bad.yaml: unknown fields \['learning_rat'\]; valid fields: output_dir"):
         load_config(bad)
     bad.write_text("kind: sft\ndata: {action_space: cartesian}\n")
     with pytest.raises(ValueError, match="valid: eef_delta, joint_position"):

@@ -207,7 +207,7 @@ def test_cached_features_equal_online_features(tmp_path):
 
 
 def test_train_config_validation(tmp_path):
-    from roboalign.training.vla import VLATrainConfig, load_train_config
+    from roboalign.training.config import VLATrainConfig, load_config
 
     with pytest.raises(ValueError, match="action_space"):
         VLATrainConfig(action_space="cartesian")
@@ -216,4 +216,4 @@ def test_train_config_validation(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("steps: 3\nlearning_rat: 1.0\n")
     with pytest.raises(ValueError, match="learning_rat"):
-        load_train_config(p)
+        load_config(p, "vla")

@@ -5,25 +5,37 @@ A YAML file has the sections ``model:``, ``data:`` and the run's own keys at top
 code runs both, only values differ). Unknown keys are errors that list the valid ones. Options of
 TRL's ``SFTConfig``/``GRPOConfig`` we don't model go in ``trainer_overrides`` and are passed through.
 
-Defaults are the paper's (SPEC §1): SFT cosine LR 2e-5, warmup 3 %, 1 epoch, vision frozen; GRPO LR 1e-6
-constant, 5 generations, KL (low-variance k3 estimator) coef 1e-2, temperature 1.0, top_p 1.0, max
+The VLA head's run (``VLATrainConfig``, ``kind: vla``) is a flat set of keys. Every file is read through
+``roboalign.spec_io`` (unknown keys refused listing the valid ones, nested sections on top of their defaults);
+command-line ``--set key=value`` overrides (``training/overrides.py``) apply to the same raw mapping first.
+
+Defaults are the paper's (arXiv 2603.21341): SFT cosine LR 2e-5, warmup 3 %, 1 epoch, vision frozen; GRPO LR
+1e-6 constant, 5 generations, KL (low-variance k3 estimator) coef 1e-2, temperature 1.0, top_p 1.0, max
 response 2048 tokens, weight decay 1e-2, grad-norm clip 1.0 (EasyR1 defaults where the paper is silent).
+``dataset: default`` is the demonstration set in the project's cache, collected on first use
+(``roboalign.sim.default_dataset``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any
 
-import yaml
 from roboalign.training.data_builders import ExtraDataset
+
+from roboalign.models.action_head import ActionHeadConfig
+from roboalign.sim.default_dataset import DEFAULT as DEFAULT_DATASET
+from roboalign.spec_io import SpecError, build, read_spec_file
 
 DTYPES = ("float32", "bfloat16", "float16")
 ACTION_SPACES = ("eef_delta", "joint_position")
 FAST_PRESETS = ("fast", "fast+")
 MIXTURE_SOURCES = ("robot", "vqa")
+HEAD_PRESETS = ("tiny", "paper")
+EMBODIMENT = {"eef_delta": 0, "joint_position": 1}  # LIBERO sim Panda / real Franka FR3
 
 
 def _check_choice(owner: str, name: str, value: Any, valid: tuple[Any, ...]) -> None:
@@ -59,7 +71,7 @@ class ModelConfig:
 class DataConfig:
     """Where episodes come from and how samples are made (see training/data_builders.py)."""
 
-    dataset: str = "/work/data/libero_object_4tasks"
+    dataset: str = DEFAULT_DATASET  # a folder, or ``default`` (the project cache's set, collected on first use)
     split: str = "train"
     val_fraction: float = 0.1  # episodes held out per task (EpisodeDataset.split)
     action_space: str = "eef_delta"
@@ -154,7 +166,7 @@ class GRPORunConfig:
     weight_decay: float = 1e-2
     max_grad_norm: float = 1.0
     gradient_checkpointing: bool = False
-    freeze_vision: bool = False  # SPEC: GRPO trains all parameters
+    freeze_vision: bool = False  # the paper's GRPO trains all parameters
     use_vllm: bool = False
     vllm_mode: str = "colocate"
     logging_steps: int = 5
@@ -181,47 +193,91 @@ class GRPORunConfig:
             raise ValueError(f"beta (KL coefficient) must be >= 0, got {self.beta}")
 
 
-RUN_CONFIGS: dict[str, type] = {"sft": SFTRunConfig, "grpo": GRPORunConfig}
+@dataclass(frozen=True)
+class VLATrainConfig:
+    """One VLA training run (YAML keys = field names; unknown keys are errors listing the valid ones)."""
+
+    dataset: str = DEFAULT_DATASET
+    output_dir: str = "runs/vla_tiny"
+    backbone: str = "tiny"  # tiny | tiny-qwen3 | a local backbone folder (base, SFT or GRPO checkpoint)
+    backbone_layer: int | None = None  # None: 1 for the tiny 2-layer backbone, 18 for paper scale
+    head: str = "tiny"  # tiny | paper (GR00T-N1.5 sizes)
+    head_overrides: dict[str, Any] = field(default_factory=dict)  # any ActionHeadConfig field
+    action_space: str = "eef_delta"
+    tasks: tuple[str, ...] | None = None  # None: every task in the dataset
+    val_fraction: float = 0.1
+    max_episodes_per_task: int | None = None
+    frame_stride: int = 1
+    cameras: tuple[str, ...] = ("agentview", "wrist")
+    image_size: tuple[int, int] = (112, 112)
+    prompt_state: str = "raw"
+    drop_system_tokens: bool = True
+    cache_features: bool = True
+    cache_dir: str | None = None  # None: <output_dir>/feature_cache
+    feature_batch: int = 32
+    steps: int = 3000
+    batch_size: int = 64
+    learning_rate: float = 3e-4
+    weight_decay: float = 1e-4
+    warmup_ratio: float = 0.05
+    max_grad_norm: float = 1.0
+    eval_every: int = 250
+    val_frames: int = 512
+    seed: int = 0
+    num_threads: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("cameras", "image_size"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.tasks is not None:
+            object.__setattr__(self, "tasks", tuple(self.tasks))
+        if self.head not in HEAD_PRESETS:
+            raise ValueError(f"VLATrainConfig.head={self.head!r}; valid: {', '.join(HEAD_PRESETS)}")
+        if self.action_space not in EMBODIMENT:
+            raise ValueError(f"VLATrainConfig.action_space={self.action_space!r}; valid: {', '.join(EMBODIMENT)}")
+        valid_head = {f.name for f in fields(ActionHeadConfig)}
+        bad = sorted(set(self.head_overrides) - valid_head)
+        if bad:
+            raise ValueError(f"VLATrainConfig.head_overrides: unknown fields {bad}; valid: {sorted(valid_head)}")
+        for name in ("frame_stride", "feature_batch", "steps", "batch_size", "eval_every", "val_frames",
+                     "num_threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"VLATrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"VLATrainConfig.val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.learning_rate <= 0 or not 0 <= self.warmup_ratio < 1:
+            raise ValueError("VLATrainConfig: learning_rate must be > 0 and warmup_ratio in [0, 1)")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
 
 
-def _build(cls: type, data: dict[str, Any], where: str) -> Any:
-    if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
-    hints = get_type_hints(cls)
-    valid = [f.name for f in fields(cls)]
-    unknown = sorted(set(data) - set(valid))
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys: {', '.join(valid)}")
-    kwargs = {}
-    for key, value in data.items():
-        hint = hints[key]
-        if hint in (ModelConfig, DataConfig) and isinstance(value, dict):
-            value = _build(hint, value, f"{where}.{key}")
-        kwargs[key] = value
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{where}: {e}") from e
+RunConfig = SFTRunConfig | GRPORunConfig | VLATrainConfig
+RUN_CONFIGS: dict[str, type] = {"sft": SFTRunConfig, "grpo": GRPORunConfig, "vla": VLATrainConfig}
 
 
-def config_from_dict(kind: str, data: dict[str, Any], where: str = "config") -> SFTRunConfig | GRPORunConfig:
+def config_from_dict(kind: str, data: dict[str, Any], where: str = "config") -> RunConfig:
     _check_choice("config", "kind", kind, tuple(RUN_CONFIGS))
-    data = {k: v for k, v in data.items() if k != "kind"}
-    return _build(RUN_CONFIGS[kind], data, where)
+    return build(RUN_CONFIGS[kind], {k: v for k, v in data.items() if k != "kind"}, where)
 
 
-def load_config(path: str | Path, kind: str | None = None, overrides: dict[str, Any] | None = None
-                ) -> SFTRunConfig | GRPORunConfig:
-    """Read a YAML run config. ``kind`` (sft|grpo) defaults to the file's ``kind:`` key."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
-    data = yaml.safe_load(path.read_text()) or {}
+def load_config(path: str | Path, kind: str | None = None, overrides: dict[str, Any] | None = None,
+                sets: Sequence[str] = ()) -> RunConfig:
+    """Read a YAML run config. ``kind`` (sft|grpo|vla) defaults to the file's ``kind:`` key; ``sets`` are
+    ``key=value`` texts (nested keys with dots, values typed by the field), ``overrides`` typed values."""
+    from roboalign.training.overrides import apply_sets
+
+    data = read_spec_file(path, "config file") or {}
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
     kind = kind or data.get("kind")
     if kind is None:
-        raise ValueError(f"{path}: no 'kind:' key; valid kinds: {', '.join(RUN_CONFIGS)}")
+        raise SpecError(f"{path}: no 'kind:' key; valid kinds: {', '.join(RUN_CONFIGS)}")
     if data.get("kind", kind) != kind:
-        raise ValueError(f"{path}: kind {data['kind']!r} but {kind!r} was requested")
+        raise SpecError(f"{path}: kind {data['kind']!r} but {kind!r} was requested")
+    _check_choice("config", "kind", kind, tuple(RUN_CONFIGS))
+    data = apply_sets(RUN_CONFIGS[kind], data, sets)
     cfg = config_from_dict(kind, data, where=str(path))
     return dataclasses.replace(cfg, **overrides) if overrides else cfg
 

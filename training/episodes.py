@@ -13,8 +13,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from roboalign.training.config import DataConfig
 from roboalign.training.data_builders import DataError, EpisodeView
@@ -70,10 +68,11 @@ def episode_view(ep, name: str, action_space: str, cameras: tuple[str, ...] | No
 def load_views(data: DataConfig, split: str = "train", images: bool = True) -> list[EpisodeView]:
     """Episodes of ``data.dataset`` (``split``: train | val | all) as EpisodeViews in ``data.action_space``."""
     from roboalign.data import CorruptEpisodeError, EpisodeDataset, read_episode
+    from roboalign.sim.default_dataset import resolve_dataset
 
     if split not in SPLITS:
         raise ValueError(f"split={split!r}; valid: {', '.join(SPLITS)}")
-    root = Path(data.dataset)
+    root = resolve_dataset(data.dataset)  # 'default': the project cache's set, collected on first use
     if not root.is_dir():
         raise DataError(f"dataset folder {root} does not exist (collect one with `roboalign collect`)")
     ds = EpisodeDataset(root)

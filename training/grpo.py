@@ -15,8 +15,6 @@ training/configs/accelerate_zero3.yaml -m roboalign.training.grpo --config train
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -24,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from roboalign.training.config import GRPORunConfig, config_to_dict, load_config
+from roboalign.training.config import GRPORunConfig, config_to_dict
 from roboalign.training.curves import CurveLogger
 from roboalign.training.data_builders import EpisodeView, Mixture, robot_samples, to_hf_dataset
+from roboalign.training.overrides import parse_run_config
 from roboalign.training.resume import resolve_checkpoint, restore_weights
 from roboalign.training.sft import RUN_CONFIG_FILE, is_main_process, sample_config
 
@@ -139,24 +138,7 @@ def run_grpo(cfg: GRPORunConfig, train: list[EpisodeView] | None = None) -> Alig
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="roboalign train grpo", description=__doc__.split("\n")[0])
-    parser.add_argument("--config", required=True, help="YAML run config (training/configs/grpo_*.yaml)")
-    parser.add_argument("--init-checkpoint", help="override init_checkpoint (an SFT output folder)")
-    parser.add_argument("--output-dir", help="override output_dir")
-    parser.add_argument("--data", help="override data.dataset (an episode dataset folder)")
-    parser.add_argument("--max-steps", type=int, help="override max_steps")
-    parser.add_argument("--resume", nargs="?", const=True, default=None)
-    args = parser.parse_args(argv)
-    overrides: dict[str, Any] = {}
-    for key in ("init_checkpoint", "output_dir", "max_steps"):
-        if getattr(args, key) is not None:
-            overrides[key] = getattr(args, key)
-    if args.resume is not None:
-        overrides["resume_from_checkpoint"] = args.resume
-    if args.data:
-        base = load_config(args.config)
-        overrides["data"] = dataclasses.replace(base.data, dataset=args.data)
-    cfg = load_config(args.config, "grpo", overrides)
+    cfg, _ = parse_run_config("grpo", __doc__.split("\n")[0], argv)  # --config, --set key=value, shortcuts
     logging.basicConfig(level=os.environ.get("ROBOALIGN_LOG", "INFO"))
     run_grpo(cfg)
     if is_main_process():

@@ -16,8 +16,6 @@ accelerate. Every process builds the same data deterministically; only the main 
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -25,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from roboalign.training.config import DataConfig, ModelConfig, SFTRunConfig, config_to_dict, load_config
+from roboalign.training.config import DataConfig, ModelConfig, SFTRunConfig, config_to_dict
 from roboalign.training.curves import CurveLogger
 from roboalign.training.data_builders import (
     EpisodeView,
@@ -37,6 +35,7 @@ from roboalign.training.data_builders import (
     to_hf_dataset,
     vqa_samples,
 )
+from roboalign.training.overrides import parse_run_config
 from roboalign.training.resume import resolve_checkpoint, restore_weights
 
 from roboalign.action_vocab import ActionVocabSpec, add_action_vocabulary
@@ -195,25 +194,7 @@ def run_sft(cfg: SFTRunConfig, train: list[EpisodeView] | None = None) -> Aligne
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="roboalign train sft", description=__doc__.split("\n")[0])
-    parser.add_argument("--config", required=True, help="YAML run config (training/configs/sft_*.yaml)")
-    parser.add_argument("--output-dir", help="override output_dir")
-    parser.add_argument("--data", help="override data.dataset (an episode dataset folder)")
-    parser.add_argument("--max-steps", type=int, help="override max_steps")
-    parser.add_argument("--resume", nargs="?", const=True, default=None,
-                        help="resume from the last checkpoint in output_dir (or the given one)")
-    args = parser.parse_args(argv)
-    overrides: dict[str, Any] = {}
-    if args.output_dir:
-        overrides["output_dir"] = args.output_dir
-    if args.max_steps is not None:
-        overrides["max_steps"] = args.max_steps
-    if args.resume is not None:
-        overrides["resume_from_checkpoint"] = args.resume
-    if args.data:
-        base = load_config(args.config)
-        overrides["data"] = dataclasses.replace(base.data, dataset=args.data)
-    cfg = load_config(args.config, "sft", overrides)
+    cfg, _ = parse_run_config("sft", __doc__.split("\n")[0], argv)  # --config, --set key=value, shortcuts
     logging.basicConfig(level=os.environ.get("ROBOALIGN_LOG", "INFO"))
     run_sft(cfg)
     if is_main_process():

@@ -23,20 +23,19 @@ the real Franka bridge sends them, embodiment 1); both come from the same episod
 
 from __future__ import annotations
 
-import argparse
 import csv
-import dataclasses
 import hashlib
 import json
 import math
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
+from roboalign.training.config import EMBODIMENT, VLATrainConfig
+from roboalign.training.overrides import parse_run_config
 
 from roboalign.action_space import get_action_space
 from roboalign.models.action_head import ActionHeadConfig
@@ -44,89 +43,8 @@ from roboalign.models.backbone import Backbone, TinyBackboneConfig, build_tiny_b
 from roboalign.models.vla import VLA, build_vla, save_vla
 from roboalign.models.vla_inputs import VLAInputSpec
 from roboalign.runtime.types import Observation
+from roboalign.sim.default_dataset import resolve_dataset
 from roboalign.tasks import DEFAULT_TASKS, TaskSet
-
-HEAD_PRESETS = ("tiny", "paper")
-EMBODIMENT = {"eef_delta": 0, "joint_position": 1}  # LIBERO sim Panda / real Franka FR3
-
-
-@dataclass(frozen=True)
-class VLATrainConfig:
-    """One VLA training run (YAML keys = field names; unknown keys are errors listing the valid ones)."""
-
-    dataset: str = "/work/data/libero_object_4tasks"
-    output_dir: str = "/work/runs/vla_tiny_base"
-    backbone: str = "tiny"  # tiny | tiny-qwen3 | a local backbone folder (base, SFT or GRPO checkpoint)
-    backbone_layer: int | None = None  # None: 1 for the tiny 2-layer backbone, 18 for paper scale
-    head: str = "tiny"  # tiny | paper (GR00T-N1.5 sizes)
-    head_overrides: dict[str, Any] = field(default_factory=dict)  # any ActionHeadConfig field
-    action_space: str = "eef_delta"
-    tasks: tuple[str, ...] | None = None  # None: every task in the dataset
-    val_fraction: float = 0.1
-    max_episodes_per_task: int | None = None
-    frame_stride: int = 1
-    cameras: tuple[str, ...] = ("agentview", "wrist")
-    image_size: tuple[int, int] = (112, 112)
-    prompt_state: str = "raw"
-    drop_system_tokens: bool = True
-    cache_features: bool = True
-    cache_dir: str | None = None  # None: <output_dir>/feature_cache
-    feature_batch: int = 32
-    steps: int = 3000
-    batch_size: int = 64
-    learning_rate: float = 3e-4
-    weight_decay: float = 1e-4
-    warmup_ratio: float = 0.05
-    max_grad_norm: float = 1.0
-    eval_every: int = 250
-    val_frames: int = 512
-    seed: int = 0
-    num_threads: int = 1
-
-    def __post_init__(self) -> None:
-        for name in ("cameras", "image_size"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-        if self.tasks is not None:
-            object.__setattr__(self, "tasks", tuple(self.tasks))
-        if self.head not in HEAD_PRESETS:
-            raise ValueError(f"VLATrainConfig.head={self.head!r}; valid: {', '.join(HEAD_PRESETS)}")
-        if self.action_space not in EMBODIMENT:
-            raise ValueError(f"VLATrainConfig.action_space={self.action_space!r}; valid: {', '.join(EMBODIMENT)}")
-        valid_head = {f.name for f in fields(ActionHeadConfig)}
-        bad = sorted(set(self.head_overrides) - valid_head)
-        if bad:
-            raise ValueError(f"VLATrainConfig.head_overrides: unknown fields {bad}; valid: {sorted(valid_head)}")
-        for name in ("frame_stride", "feature_batch", "steps", "batch_size", "eval_every", "val_frames",
-                     "num_threads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"VLATrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"VLATrainConfig.val_fraction must be in [0, 1), got {self.val_fraction}")
-        if self.learning_rate <= 0 or not 0 <= self.warmup_ratio < 1:
-            raise ValueError("VLATrainConfig: learning_rate must be > 0 and warmup_ratio in [0, 1)")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
-
-
-def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None) -> VLATrainConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping at top level")
-    data.pop("kind", None)
-    data.update(overrides or {})
-    valid = [f.name for f in fields(VLATrainConfig)]
-    unknown = sorted(set(data) - set(valid))
-    if unknown:
-        raise ValueError(f"{path}: unknown key(s) {unknown}; valid keys: {', '.join(valid)}")
-    try:
-        return VLATrainConfig(**data)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{path}: {e}") from None
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -218,7 +136,7 @@ def backbone_fingerprint(name_or_path: str) -> str:
 
 def cache_key(cfg: VLATrainConfig, vla: VLA, split_name: str, n_episodes: int) -> str:
     desc = json.dumps({"backbone": backbone_fingerprint(cfg.backbone), "layer": vla.cfg.head.backbone_layer,
-                       "inputs": vla.cfg.inputs.to_dict(), "dataset": str(Path(cfg.dataset).resolve()),
+                       "inputs": vla.cfg.inputs.to_dict(), "dataset": str(resolve_dataset(cfg.dataset, collect=False).resolve()),
                        "tasks": cfg.tasks, "val_fraction": cfg.val_fraction, "seed": cfg.seed,
                        "max_eps": cfg.max_episodes_per_task, "stride": cfg.frame_stride, "split": split_name,
                        "n": n_episodes}, sort_keys=True)
@@ -382,7 +300,7 @@ def write_curves(rows: list[dict[str, Any]], out: Path, title: str) -> None:
 def load_splits(cfg: VLATrainConfig) -> tuple[Any, Any]:
     from roboalign.data import EpisodeDataset
 
-    ds = EpisodeDataset(cfg.dataset, tasks=list(cfg.tasks) if cfg.tasks else None)
+    ds = EpisodeDataset(resolve_dataset(cfg.dataset), tasks=list(cfg.tasks) if cfg.tasks else None)
     if len(ds) == 0:
         raise ValueError(f"{cfg.dataset}: no successful episodes" + (f" for tasks {cfg.tasks}" if cfg.tasks else ""))
     train, val = ds.split(cfg.val_fraction, seed=cfg.seed)
@@ -483,23 +401,8 @@ def train(cfg: VLATrainConfig, progress: bool = True) -> dict[str, Any]:
     return metrics
 
 
-def _parse_set(items: list[str]) -> dict[str, Any]:
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"--set expects key=value, got {item!r}")
-        k, v = item.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="roboalign train vla", description=__doc__.split("\n")[0])
-    ap.add_argument("--config", required=True, help="YAML run config (training/configs/vla_*.yaml)")
-    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config keys")
-    ap.add_argument("--no-progress", action="store_true")
-    args = ap.parse_args(argv)
-    cfg = load_train_config(args.config, _parse_set(args.set))
+    cfg, args = parse_run_config("vla", __doc__.split("\n")[0], argv)
     metrics = train(cfg, progress=not args.no_progress)
     print(json.dumps({k: v for k, v in metrics.items() if k != "val_offline"}, indent=2))
     if "val_offline" in metrics:

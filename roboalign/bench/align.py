@@ -29,7 +29,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "training" / "configs"
-DEFAULT_DATA = os.environ.get("ROBOALIGN_ALIGN_DATA", "/work/data/libero_object_4tasks")
+DEFAULT_DATA = os.environ.get("ROBOALIGN_ALIGN_DATA", "default")  # default: the project cache's set (first use collects)
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -86,6 +86,7 @@ def train_prompt_subset(prompts: list[dict[str, Any]], n: int, seed: int = 0) ->
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     torch.set_num_threads(args.threads)
+    from roboalign.sim.default_dataset import resolve_dataset
     from roboalign.training.config import load_config
     from roboalign.training.curves import plot_curves, read_log, write_csv
     from roboalign.training.data_builders import robot_samples
@@ -93,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     from roboalign.training.grpo import run_grpo
     from roboalign.training.sft import build_backbone, norm_and_fast, prepare_aligned, run_sft, sample_config
 
+    args.data = str(resolve_dataset(args.data))  # 'default' is collected into the project cache on first use
     if not Path(args.data).is_dir():
         print(f"align: dataset {args.data} not found; collect it first: roboalign collect --out {args.data}")
         return 2

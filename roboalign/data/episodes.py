@@ -262,7 +262,8 @@ def episode_files(root: str | Path) -> list[Path]:
     root = Path(root)
     d = root / "episodes" if (root / "episodes").is_dir() else root
     if not d.is_dir():
-        raise FileNotFoundError(f"no episode folder at {root}")
+        raise FileNotFoundError(f"dataset {root} does not exist (record one with `roboalign collect --out {root}`, "
+                                "or use the dataset 'default', collected into the project cache on first use)")
     return sorted(p for p in d.iterdir() if p.name.endswith(SUFFIX))
 
 
