@@ -99,8 +99,9 @@ def _grid(ep: BagEpisode, cmd: Stream | None, streams: list[Stream], fps: float)
 def _fps(ep: BagEpisode, cmd: Stream | None, opts: BagOptions) -> float:
     if opts.fps is not None:
         return float(opts.fps)
-    if cmd is not None and len(cmd) > 2:
-        return float(np.round(1e9 / np.median(np.diff(cmd.times)), 3))
+    if cmd is not None and len(cmd) > 2:  # the command rate, snapped to a whole rate within 1 % (timer jitter)
+        rate = 1e9 / float(np.median(np.diff(cmd.times)))
+        return float(round(rate)) if abs(rate - round(rate)) < 0.01 * rate else round(rate, 3)
     return float(ep.info.get("info", {}).get("control_rate_hz", DEFAULT_FPS))
 
 
