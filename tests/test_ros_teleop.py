@@ -92,3 +92,39 @@ def test_leader_targets_are_followed_and_kinesthetic_sends_nothing(ros) -> None:
     wait_until(lambda: robot.gripper and robot.gripper[-1] > 0.9, 5, "the gripper to close")
     assert listen.command(R.STOP).accepted
     op.close()
+
+
+def test_teleop_node_turns_joy_into_a_twist_that_moves_the_arm(ros) -> None:
+    from roboalign_policy.teleop_node import TeleopNode
+    from sensor_msgs.msg import Joy
+
+    robot = KinematicRobot([CAM])
+    teleop = TeleopNode(parameter_overrides=[rclpy.parameter.Parameter("device", value="joy")])
+    ros(bridge(mode="teleop", teleop_timeout_s=0.5), robot, teleop)
+    listen = Listener(ros)
+    got = []
+    listen.node.create_subscription(TwistStamped, qos.TELEOP_TWIST, got.append, qos.SENSOR)
+    joy = listen.node.create_publisher(Joy, "/joy", 10)
+    wait_until(lambda: listen.estatus and got, 10, "episode status and the teleop stream")
+    assert all(m.twist.linear.x == 0.0 for m in got), "at rest: zeros, so the stream is alive"
+    assert listen.command(R.START, task="bottle_to_basket").accepted
+    kin = FR3Kinematics()
+    p0 = kin.fk(robot.q).position
+    for _ in range(100):  # left stick pushed up (axis 1): +x at 0.1 m/s; button 0 pressed once: close
+        joy.publish(Joy(axes=[0.0, 1.0, 0.0, 0.0, 0.0, 0.0], buttons=[1, 0]))
+        time.sleep(0.02)
+        if kin.fk(robot.q).position[0] - p0[0] > 0.04:
+            break
+    assert kin.fk(robot.q).position[0] - p0[0] > 0.04, "the stick moved the TCP forward"
+    assert abs(got[-1].twist.linear.x - 0.1) < 1e-9 and got[-1].header.frame_id == "fr3_link0"
+    wait_until(lambda: robot.gripper and robot.gripper[-1] > 0.9, 5, "the button to close the gripper")
+
+
+def test_teleop_node_without_the_device_stops_at_once_saying_what_to_do() -> None:
+    from roboalign_policy.node_runner import StartupError
+    from roboalign_policy.teleop_node import Gamepad, SpaceMouse
+
+    with pytest.raises(StartupError, match="no SpaceMouse found|pyspacemouse"):
+        SpaceMouse()
+    with pytest.raises(StartupError, match="no gamepad found|evdev"):
+        Gamepad()

@@ -29,6 +29,7 @@ setup(
             f"camera_node = {PACKAGE}.camera_node:main",
             f"sim_robot_node = {PACKAGE}.sim_robot_node:main",
             f"gripper_relay = {PACKAGE}.gripper_relay:main",
+            f"teleop_node = {PACKAGE}.teleop_node:main",
         ],
     },
 )
