@@ -99,3 +99,19 @@ def test_user_mistakes_end_in_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("ROBOALIGN_DEBUG", "1")
     with pytest.raises(SpecError):
         roboalign_main(["train", "vla", "--config", vla, "--set", "stepz=1"])
+
+
+def test_a_folder_of_the_wrong_kind_is_named(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("ROBOALIGN_DEBUG", raising=False)
+    aligned, vla = tmp_path / "sft", tmp_path / "vla"
+    aligned.mkdir()
+    (aligned / "align_spec.json").write_text("{}")
+    vla.mkdir()
+    (vla / "head.safetensors").write_bytes(b"")
+    _one_line_error(capsys, ["export", "--checkpoint", str(aligned), "--out", str(tmp_path / "exp")],
+                    "is missing", f"{aligned} is an aligned MLLM checkpoint", "needs a VLA checkpoint")
+    _one_line_error(capsys, ["eval", "offline", "--checkpoint", str(aligned), "--dataset", str(tmp_path)],
+                    f"{aligned} is an aligned MLLM checkpoint", "needs a VLA checkpoint")
+    _one_line_error(capsys, ["train", "vla", "--config", str(CONFIGS / "vla_tiny.yaml"), "--data", str(vla),
+                             "--output-dir", str(tmp_path / "o")],
+                    f"{vla} is not an episode dataset ({vla} is a VLA checkpoint", "needs an episode dataset")

@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from roboalign.folder_kind import wrong_kind
+
 FORMAT = "roboalign.episode/1"
 SUFFIX = ".hdf5"
 TMP_SUFFIX = ".tmp"
@@ -264,6 +266,8 @@ def episode_files(root: str | Path) -> list[Path]:
     if not d.is_dir():
         raise FileNotFoundError(f"dataset {root} does not exist (record one with `roboalign collect --out {root}`, "
                                 "or use the dataset 'default', collected into the project cache on first use)")
+    if wrong_kind(root, "dataset"):
+        raise NotADirectoryError(f"{root} is not an episode dataset{wrong_kind(root, 'dataset')}")
     return sorted(p for p in d.iterdir() if p.name.endswith(SUFFIX))
 
 

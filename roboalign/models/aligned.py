@@ -30,6 +30,7 @@ from roboalign.action_vocab import ActionVocab
 from roboalign.fast import CONFIG_FILE as FAST_CONFIG_FILE
 from roboalign.fast import TOKENIZER_FILE as FAST_TOKENIZER_FILE
 from roboalign.fast import FastTokenizer
+from roboalign.folder_kind import wrong_kind
 from roboalign.models.backbone import Backbone, check_backbone_folder, load_backbone, save_backbone
 from roboalign.normalization import FILE_NAME as NORM_FILE
 from roboalign.normalization import NormStats
@@ -129,7 +130,8 @@ def load_aligned(path: str | os.PathLike, freeze_vision: bool = True, **backbone
     path = Path(path)
     missing = missing_files(path)
     if missing:
-        raise FileNotFoundError(f"aligned checkpoint {path} is incomplete; missing: {'; '.join(missing)}")
+        raise FileNotFoundError(f"aligned checkpoint {path} is incomplete; missing: {'; '.join(missing)}"
+                                f"{wrong_kind(path, 'aligned')}")
     backbone = load_backbone(path, freeze_vision=freeze_vision, **backbone_kwargs)
     vocab = ActionVocab.load(path, tokenizer=backbone.tokenizer)
     fast = FastTokenizer.load(path / FAST_DIR)

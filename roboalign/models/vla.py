@@ -40,6 +40,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from roboalign.action_space import ActionSpace
+from roboalign.folder_kind import wrong_kind
 from roboalign.models.action_head import ActionHeadConfig, FlowMatchingActionHead
 from roboalign.models.backbone import Backbone, language_layers, load_backbone, save_backbone, text_config
 from roboalign.models.vla_inputs import VLAInputSpec, preprocess, vl_token_start
@@ -265,7 +266,7 @@ def check_vla_folder(path: str | Path) -> None:
     if not (path / BACKBONE_DIR).is_dir():
         missing.append(f"{BACKBONE_DIR}/")
     if missing:
-        raise FileNotFoundError(f"VLA checkpoint {path} is missing: {', '.join(missing)}")
+        raise FileNotFoundError(f"VLA checkpoint {path} is missing: {', '.join(missing)}{wrong_kind(path, 'vla')}")
 
 
 def load_vla_config(path: str | Path) -> VLAConfig:

@@ -14,6 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from roboalign.folder_kind import wrong_kind
 from roboalign.runtime.preprocess import ModelInputs, Preprocessor
 from roboalign.runtime.specs import RuntimeSpecs
 
@@ -45,4 +46,5 @@ def resolve_export_dir(path: str | Path) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
     raise FileNotFoundError(f"no ONNX export at {path} (no manifest.json in it or in {path / EXPORT_SUBDIR}); create "
-                            f"one with `roboalign export --checkpoint <checkpoint> --out {path / EXPORT_SUBDIR}`")
+                            f"one with `roboalign export --checkpoint <checkpoint> --out {path / EXPORT_SUBDIR}`"
+                            f"{wrong_kind(path, 'export')}")
