@@ -177,15 +177,20 @@ def write_episode(path: str | Path, ep: Episode, compression: int = 4) -> Path:
     return path
 
 
-def _open(path: Path):
+def open_hdf5(path: Path, what: str = "episode file") -> Any:
+    """``path`` opened read-only with h5py; missing -> FileNotFoundError, unreadable -> CorruptEpisodeError."""
     import h5py
 
     if not path.is_file():
-        raise FileNotFoundError(f"episode file not found: {path}")
+        raise FileNotFoundError(f"{what} not found: {path}")
     try:
-        f = h5py.File(path, "r")
+        return h5py.File(path, "r")
     except OSError as e:
-        raise CorruptEpisodeError(f"{path}: cannot open episode file (truncated or not HDF5): {e}") from e
+        raise CorruptEpisodeError(f"{path}: cannot open {what} (truncated or not HDF5): {e}") from e
+
+
+def _open(path: Path):
+    f = open_hdf5(path)
     if f.attrs.get("format") != FORMAT:
         f.close()
         raise CorruptEpisodeError(f"{path}: not a {FORMAT} file (format attribute {f.attrs.get('format')!r})")

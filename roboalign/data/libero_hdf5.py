@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from roboalign.action_space import STATE_NAMES
-from roboalign.data.episodes import CorruptEpisodeError, Episode
+from roboalign.data.episodes import CorruptEpisodeError, Episode, open_hdf5
 
 CAMERA_KEYS = {"agentview": "agentview_rgb", "wrist": "eye_in_hand_rgb"}
 REQUIRED_OBS = ("joint_states", "gripper_states")
@@ -61,16 +61,8 @@ def libero_task_name(problem: str, instruction: str) -> str:
 
 def read_libero_hdf5(path: str | Path, images: bool = True, demos: list[int] | None = None) -> list[Episode]:
     """All (or the selected) demos of one LIBERO HDF5 file as Episodes. Raises naming file and demo."""
-    import h5py
-
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"LIBERO demo file not found: {path}")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise CorruptEpisodeError(f"{path}: cannot open LIBERO HDF5 file (truncated or not HDF5): {e}") from e
-    with f:
+    with open_hdf5(path, "LIBERO demo file") as f:
         if "data" not in f:
             raise CorruptEpisodeError(f"{path}: no 'data' group; not a LIBERO/robomimic demo file")
         data = f["data"]
