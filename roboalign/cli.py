@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "trials": ("roboalign.trials", "run the paper's trial protocol (24 trials per object)"),
     "say": ("roboalign.operator", "send an operator command to the bridge and follow the episode"),
     "demo": ("roboalign.demo", "start the full ROS 2 stack on the simulated robot"),
+    "check-config": ("roboalign.paper_scale.check_config", "build a run config's models on the meta device and check it"),
     "dataset": ("roboalign.dataset_cli", "datasets: convert | info | validate (rosbag2, ours, LeRobot v3)"),
 }
 
