@@ -17,10 +17,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("roboalign.evaluation.cli", "evaluate: libero | offline | probe | compare"),
     "export": ("roboalign.export.cli", "export a VLA checkpoint to ONNX (+ TensorRT engines)"),
     "bench": ("roboalign.bench", "benchmarks: fast | sim | align | runtime | ros | all"),
+    "record": ("roboalign.record", "record demonstrations through the bridge (teleop / leader / kinesthetic)"),
     "trials": ("roboalign.trials", "run the paper's trial protocol (24 trials per object)"),
     "say": ("roboalign.operator", "send an operator command to the bridge and follow the episode"),
     "demo": ("roboalign.demo", "start the full ROS 2 stack on the simulated robot"),
     "check-config": ("roboalign.paper_scale.check_config", "build a run config's models on the meta device and check it"),
+    "doctor": ("roboalign.doctor", "check this GPU box / robot PC: CUDA, providers, cameras, RT limits, DDS, ROS env"),
     "dataset": ("roboalign.dataset_cli", "datasets: convert | info | validate (rosbag2, ours, LeRobot v3)"),
 }
 

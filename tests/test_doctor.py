@@ -1,0 +1,125 @@
+"""``roboalign doctor`` on this machine, against what is really there (torch build, onnxruntime providers,
+RealSense device list, rlimits, /proc/sys, /sys CPU isolation, environment), plus each FAIL path it has."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+from pathlib import Path
+
+import onnxruntime as ort
+import pytest
+import torch
+
+import roboalign.doctor as doctor
+from roboalign.doctor.report import Check, DeployConfig
+from roboalign.doctor.robot import (
+    _cpu_list,
+    check_cpus,
+    check_dds,
+    check_realsense,
+    check_realtime,
+    check_ros_env,
+)
+
+REAL_ROBOT = Path(__file__).resolve().parents[1] / "ros2_ws/src/roboalign_policy/config/real_robot.yaml"
+FASTDDS_XML = REAL_ROBOT.parent / "fastdds.xml"
+HAS_CUDA_EP = "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+@pytest.fixture(scope="module")
+def findings():
+    return doctor.run_checks(DeployConfig.load(REAL_ROBOT))
+
+
+def _area(checks: list[Check], area: str) -> list[Check]:
+    return [c for c in checks if c.area == area]
+
+
+def test_every_area_reports_what_is_here(findings):
+    areas = {c.area for c in findings}
+    assert areas == {"torch", "onnxruntime", "tensorrt", "realsense", "franka_ros2", "realtime", "cpu", "dds", "ros"}
+    torch_check = _area(findings, "torch")[0]
+    assert torch.__version__ in torch_check.detail
+    if torch.version.cuda is None:
+        assert torch_check.status == "WARN" and "CPU-only build" in torch_check.detail and "cu128" in torch_check.fix
+    assert ort.__version__ in _area(findings, "onnxruntime")[0].detail
+    assert all(c.fix for c in findings if c.status != "OK")  # every WARN / FAIL says what to do
+
+
+def test_configured_providers_are_checked_with_a_real_session(findings, tmp_path):
+    cuda = [c for c in _area(findings, "onnxruntime") if "CUDAExecutionProvider (asked by" in c.detail][0]
+    cpu = [c for c in _area(findings, "onnxruntime") if "CPUExecutionProvider (asked by" in c.detail][0]
+    assert cpu.status == "OK" and "runs a graph here" in cpu.detail
+    if HAS_CUDA_EP and torch.cuda.is_available():
+        pytest.skip("CUDA provider present and usable here")
+    assert cuda.status == "FAIL" and "refuse to load" in cuda.detail and "allow_cpu_fallback" in cuda.fix
+    lenient = tmp_path / "robot.yaml"
+    lenient.write_text(REAL_ROBOT.read_text().replace("allow_cpu_fallback: false", "allow_cpu_fallback: true"))
+    checks = doctor.compute.check_onnxruntime(DeployConfig.load(lenient))
+    assert [c.status for c in checks if "CUDA" in c.detail] == ["WARN"]
+
+
+def test_realsense_lists_devices_without_streaming():
+    import pyrealsense2 as rs
+
+    n = len(rs.context().query_devices())
+    check = check_realsense(DeployConfig(cameras=("agentview", "wrist")))
+    assert (check.status == "WARN" and "no RealSense camera connected (2 configured)" in check.detail) if n == 0 \
+        else f"{n} camera(s)" in check.detail
+
+
+def test_realtime_limits_are_the_real_ones():
+    rt, lock, kernel = check_realtime(DeployConfig(realtime_priority=10))
+    soft = resource.getrlimit(resource.RLIMIT_RTPRIO)[0]
+    assert "SCHED_FIFO 10" in rt.detail and (str(soft) in rt.detail or "unlimited" in rt.detail)
+    mem = resource.getrlimit(resource.RLIMIT_MEMLOCK)[0]
+    assert (str(mem) if mem != resource.RLIM_INFINITY else "unlimited") in lock.detail
+    assert os.uname().release in kernel.detail or "PREEMPT_RT kernel" in kernel.detail
+
+
+def test_cpu_isolation_and_affinity():
+    first = check_cpus(DeployConfig())[0]
+    assert str(sorted(os.sched_getaffinity(0))) in first.detail
+    assert _cpu_list("0-2,5") == {0, 1, 2, 5} and _cpu_list("") == set()
+    bad = check_cpus(DeployConfig(cpu_affinity={"bridge_node": (0, 999)}))[1]
+    assert bad.status == "FAIL" and "bridge_node.cpu_affinity [0, 999]: CPUs [999] are not available" in bad.detail
+
+
+def test_socket_buffers_and_dds_profiles(monkeypatch, tmp_path):
+    rmem = int(Path("/proc/sys/net/core/rmem_max").read_text())
+    assert f"net.core.rmem_max = {rmem}" in check_dds()[0].detail
+    for var in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("FASTDDS_DEFAULT_PROFILES_FILE", str(tmp_path / "missing.xml"))
+    assert [c.status for c in check_dds() if "missing.xml" in c.detail] == ["FAIL"]
+    (tmp_path / "broken.xml").write_text("<profiles><unclosed></profiles>")
+    monkeypatch.setenv("FASTDDS_DEFAULT_PROFILES_FILE", str(tmp_path / "broken.xml"))
+    assert any(c.status == "FAIL" and "not valid XML" in c.detail for c in check_dds())
+    monkeypatch.setenv("FASTDDS_DEFAULT_PROFILES_FILE", str(FASTDDS_XML))
+    assert any(c.status == "OK" and "your profile wins" in c.detail for c in check_dds())
+
+
+def test_ros_domain_and_discovery_range(monkeypatch):
+    monkeypatch.setenv("ROS_DOMAIN_ID", "abc")
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "EVERYWHERE")
+    assert [c.status for c in check_ros_env()] == ["FAIL", "FAIL"]
+    monkeypatch.setenv("ROS_DOMAIN_ID", "150")
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    domain, rng = check_ros_env()[:2]
+    assert domain.status == "WARN" and rng.status == "OK" and "only this host" in rng.detail
+
+
+def test_a_crashing_check_is_reported_and_the_cli_prints_json(monkeypatch, capsys):
+    def boom():
+        raise RuntimeError("ament index unreadable")
+
+    monkeypatch.setattr(doctor, "check_franka", boom)
+    rc = doctor.main(["--json"])
+    rows = json.loads(capsys.readouterr().out)
+    crashed = [r for r in rows if r["area"] == "franka_ros2"][0]
+    assert crashed["status"] == "FAIL" and "ament index unreadable" in crashed["detail"]
+    assert rc == 1 and {r["status"] for r in rows} <= {"OK", "WARN", "FAIL"}
+    with pytest.raises(FileNotFoundError, match="doctor --config nope.yaml: no such file"):
+        doctor.main(["--config", "nope.yaml"])
