@@ -36,6 +36,7 @@ A :class:`TaskSet` serialises to JSON and is saved beside each checkpoint (``tas
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import re
@@ -530,3 +531,12 @@ def get_task(name: str) -> Task:
 def match_task(text: str, domain: str = "any", tasks: TaskSet = DEFAULT_TASKS) -> TaskMatch:
     """Free text -> :class:`TaskMatch`; raises :class:`NoTaskMatch` / :class:`AmbiguousTask`."""
     return tasks.match(text, domain)
+
+
+@functools.lru_cache(maxsize=64)
+def task_name(text: str) -> str:
+    """The default task an instruction asks for, or "" for free-form or ambiguous text (``ActionChunk.task``)."""
+    try:
+        return match_task(text).task.name if text.strip() else ""
+    except TaskError:
+        return ""

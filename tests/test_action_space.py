@@ -7,6 +7,7 @@ import pytest
 
 from roboalign.action_space import (
     ACTION_SPACES,
+    FR3_HOME,
     FR3_JOINT_NAMES,
     FR3_LIMITS,
     PANDA_LIMITS,
@@ -42,7 +43,7 @@ def test_franka_limits():
         assert len(lim.lower) == len(lim.upper) == len(lim.velocity) == 7
         assert all(lo < hi for lo, hi in zip(lim.lower, lim.upper, strict=True))
     assert FR3_LIMITS.lower[5] == pytest.approx(0.5445) and FR3_LIMITS.velocity[4] == pytest.approx(5.26)
-    home = np.array([0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785])  # the FR3 ready pose
+    home = np.array(FR3_HOME)  # the FR3 ready pose
     assert FR3_LIMITS.violations(home) == []
     bad = home.copy()
     bad[3] = 0.1  # joint 4 must stay negative

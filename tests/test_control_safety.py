@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from roboalign.action_space import FR3_LIMITS, eef_delta, joint_position
+from roboalign.action_space import FR3_HOME, FR3_LIMITS, eef_delta, joint_position
 from roboalign.control.controller import ArmController
 from roboalign.control.safety import SafetyFilter, SafetyLimits
 
@@ -17,7 +17,7 @@ LOWER = np.array([*FR3_LIMITS.lower, -1.0])
 UPPER = np.array([*FR3_LIMITS.upper, 1.0])
 VEL = np.array([2.62, 2.62, 2.62, 2.62, 5.26, 4.18, 5.26, 10.0])
 STEP = np.array([0.05] * 7 + [1.0])
-HOME = np.array([0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785, -1.0])
+HOME = np.array([*FR3_HOME, -1.0])  # the FR3 ready pose, gripper open
 PERIOD = 0.02
 
 

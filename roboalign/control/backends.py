@@ -15,10 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from roboalign.runtime.types import BasePolicy
+from roboalign.runtime.types import RUNTIME_BACKENDS, BasePolicy
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt", "expert", "reach")
-RUNTIME_BACKENDS = ("torch", "onnxruntime", "tensorrt")
+BACKENDS = (*RUNTIME_BACKENDS, "expert", "reach")
 
 
 def load_policy(backend: str, checkpoint: str = "", options: dict[str, Any] | None = None) -> BasePolicy:

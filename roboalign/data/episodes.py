@@ -137,8 +137,6 @@ def write_episode(path: str | Path, ep: Episode, compression: int = 4) -> Path:
     """Write ``ep`` to ``path`` atomically (``path.tmp`` then rename). Returns the final path."""
     import h5py
 
-    from roboalign.sim.expert import PHASES
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + TMP_SUFFIX)
@@ -164,7 +162,7 @@ def write_episode(path: str | Path, ep: Episode, compression: int = 4) -> Path:
             for k, v in ep.actions.items():
                 act.create_dataset(k, data=np.asarray(v, np.float32))
             if ep.phases is not None:
-                names = list(PHASES) + sorted(set(ep.phases) - set(PHASES))
+                names = list(dict.fromkeys(ep.phases))  # in order of first appearance; saved beside the ids
                 f.attrs["phase_names"] = json.dumps(names)
                 f.create_dataset("phases", data=np.array([names.index(p) for p in ep.phases], np.int8))
             priv = f.create_group("privileged")

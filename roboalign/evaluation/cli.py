@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from roboalign.runtime.types import BasePolicy
+from roboalign.runtime.types import RUNTIME_BACKENDS, BasePolicy
 from roboalign.tasks import DEFAULT_TASKS
 
 
@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     lib = sub.add_parser("libero", help="closed-loop rollouts in LIBERO with the official init states")
     lib.add_argument("--checkpoint", help="VLA checkpoint folder (for --policy vla)")
     lib.add_argument("--policy", choices=("vla", "expert"), default="vla")
-    lib.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), default="torch",
+    lib.add_argument("--backend", choices=RUNTIME_BACKENDS, default="torch",
                      help="runtime Policy backend for --policy vla (onnxruntime/tensorrt: the export in CHECKPOINT/onnx)")
     lib.add_argument("--suite", default="libero_object")
     lib.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS.names))

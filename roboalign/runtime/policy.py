@@ -31,14 +31,12 @@ from roboalign.action_space import ActionSpace
 from roboalign.runtime.backend import InferenceBackend
 from roboalign.runtime.preprocess import draw_noise, synthetic_observations
 from roboalign.runtime.specs import RuntimeSpecs, check_specs
-from roboalign.runtime.types import ActionChunk, Observation
+from roboalign.runtime.types import RUNTIME_BACKENDS, ActionChunk, Observation
 
 # backend name -> "module:Class" (imported only when used: the torch backend needs torch, tensorrt needs CUDA)
-BACKENDS: dict[str, str] = {
-    "torch": "roboalign.runtime.torch_backend:TorchBackend",
-    "onnxruntime": "roboalign.runtime.ort_backend:OnnxRuntimeBackend",
-    "tensorrt": "roboalign.runtime.trt_backend:TensorRTBackend",
-}
+BACKENDS: dict[str, str] = dict(zip(RUNTIME_BACKENDS, ("roboalign.runtime.torch_backend:TorchBackend",
+                                                       "roboalign.runtime.ort_backend:OnnxRuntimeBackend",
+                                                       "roboalign.runtime.trt_backend:TensorRTBackend"), strict=True))
 
 
 def backend_class(name: str) -> type:

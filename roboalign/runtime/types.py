@@ -11,6 +11,10 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+# The runtime Policy backends, the only list of their names (roboalign.runtime.policy.BACKENDS gives each its class;
+# roboalign.control.backends adds the non-model policies a policy node can run).
+RUNTIME_BACKENDS = ("torch", "onnxruntime", "tensorrt")
+
 
 @dataclass
 class Observation:

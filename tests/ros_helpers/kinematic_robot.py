@@ -19,9 +19,9 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
-from roboalign.action_space import FR3_JOINT_NAMES
+from roboalign.action_space import FR3_HOME, FR3_JOINT_NAMES
 
-START = np.array([0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785])
+START = np.array(FR3_HOME)
 
 
 class KinematicRobot(Node):

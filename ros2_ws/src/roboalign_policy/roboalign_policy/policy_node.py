@@ -42,9 +42,10 @@ from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
 from roboalign.action_space import ACTION_SPACES, FR3_JOINT_NAMES
-from roboalign.control.backends import BACKENDS, load_policy
+from roboalign.control.backends import BACKENDS, RUNTIME_BACKENDS, load_policy
 from roboalign.control.freshness import Input, observation_stamp, privileged_lag, wait_reason
 from roboalign.runtime.types import Observation
+from roboalign.tasks import task_name
 from roboalign_policy import conversions as conv
 from roboalign_policy import qos as q
 from roboalign_policy.cameras import CAMERA_QOS, CameraInput
@@ -109,7 +110,7 @@ def _rules(v: dict[str, Any]) -> str | None:
         return f"backend_options must be a JSON object, got {type(opts).__name__}"
     if v["backend"] == "expert" and not v["privileged_topic"]:
         return "backend 'expert' needs privileged_topic (sim only: object poses from sim_robot_node)"
-    if v["backend"] in ("torch", "onnxruntime", "tensorrt") and not v["checkpoint"]:
+    if v["backend"] in RUNTIME_BACKENDS and not v["checkpoint"]:
         return f"backend {v['backend']!r} needs a checkpoint"
     return None
 
@@ -331,7 +332,8 @@ class PolicyNode(QuietEvents, Node):
             if rows.shape[1] == len(self.p["joint_names"]):
                 start = chunk.stamp + self.p["row_offset_steps"] * chunk.dt
                 self._traj_pub.publish(conv.trajectory(self.p["joint_names"], rows, chunk.dt, conv.to_time(start)))
-        self._chunk_pub.publish(conv.chunk_to_msg(chunk, stamp, self._chunks, instruction, backend=self.p["backend"]))
+        self._chunk_pub.publish(conv.chunk_to_msg(chunk, stamp, self._chunks, instruction, task_name(instruction),
+                                                backend=self.p["backend"]))
 
     # ------------------------------------------------------------------ status
     def _rate(self) -> float:
