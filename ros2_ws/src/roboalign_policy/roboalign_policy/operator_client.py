@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import rclpy
 from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, ShutdownException, SingleThreadedExecutor
 from rclpy.qos import qos_profile_sensor_data
 from roboalign_msgs.msg import EpisodeStatus
 from roboalign_msgs.srv import TaskCommand
@@ -70,16 +71,25 @@ class OperatorClient:
         self.node.create_subscription(EpisodeStatus, status_topic, self._on_status, 10)
         if joint_states_topic:  # "" : no joint states (they wake this client's executor at the robot's rate)
             self.node.create_subscription(JointState, joint_states_topic, self._on_joints, qos_profile_sensor_data)
+        self.errors: deque[str] = deque(maxlen=20)  # the latest callback failures (also in the node's log)
+        self._closing = threading.Event()
         self._executor = SingleThreadedExecutor(context=self._ctx)
         self._executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
 
     def _spin(self) -> None:
-        try:
-            self._executor.spin()
-        except Exception:  # context shut down while spinning
-            pass
+        """Spin until :meth:`close`; a failing callback is logged and kept in ``errors``, the others go on."""
+        while not self._closing.is_set():
+            try:
+                self._executor.spin_once(timeout_sec=0.1)
+            except (ExternalShutdownException, ShutdownException):
+                return
+            except Exception as e:
+                if self._closing.is_set() or not self._ctx.ok():  # shut down under a callback: not its fault
+                    return
+                self.errors.append(f"{type(e).__name__}: {e}")
+                self.node.get_logger().error(f"operator client callback failed: {type(e).__name__}: {e}")
 
     def _on_status(self, msg: EpisodeStatus) -> None:
         with self._cond:
@@ -153,6 +163,8 @@ class OperatorClient:
         return None
 
     def close(self) -> None:
+        self._closing.set()
+        self._thread.join(timeout=1.0)
         self._executor.shutdown(timeout_sec=1.0)
         self.node.destroy_node()
         rclpy.try_shutdown(context=self._ctx)
