@@ -75,10 +75,35 @@ class BagEpisode:
         return [s for s in self.streams.values() if ROLES.get(s.msgtype) == role]
 
     def decode(self, stream: Stream, i: int) -> Any:
-        return self.store.deserialize_cdr(stream.raw[i], stream.msgtype)
+        return decode_cdr(self.store, stream.raw[i], stream.msgtype)
 
     def error(self, topic: str | None, what: str) -> BagEpisodeError:
         return BagEpisodeError(f"episode {self.name}: {'topic ' + topic + ': ' if topic else ''}{what}")
+
+
+def cdr_size(store: Any, raw: bytes, msgtype: str) -> tuple[Any, int]:
+    """(message, bytes it occupies) of a CDR buffer that may carry trailing bytes.
+
+    rclpy's ``serialize_message`` (Jazzy, Fast DDS) returns a buffer longer than the message (28 bytes of
+    uninitialised memory after a 304-byte JointTrajectory): DDS readers ignore them, rosbags' strict
+    ``deserialize_cdr`` refuses the message ("CDR message size mismatch").
+    """
+    msgdef = store.get_msgdef(msgtype)
+    func = msgdef.deserialize_cdr_le if raw[1] else msgdef.deserialize_cdr_be
+    msg, pos = func(memoryview(raw)[4:], 0, msgdef.cls, store)
+    return msg, pos + 4
+
+
+def decode_cdr(store: Any, raw: bytes, msgtype: str) -> Any:
+    """Deserialise one CDR message, tolerating trailing bytes (see :func:`cdr_size`)."""
+    from rosbags.serde import SerdeError
+
+    try:
+        return store.deserialize_cdr(raw, msgtype)
+    except SerdeError as e:
+        if "size mismatch" not in str(e):
+            raise
+        return cdr_size(store, raw, msgtype)[0]
 
 
 def camera_name(topic: str) -> str:

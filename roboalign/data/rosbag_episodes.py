@@ -1,9 +1,10 @@
 """A recorded rosbag2 episode -> a training :class:`~roboalign.data.episodes.Episode` on the control grid.
 
-The grid is the bridge's control ticks: ``t_k = t_0 + k / fps`` from the first commanded trajectory (``fps``
-defaults to the command rate), or from the first moment every stream has a message when nothing was commanded
-(kinesthetic teaching). At each tick every stream is sampled as the newest message at or before it (what the
-bridge saw); streams are checked for stalls and clock jumps first (:func:`~roboalign.data.bag_streams.check_clock`).
+The grid is the bridge's control ticks: the stamps of its commanded trajectories (one per tick, from the first
+tick at which every stream has a message), or with ``fps`` a regular grid ``t_k = t_0 + k / fps`` in phase with
+them (resampling), or from the first moment every stream has a message when nothing was commanded (kinesthetic
+teaching). At each tick every stream is sampled as the newest message at or before it (what the bridge saw);
+streams are checked for stalls and clock jumps first (:func:`~roboalign.data.bag_streams.check_clock`).
 
 What is written, in the ``joint_position`` action space's names and units (rad, gripper command -1 open .. +1
 closed):
@@ -13,7 +14,8 @@ closed):
   commanded gripper (as ``roboalign collect`` writes it); ``action_source="commanded"`` uses the command;
 - ``robot["joint_position_command"]`` (T, 8): the *commanded* targets for t_{k+1} (the bridge's trajectory
   after its safety layer, interpolated at t_k + dt) and gripper command: both kept whichever is the action;
-- ``robot["joint_vel"]`` (T, 7), ``robot["gripper_qpos"]`` (T, 2); ``images[camera]`` (T, H, W, 3) RGB;
+- ``robot["joint_vel"]`` (T, 7), ``robot["gripper_qpos"]`` (T, 2), ``robot["tick_time"]`` (T,) seconds from
+  ``meta["t0_ns"]``; ``images[camera]`` (T, H, W, 3) RGB;
 - ``meta``: source bag, outcome, ``complete``, grid, per-topic time source, policy backend, recorder info.
 """
 
@@ -80,20 +82,30 @@ def _cameras(ep: BagEpisode, wanted: tuple[str, ...] | None) -> dict[str, Stream
     return {k: cams[k] for k in keep}
 
 
-def _grid(ep: BagEpisode, cmd: Stream | None, streams: list[Stream], fps: float) -> np.ndarray:
-    starts = [int(s.times[0]) for s in streams]
-    t0 = max(starts + ([int(cmd.times[0])] if cmd is not None else []))
-    t1 = min(int(s.times[-1]) for s in streams)
-    if cmd is not None:  # the tick after the last command, where its result was measured, if it was recorded
-        t1 = min(t1, int(cmd.times[-1]) + int(1e9 / fps))
-    if cmd is not None:  # first tick on the command grid at which every stream has a message
-        k = np.searchsorted(cmd.times, t0 - int(0.25e9 / fps), side="left")
-        t0 = int(cmd.times[min(k, len(cmd) - 1)])
-    n = int(np.floor((t1 - t0) * fps / 1e9 + 0.5)) + 1
-    if n < 2:
-        raise ep.error(cmd.topic if cmd else None, f"only {max(n, 0)} control tick(s) where every stream has data "
+def _grid(ep: BagEpisode, cmd: Stream | None, streams: list[Stream], fps: float, regular: bool) -> np.ndarray:
+    """The control ticks: the commanded trajectories' stamps (the bridge's own ticks), or a regular grid at ``fps``
+    in phase with them (``regular``, e.g. resampling), or from the first moment every stream has data."""
+    dt = int(round(1e9 / fps))
+    t_start = max(int(s.times[0]) for s in streams)
+    t_end = min(int(s.times[-1]) for s in streams)
+    if cmd is not None and not regular:
+        ticks = cmd.times[(cmd.times >= t_start - dt // 4) & (cmd.times <= t_end)]
+        if len(ticks) and ticks[-1] + dt <= t_end + dt // 4:  # the tick after the last command: its result
+            ticks = np.r_[ticks, ticks[-1] + dt]
+        grid = ticks
+    else:
+        if cmd is not None and len(cmd) > 1:  # in phase with the command ticks (their median phase)
+            period = int(np.median(np.diff(cmd.times)))
+            rel = cmd.times - cmd.times[0]
+            phase = int(np.median((rel + period // 2) % period - period // 2))
+            t_start += (int(cmd.times[0]) + phase - t_start) % period
+            t_end = min(t_end, int(cmd.times[-1]) + period)
+        n = (t_end - t_start + dt // 4) // dt + 1
+        grid = t_start + np.arange(max(n, 0), dtype=np.int64) * dt
+    if len(grid) < 2:
+        raise ep.error(cmd.topic if cmd else None, f"only {len(grid)} control tick(s) where every stream has data "
                                                    f"(first messages at {[(s.topic, s.times[0]) for s in streams]})")
-    return t0 + np.round(np.arange(n) * 1e9 / fps).astype(np.int64)
+    return grid
 
 
 def _fps(ep: BagEpisode, cmd: Stream | None, opts: BagOptions) -> float:
@@ -121,10 +133,11 @@ def _joint_states(ep: BagEpisode, js: Stream, idx: np.ndarray, names: tuple[str,
     return {"q": np.asarray(q), "v": np.asarray(v), "fingers": np.asarray(fingers)}
 
 
-def _commands(ep: BagEpisode, cmd: Stream, grid: np.ndarray, dt_ns: int, names: tuple[str, ...]) -> np.ndarray:
+def _commands(ep: BagEpisode, cmd: Stream, grid: np.ndarray, dt_ns: int, eps: int,
+              names: tuple[str, ...]) -> np.ndarray:
     """(K, 7) commanded targets for t_k + dt: the newest trajectory at t_k, interpolated at t_k + dt."""
     out = []
-    for t, i in zip(grid, sample_index(cmd.times, grid, dt_ns // 4), strict=True):
+    for t, i in zip(grid, sample_index(cmd.times, grid, eps), strict=True):
         m = ep.decode(cmd, int(i))
         order = [list(m.joint_names).index(n) if n in m.joint_names else -1 for n in names]
         if -1 in order:
@@ -137,13 +150,13 @@ def _commands(ep: BagEpisode, cmd: Stream, grid: np.ndarray, dt_ns: int, names: 
     return np.asarray(out)
 
 
-def _gripper(ep: BagEpisode, grip: Stream, cmd: Stream | None, grid: np.ndarray, dt_ns: int) -> np.ndarray:
+def _gripper(ep: BagEpisode, grip: Stream, cmd: Stream | None, grid: np.ndarray, eps: int) -> np.ndarray:
     """(K,) gripper command at each tick in the action space's -1 open .. +1 closed."""
     info = ep.info.get("info", {})
     lo, hi = float(info.get("gripper_open_value", -1.0)), float(info.get("gripper_closed_value", 1.0))
     values = np.array([float(ep.decode(grip, i).data[0]) for i in range(len(grip))])
     times = cmd.times if cmd is not None and len(cmd) == len(grip) else grip.times  # written in pairs per tick
-    g = values[np.maximum(sample_index(times, grid, dt_ns // 4), 0)]
+    g = values[np.maximum(sample_index(times, grid, eps), 0)]
     return np.clip(-1.0 + 2.0 * (g - lo) / (hi - lo), -1.0, 1.0)
 
 
@@ -170,18 +183,23 @@ def bag_to_episode(folder: str | Path, opts: BagOptions | None = None) -> Episod
     checked = [s for s in (*data_streams, cmd, grip) if s is not None]
     check_monotone(ep, checked)
     fps = _fps(ep, cmd, opts)
-    grid = _grid(ep, cmd, data_streams, fps)
+    grid = _grid(ep, cmd, data_streams, fps, regular=opts.fps is not None)
     check_clock(ep, checked, int(grid[0]), max(int(s.times[-1]) for s in checked), opts.max_gap_s)
     dt_ns = int(round(1e9 / fps))
-    eps = dt_ns // 4
+    eps = dt_ns // 4 if opts.fps is not None or cmd is None else 1_000_000  # on the bridge's ticks: 1 ms
+    first = max(int(np.argmax(sample_index(s.times, grid, eps) >= 0)) for s in data_streams)
+    grid = grid[first:]  # from the first tick at which every stream has a message at or before it
+    if len(grid) < 2 or any((sample_index(s.times, grid, eps) < 0).any() for s in data_streams):
+        raise ep.error(None, f"fewer than 2 control ticks with data on every stream ({[s.topic for s in data_streams]})")
     m = _joint_states(ep, js, sample_index(js.times, grid, eps), opts.joint_names)
     width = m["fingers"].sum(axis=1)
-    gripper = (_gripper(ep, grip, cmd, grid, dt_ns) if grip is not None
+    gripper = (_gripper(ep, grip, cmd, grid, eps) if grip is not None
                else np.where(width < 0.5 * width.max(), 1.0, -1.0))  # no command (kinesthetic): closed = narrow
     measured = np.c_[m["q"][1:], gripper[:-1]]
-    robot = {"joint_vel": m["v"][:-1], "gripper_qpos": m["fingers"][:-1]}
+    robot = {"joint_vel": m["v"][:-1], "gripper_qpos": m["fingers"][:-1],
+             "tick_time": (grid[:-1] - grid[0]) / 1e9}  # [s] from meta t0_ns: the ticks' real spacing
     if cmd is not None:
-        robot["joint_position_command"] = np.c_[_commands(ep, cmd, grid[:-1], dt_ns, opts.joint_names), gripper[:-1]]
+        robot["joint_position_command"] = np.c_[_commands(ep, cmd, grid[:-1], dt_ns, eps, opts.joint_names), gripper[:-1]]
     action = robot["joint_position_command"] if opts.action_source == "commanded" else measured
     get_action_space("joint_position").validate(action, where=f"episode {ep.name}: actions")
     images = {name: _images(ep, s, sample_index(s.times, grid[:-1], eps)) for name, s in cams.items()}

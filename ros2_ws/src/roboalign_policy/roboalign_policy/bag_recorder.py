@@ -40,6 +40,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from roboalign.data.bag_salvage import repair_bag
+from roboalign.data.bag_streams import cdr_size
 from roboalign_policy.polling import PolledGroup, polled_subscription, take_all
 
 CUSTOM_PACKAGES = ("roboalign_msgs",)
@@ -130,11 +131,18 @@ class BagRecorder:
         for stamp, topic, msg in sorted(items, key=lambda it: it[0]):
             if stamp < self._begin_ns:  # arrived before this episode began
                 continue
-            data = msg if isinstance(msg, bytes) else serialize_message(msg)
             cls = self._types[topic] if isinstance(msg, bytes) else type(msg)
+            data = msg if isinstance(msg, bytes) else self._serialize(msg)
             self._writer.write(self._connection(topic, cls), stamp, data)
         if time.monotonic() - self._flushed_at >= self._flush_s:
             self._flush()
+
+    def _serialize(self, msg: Any) -> bytes:
+        """CDR bytes of a message the node computed, cut to the message: rclpy's serialize_message returns
+        uninitialised bytes after it (28 after a JointTrajectory), which rosbags' reader refuses."""
+        data = serialize_message(msg)
+        size = cdr_size(self._store, data, type_name(type(msg)))[1]
+        return data[:size + (-size) % 4]
 
     def _flush(self) -> None:
         """Write the writer's pending MCAP chunk to the file (rosbags keeps up to 1 MiB in memory otherwise)."""
