@@ -3,6 +3,7 @@
     roboalign dataset convert SRC DST --to roboalign|lerobot   (the source format is detected and reported)
     roboalign dataset info DIR
     roboalign dataset validate DIR [--config training/configs/vla_tiny.yaml] [--full]
+    roboalign dataset repair RECORD_DIR    (recorded episodes cut short by a crash: readable bag, "incomplete")
 """
 
 from __future__ import annotations
@@ -47,6 +48,19 @@ def _validate(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _repair(args: argparse.Namespace) -> int:
+    from roboalign.data.bag_salvage import recover_crashed
+
+    class _Print:
+        @staticmethod
+        def warning(msg: str) -> None:
+            print(msg)
+
+    done = recover_crashed(args.root, _Print())
+    print(f"{args.root}: {len(done)} crashed episode(s) repaired")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="roboalign dataset", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -70,13 +84,15 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("root", type=Path)
     v.add_argument("--full", action="store_true", help="also decode every array / video frame")
     sub.add_parser("info", help="summarise a dataset").add_argument("root", type=Path)
+    sub.add_parser("repair", help="repair recorded episodes cut short by a crash (original kept as bag.crashed)"
+                   ).add_argument("root", type=Path)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"convert": _convert, "info": _info, "validate": _validate}[args.cmd](args)
+        return {"convert": _convert, "info": _info, "validate": _validate, "repair": _repair}[args.cmd](args)
     except (FileNotFoundError, FileExistsError, ValueError, KeyError) as e:
         print(f"roboalign dataset {args.cmd}: {e}", file=sys.stderr)
         return 2

@@ -4,14 +4,18 @@ A bag writer that is SIGKILLed leaves ``bag/bag.mcap`` truncated after its last 
 ``metadata.yaml``, so ``rosbags`` refuses to open it. MCAP is a sequence of self-delimiting records, so the
 ``mcap`` package's :class:`~mcap.stream_reader.StreamReader` reads every complete record up to the cut;
 :func:`salvage` returns those messages and :func:`repair_bag` rewrites them as a complete bag (the original
-file is kept as ``bag.crashed/``) so ``ros2 bag play`` and ``rosbags`` open it again.
+file is kept as ``bag.crashed/``) so ``ros2 bag play`` and ``rosbags`` open it again; :func:`recover_crashed`
+does that for every episode of a record folder left "running" by a dead recorder and marks it "incomplete".
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 CRASHED_SUFFIX = ".crashed"
 
@@ -115,3 +119,46 @@ def repair_bag(bag_dir: Path) -> Salvage | None:
     (tmp_parent / bag_dir.name).rename(bag_dir)
     tmp_parent.rmdir()
     return s
+
+
+def _alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, TypeError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_crashed(root: Path, logger: Any = None) -> list[Path]:
+    """Repair every recorded episode under ``root`` left "running" by a recorder that no longer exists (the
+    bridge's ``BagRecorder`` on start, ``roboalign dataset repair``); mark it "incomplete" in ``episode.json``.
+
+    Returns the repaired episode folders. An episode whose recorder process is still alive is left alone.
+    """
+    done = []
+    for meta_path in sorted(root.glob("*/episode.json")):
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if meta.get("outcome") != "running" or (meta.get("pid") != os.getpid() and _alive(meta.get("pid"))):
+            continue
+        folder = meta_path.parent
+        bag = folder / meta.get("bag", "bag")
+        try:
+            s = repair_bag(bag) if bag.is_dir() else None
+        except (OSError, ValueError) as e:
+            s, why = None, f"bag not repaired ({e})"
+        else:
+            why = "bag complete" if s is None else (f"{len(s.messages)} messages recovered, the original kept as "
+                                                    f"{bag.name}.crashed")
+        meta.update(outcome="incomplete", message=f"recorder stopped during the episode (killed or crashed); {why}")
+        tmp = meta_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(meta, indent=2))
+        tmp.replace(meta_path)
+        if logger is not None:
+            logger.warning(f"recorded episode {folder.name} was cut short by a crash: {why}; marked incomplete")
+        done.append(folder)
+    return done

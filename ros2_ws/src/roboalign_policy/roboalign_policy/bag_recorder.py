@@ -39,7 +39,7 @@ from rclpy.serialization import serialize_message
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from roboalign.data.bag_salvage import repair_bag
+from roboalign.data.bag_salvage import recover_crashed
 from roboalign.data.bag_streams import cdr_size
 from roboalign_policy.polling import PolledGroup, polled_subscription, take_all
 
@@ -209,44 +209,3 @@ class BagRecorder:
         tmp.replace(self.folder / "episode.json")
 
 
-
-def _alive(pid: Any) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, TypeError, ValueError):
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def recover_crashed(root: Path, logger: Any = None) -> list[Path]:
-    """Repair every episode under ``root`` left "running" by a recorder that no longer exists; mark it incomplete.
-
-    Returns the repaired episode folders. An episode whose recorder process is still alive is left alone.
-    """
-    done = []
-    for meta_path in sorted(root.glob("*/episode.json")):
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if meta.get("outcome") != "running" or (meta.get("pid") != os.getpid() and _alive(meta.get("pid"))):
-            continue
-        folder = meta_path.parent
-        bag = folder / meta.get("bag", "bag")
-        try:
-            s = repair_bag(bag) if bag.is_dir() else None
-        except (OSError, ValueError) as e:
-            s, why = None, f"bag not repaired ({e})"
-        else:
-            why = "bag complete" if s is None else (f"{len(s.messages)} messages recovered, the original kept as "
-                                                    f"{bag.name}.crashed")
-        meta.update(outcome="incomplete", message=f"recorder stopped during the episode (killed or crashed); {why}")
-        tmp = meta_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(meta, indent=2))
-        tmp.replace(meta_path)
-        if logger is not None:
-            logger.warning(f"recorded episode {folder.name} was cut short by a crash: {why}; marked incomplete")
-        done.append(folder)
-    return done
