@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import importlib
 import py_compile
+import re
 import shutil
 from pathlib import Path
 
@@ -98,7 +99,7 @@ def test_every_node_starts_with_its_launch_parameters(ros, graph_name, values) -
 def test_real_robot_defaults_are_safe() -> None:
     graph = load_graph("real_robot", CONFIG)
     params = yaml.safe_load(graph.params_file.read_text())
-    bridge = params["bridge_node"]["ros__parameters"]
+    bridge = params["bridge_node"]["ros__parameters"]  # safety-relevant defaults are stated in the file
     assert graph.arguments["dry_run"].default is True and bridge["dry_run"] is True
     assert params["gripper_relay"]["ros__parameters"]["dry_run"] is True
     assert bridge["joint_limits"] == "fr3" and bridge["velocity_scale"] <= 0.5 and bridge["home_first"]
@@ -164,3 +165,44 @@ def test_yaml_and_launch_argument_defaults_agree(graph_name) -> None:
         for node in a.nodes:
             section = params[node]["ros__parameters"]
             assert section.get(a.param, a.default) == a.default, f"{node}.{a.param}: YAML vs argument {a.name}"
+
+
+def _declared_defaults(graph) -> dict[str, dict[str, object]]:
+    out = {}
+    for node in graph.nodes:
+        module = importlib.import_module(f"roboalign_policy.{node.executable}")
+        out[node.name] = {p.name: list(p.default) if isinstance(p.default, tuple | list) else p.default
+                          for p in module.PARAMS}
+    return out
+
+
+def _explained_repeats(text: str) -> set[tuple[str, str]]:
+    """(node, key) of every line ``    key: value  # (default) why`` in a params file."""
+    found, node = set(), None
+    for line in text.splitlines():
+        if m := re.match(r"^(\w+):", line):
+            node = m.group(1)
+        elif m := re.match(r"^    (\w+):[^#]*# \(default\) \S", line):
+            found.add((node, m.group(1)))
+    return found
+
+
+@pytest.mark.parametrize("graph_name", ["sim", "real_robot"])
+def test_params_files_list_only_what_differs_from_the_code(graph_name) -> None:
+    """A value equal to the node's declared default is either gone or says why it is repeated; a stale copy of a
+    default would silently pin the old value when the code's default changes."""
+    graph = load_graph(graph_name, CONFIG)
+    text = graph.params_file.read_text()
+    params, defaults = yaml.safe_load(text), _declared_defaults(graph)
+    explained = _explained_repeats(text)
+    repeats = {(node, key) for node, section in params.items() for key, value in section["ros__parameters"].items()
+               if key in defaults.get(node, {}) and defaults[node][key] == value}
+    assert sorted(repeats - explained) == [], "repeats of a code default without a '# (default) why' comment"
+    assert sorted(explained - repeats) == [], "'# (default)' on a value that is not the default"
+
+
+def test_the_repeat_check_sees_a_repeat() -> None:
+    text = "bridge_node:\n  ros__parameters:\n    dry_run: true   # (default) safety\n    lookahead_steps: 2\n"
+    assert _explained_repeats(text) == {("bridge_node", "dry_run")}
+    defaults = _declared_defaults(load_graph("sim", CONFIG))
+    assert defaults["bridge_node"]["lookahead_steps"] == 2  # so the line above would be an unexplained repeat
