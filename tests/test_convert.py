@@ -168,3 +168,19 @@ def test_cli_detects_reports_and_converts_every_way(tmp_path: Path, capsys) -> N
     assert "episodes: 2 (1 successful, 0 incomplete, 0 unreadable), steps: 44" in out
     assert main(["convert", str(tmp_path / "ours"), str(tmp_path / "x"), "--to", "roboalign"]) == 2
     assert "already a roboalign dataset" in capsys.readouterr().err
+
+
+def test_record_converts_each_episode_as_it_goes(tmp_path: Path) -> None:
+    """``convert_bag_episode``: the per-episode step of ``roboalign record`` (one HDF5 each, meta.json kept)."""
+    from roboalign.data.convert import convert_bag_episode
+    from roboalign.data.dataset import EpisodeDataset
+
+    out = tmp_path / "demos"
+    p1 = convert_bag_episode(write_bag_episode(tmp_path / "rec" / "episode_0001_a", steps=20), out)
+    p2 = convert_bag_episode(write_bag_episode(tmp_path / "rec" / "episode_0002_a", steps=20, outcome="running"), out)
+    assert p1.name == "episode_0001_a.hdf5" and p2.is_file()
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["action_spaces"] == ["joint_position"] and meta["cameras"] == ["agentview", "wrist"]
+    with pytest.warns(UserWarning, match="1 incomplete recorded episode"):
+        ds = EpisodeDataset(out, success_only=False)
+    assert [e.path.name for e in ds.episodes] == ["episode_0001_a.hdf5"]

@@ -73,6 +73,7 @@ class LeRobotV3Dataset:
             raise LeRobotFormatError(f"{p}: feature 'action' has shape {act['shape']}; name its action space "
                                      "(--action-space eef_delta|joint_position)")
         self._containers: dict[Path, Any] = {}
+        self._table, self._table_file = None, None
 
     @property
     def camera_keys(self) -> list[str]:
@@ -118,13 +119,16 @@ class LeRobotV3Dataset:
 
     def frames(self, row: dict[str, Any]) -> Any:
         """The episode's rows of its data file as a pyarrow table, checked against the episode table."""
+        import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
         f = self.data_file(row)
         where = f"episode {row['episode_index']} ({f.relative_to(self.root)})"
         if not f.is_file():
             raise LeRobotFormatError(f"{where}: data file missing")
-        t = pq.read_table(f, filters=[("episode_index", "=", row["episode_index"])])
+        if self._table_file != f:  # episodes are read in order: one data file in memory at a time
+            self._table, self._table_file = pq.read_table(f), f
+        t = self._table.filter(pc.equal(self._table.column("episode_index"), row["episode_index"]))
         if t.num_rows != row["length"]:
             raise LeRobotFormatError(f"{where}: {t.num_rows} frames in the data file, episode table says length "
                                      f"{row['length']}")
