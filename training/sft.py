@@ -2,7 +2,7 @@
 
 Steps (``run_sft``): read the episodes → fit (or load) the action NormStats + FAST tokenizer → build the
 backbone (tiny, or Qwen2.5-VL / Qwen3-VL from a local folder), add the action vocabulary and resize the
-embeddings (SPEC §1 stage 2) → write the spec files into the output folder (before training, so every
+embeddings (the paper's new-token step: FAST ids are not mapped onto rare tokens) → write the spec files into the output folder (before training, so every
 intermediate checkpoint has them) → build the robot + VQA mixture → train with cosine LR, 3 % warmup,
 vision tower frozen → save the aligned checkpoint folder (``roboalign.models.aligned``) + curves.
 
@@ -167,8 +167,10 @@ def make_sft_trainer(aligned: AlignedModel, train_dataset: Any, cfg: SFTRunConfi
 def run_sft(cfg: SFTRunConfig, train: list[EpisodeView] | None = None) -> AlignedModel:
     """The whole SFT stage; returns the aligned model (stage ``sft``) saved in ``cfg.output_dir``."""
     from roboalign.training.episodes import load_views
+    from transformers import set_seed
 
     out = Path(cfg.output_dir)
+    set_seed(cfg.seed)  # the new action-token embeddings are drawn from the global RNG (mean resizing)
     train = train if train is not None else load_views(cfg.data, cfg.data.split)
     resuming = bool(cfg.resume_from_checkpoint) and (out / FAST_DIR).is_dir()
     norm, fast = norm_and_fast(cfg.data, train, existing=out if resuming else None)

@@ -12,7 +12,8 @@ same with temperature-1 sampling, first-token accuracy and parse rate in the tab
 equally large sample of *training* prompts (the ones SFT and GRPO optimise) tell apart "GRPO does not raise
 the reward" from "GRPO raises it on what it saw, but it does not transfer to new scenes". Writes
 ``<out>/align_results.{json,md}`` and the curves ``<figures>/align_curves.png`` (+ CSV), and prints the
-final line ``align: base_acc=<a> sft_acc=<b> grpo_acc=<c> grpo_format=<f>``.
+final line ``align: base_acc=<a> sft_acc=<b> grpo_acc=<c> grpo_format=<f> delta=<c-b> delta_se=<se>``
+(``delta``: GRPO − SFT greedy r_a paired over the same held-out prompts, with its standard error).
 """
 
 from __future__ import annotations
@@ -174,8 +175,10 @@ def main(argv: list[str] | None = None) -> int:
         diff = summary[f"grpo_minus_sft_acc_{mode}"]
         print(f"align: grpo - sft r_a ({mode}) = {diff['mean']:+.4f} ± {diff['se']:.4f} "
               f"(paired, {len(prompts)} held-out prompts)")
+    delta = summary["grpo_minus_sft_acc_greedy"]
     print(f"align: base_acc={g['base']['acc']:.3f} sft_acc={g['sft']['acc']:.3f} "
-          f"grpo_acc={g['sft+grpo']['acc']:.3f} grpo_format={g['sft+grpo']['format']:.3f}")
+          f"grpo_acc={g['sft+grpo']['acc']:.3f} grpo_format={g['sft+grpo']['format']:.3f} "
+          f"delta={delta['mean']:+.4f} delta_se={delta['se']:.4f}")
     return 0
 
 
