@@ -1,6 +1,6 @@
 """The action vocabulary of the MLLM: ``<ACTION_START>``, ``<ACTION_END>`` and one new token per FAST id.
 
-RoboAlign (SPEC §1.2) *adds* these tokens to the Hugging Face tokenizer (they are not mapped onto rare
+RoboAlign (the paper's vocabulary step) *adds* these tokens to the Hugging Face tokenizer (they are not mapped onto rare
 existing tokens) and resizes the model's embeddings. This module does that and converts both ways between
 
 * FAST ids (``roboalign.fast``; 0..V-1),

@@ -1,4 +1,4 @@
-"""FAST action tokenizer (SPEC §2): DCT-II over time, scale, round, byte-pair encoding.
+"""FAST action tokenizer (Pertsch et al. 2025, as in its public reference): DCT-II over time, scale, round, byte-pair encoding.
 
 Pipeline for a chunk of *normalised* actions ``x`` (T, D) in [-1, 1] (normalise with
 :class:`roboalign.normalization.NormStats` first; the tokenizer does not own normalisation, the stats are

@@ -1,6 +1,6 @@
 """The one normalisation spec of the project: per-dimension quantile scaling of actions/states to [-1, 1].
 
-Rule (SPEC §2, as in the FAST reference): with ``q01``/``q99`` the 1st/99th percentiles of the training
+Rule (as in the FAST reference): with ``q01``/``q99`` the 1st/99th percentiles of the training
 data of one dimension,
 
     normalize(x)   = clip(2 * (x - q01) / (q99 - q01) - 1, -1, 1)

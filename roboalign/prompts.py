@@ -1,7 +1,7 @@
 """THE prompt template of RoboAlign: one definition, saved beside every checkpoint as ``prompt_template.json``.
 
 The MLLM is asked to reason inside ``<think>…</think>`` and to answer inside ``<answer>…</answer>``
-(SPEC §1 stage 3). For a robot sample the answer is the next action chunk as FAST tokens:
+(the paper's GRPO prompt format). For a robot sample the answer is the next action chunk as FAST tokens:
 
     <think>{reasoning}</think><answer><ACTION_START><FAST_12><FAST_7>…<ACTION_END></answer>
 

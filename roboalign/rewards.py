@@ -1,4 +1,4 @@
-"""GRPO rewards of RoboAlign (SPEC §1 stage 3), as plain functions and as TRL reward functions.
+"""GRPO rewards of RoboAlign (the paper's r_f and r_a below), as plain functions and as TRL reward functions.
 
 * format reward ``r_f ∈ {0, 1}``: 1 iff the completion matches ``<think>.*?</think>\\s*<answer>.*?</answer>``
   as a whole (``re.fullmatch``; ``.`` also matches newlines, so reasoning may span lines). Our one

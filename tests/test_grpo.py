@@ -79,7 +79,7 @@ def test_grpo_steps_with_real_rewards(episodes, sft_dir, tmp_path):
 
     changed = [n for n, p in aligned.backbone.model.named_parameters() if not torch.equal(p.detach(), before[n])]
     assert changed, "GRPO did not change any parameter"
-    assert any(n.startswith("model.visual") for n in changed)  # GRPO trains all parameters (SPEC)
+    assert any(n.startswith("model.visual") for n in changed)  # GRPO trains all parameters (the paper)
     assert missing_files(out) == [] and (out / "curves.png").is_file()
     loaded = load_aligned(out)
     assert loaded.spec.stage == "grpo"

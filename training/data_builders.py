@@ -3,7 +3,7 @@
 Two kinds of samples come from each recorded episode (``EpisodeView``: images per camera, robot state,
 actions, instruction, and the privileged sim facts the scripted expert used):
 
-* **robot** samples (SPEC §1 stage 1): at step ``t`` the prompt holds the camera images, the instruction
+* **robot** samples (the paper's SFT robot data): at step ``t`` the prompt holds the camera images, the instruction
   and the robot state; the target is
   ``<think>{reasoning}</think><answer><ACTION_START>{FAST tokens of actions[t:t+H]}<ACTION_END></answer>``.
   The action chunk is normalised with the dataset's ``NormStats`` and encoded by the FAST tokenizer.

@@ -5,7 +5,7 @@ instruction + state) with their target FAST ids in the ``target_fast`` column; f
 samples ``num_generations`` (5) completions, scored by ``roboalign.rewards`` (r = (r_f + r_a) / 2 via
 ``reward_weights=[0.5, 0.5]``), advantages are group-normalised, and the clipped policy-gradient loss
 plus ``beta`` × KL to the frozen SFT model (TRL's k3 estimator = EasyR1's ``low_var_kl``) is minimised.
-All parameters are trained (SPEC §1: "all parameters trained") unless ``freeze_vision`` is set.
+All parameters are trained (the paper: "all parameters trained") unless ``freeze_vision`` is set.
 
 The reference model is re-loaded by TRL from the checkpoint folder (``config._name_or_path``) with
 ``local_files_only`` and safetensors. Multi-GPU: ``accelerate launch --config_file

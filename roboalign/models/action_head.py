@@ -97,7 +97,7 @@ class ActionHeadConfig:
 
     @classmethod
     def paper(cls, action_dim: int = 7, state_dim: int = 8) -> ActionHeadConfig:
-        """GR00T-N1.5 defaults on Qwen2.5-VL-7B (SPEC §1 item 4): 16 layers, 32 x 48, horizon 16, layer 18."""
+        """GR00T-N1.5 defaults on Qwen2.5-VL-7B (the paper's VLA reads layer 18; sizes unpublished): 16 layers, 32 x 48, horizon 16, layer 18."""
         return cls(action_dim=action_dim, state_dim=state_dim, horizon=16, backbone_dim=3584, backbone_layer=18,
                    num_layers=16, num_heads=32, head_dim=48, vl_self_attn_layers=4, num_future_tokens=32,
                    encoder_hidden=1024)

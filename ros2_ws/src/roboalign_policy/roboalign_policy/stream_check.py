@@ -7,7 +7,7 @@ The publisher sends rgb8 images (or JPEG ``sensor_msgs/CompressedImage`` on ``<t
 thread on an absolute 1/fps schedule; the subscriber counts what arrives (DDS reception times) and prints one
 JSON line: rate, max gap, age (header stamp -> reception), drops (gaps in the frame counter carried in
 ``header.frame_id``), and the subscriber's CPU time per message. Used to measure the QoS / transport choices
-of SPEC §5 and README "Cameras", and by the two-host (network namespace) test.
+of README "Cameras" (reliable vs best effort at 640x480: follow the publisher's reliability), and by the two-host (network namespace) test.
 """
 
 from __future__ import annotations
