@@ -12,6 +12,8 @@ KINDS: dict[str, tuple[str, str, str]] = {
                 "roboalign train grpo --init-checkpoint, or roboalign train vla --set backbone=..."),
     "export": ("manifest.json", "an ONNX export", "--backend onnxruntime|tensorrt --checkpoint"),
     "dataset": ("meta.json", "an episode dataset", "--data / --dataset"),
+    "lerobot": ("meta/info.json", "a LeRobotDataset v3", "`roboalign dataset convert DIR OUT --to roboalign`"),
+    "recording": ("episode.json", "a recorded rosbag2 episode", "`roboalign dataset convert DIR OUT --to roboalign`"),
 }
 
 

@@ -172,6 +172,8 @@ def test_reads_a_community_dataset_without_our_layout(tmp_path: Path) -> None:
         "codebase_version": "v3.0", "fps": 10, "features": feats, "total_episodes": 2, "total_frames": 12,
         "total_tasks": 1, "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet",
         "video_path": None}))
+    with pytest.raises(NotADirectoryError, match="is a LeRobotDataset v3, which `roboalign dataset convert"):
+        EpisodeDataset(root)  # the training loader points at the converter
     report = convert(root, tmp_path / "ours", "roboalign", progress=False)
     assert report.written == ["episode_000000", "episode_000001"] and not report.failed
     ds = EpisodeDataset(tmp_path / "ours")
