@@ -36,6 +36,7 @@ from roboalign.data.episodes import (
     read_header,
 )
 from roboalign.normalization import NormStats
+from roboalign.spec_io import check_mapping, read_spec_file
 
 META_FILE = "meta.json"
 STATS_DIR = "norm_stats"
@@ -113,7 +114,7 @@ class EpisodeDataset:
         """Dataset-level ``meta.json`` (empty dict for a file list without a root)."""
         if self.root is None or not (self.root / META_FILE).is_file():
             return {}
-        return json.loads((self.root / META_FILE).read_text())
+        return check_mapping(read_spec_file(self.root / META_FILE, "dataset meta"), str(self.root / META_FILE))
 
     def load(self, i: int, images: bool = True) -> Episode:
         """Episode ``i`` (LRU-cached)."""
