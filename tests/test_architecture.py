@@ -22,11 +22,6 @@ FORBIDDEN = [
     ("roboalign.runtime", "roboalign.export", "a deployed robot runs exports; it does not need the exporter"),
     ("roboalign.data", "roboalign.sim", "episode files are read and written without the simulator"),
 ]
-# (file, imported module) -> why it is allowed anyway; every entry is a known exception, not a loophole
-ALLOWED = {
-    ("roboalign/runtime/trt_backend.py", "roboalign.export.tensorrt_build"):
-        "TensorRT engines are built from the export on first use (per GPU / TensorRT version)",
-}
 
 
 def _module(path: Path) -> str:
@@ -54,7 +49,7 @@ def test_imports_point_one_way():
         mod, rel = _module(path), str(path.relative_to(REPO))
         for imported, line in _imports(path):
             for package, forbidden, why in FORBIDDEN:
-                if _within(mod, package) and _within(imported, forbidden) and (rel, imported) not in ALLOWED:
+                if _within(mod, package) and _within(imported, forbidden):
                     bad.append(f"{rel}:{line} imports {imported} ({why})")
     assert bad == []
 

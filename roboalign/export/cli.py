@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = args.out or args.checkpoint / "onnx"
 
-    from roboalign.export.tensorrt_build import (
+    from roboalign.runtime.tensorrt_engines import (
         TensorRTUnavailable,
         TRTBuildConfig,
         build_engines,
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         print("roboalign export: --checkpoint is required to export or check", file=sys.stderr)
         return 2
     if args.tensorrt:  # fail before spending time on the export
-        from roboalign.export.tensorrt_build import require_tensorrt
+        from roboalign.runtime.tensorrt_engines import require_tensorrt
 
         try:
             require_tensorrt()

@@ -1,11 +1,11 @@
 """TensorRT backend: the exported graphs as TensorRT engines on a CUDA GPU.
 
-Engines come from :func:`roboalign.export.tensorrt_build.build_engines` (built on first use, then
+Engines come from :func:`roboalign.runtime.tensorrt_engines.build_engines` (built on first use, then
 cached per GPU + TensorRT version + ONNX hash + precision + profile). Tensors stay on the GPU between the
 three stages (torch CUDA tensors as I/O buffers, TensorRT 10 ``execute_async_v3`` on torch's stream).
 
 ``tensorrt`` (and CUDA torch) are imported lazily: on a machine without them, constructing the backend
-raises :class:`~roboalign.export.tensorrt_build.TensorRTUnavailable` naming ``--backend onnxruntime``.
+raises :class:`~roboalign.runtime.tensorrt_engines.TensorRTUnavailable` naming ``--backend onnxruntime``.
 """
 
 from __future__ import annotations
@@ -16,18 +16,18 @@ from typing import Any
 
 import numpy as np
 
-from roboalign.export.tensorrt_build import (
+from roboalign.runtime.backend import resolve_export_dir
+from roboalign.runtime.manifest import MODULES, load_manifest
+from roboalign.runtime.ort_backend import llm_feed, load_tokenizer
+from roboalign.runtime.preprocess import ImageProcessorSpec, ModelInputs, Preprocessor
+from roboalign.runtime.specs import RuntimeSpecs
+from roboalign.runtime.tensorrt_engines import (
     ALTERNATIVE,
     TensorRTUnavailable,
     TRTBuildConfig,
     build_engines,
     require_tensorrt,
 )
-from roboalign.runtime.backend import resolve_export_dir
-from roboalign.runtime.manifest import MODULES, load_manifest
-from roboalign.runtime.ort_backend import llm_feed, load_tokenizer
-from roboalign.runtime.preprocess import ImageProcessorSpec, ModelInputs, Preprocessor
-from roboalign.runtime.specs import RuntimeSpecs
 
 
 class _Engine:

@@ -1,5 +1,8 @@
 """Build TensorRT engines from an export folder (TensorRT Python API), with an engine cache.
 
+An engine belongs to one GPU and one TensorRT version, so it is built where the policy runs: by the runtime's
+TensorRT backend on first use, or ahead of time by ``roboalign export --tensorrt`` on that machine.
+
 * precision: ``fp32``, ``fp16`` or ``bf16`` (builder flags; inputs/outputs stay float32 / int64);
 * one optimisation profile per graph, min/opt/max per dynamic input: the manifest's profiles (from
   :class:`roboalign.export.onnx_export.ExportConfig`) unless :class:`TRTBuildConfig` overrides them
