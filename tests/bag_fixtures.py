@@ -33,7 +33,8 @@ def _store():
 
 def write_bag_episode(folder: Path, steps: int = 40, fps: float = 20.0, cameras: tuple[str, ...] = ("agentview", "wrist"),
                       outcome: str = "success", stall: tuple[str, float, float] | None = None,
-                      clock_back_at: float | None = None, drop_topics: tuple[str, ...] = ()) -> Path:
+                      clock_back_at: float | None = None, drop_topics: tuple[str, ...] = (),
+                      gripper_values: tuple[float, float] = (-1.0, 1.0)) -> Path:
     """Write an episode of ``steps`` control ticks. ``stall`` = (topic, from_s, to_s) drops that topic's
     messages in the window; ``clock_back_at`` makes every stamp after that time 5 s earlier."""
     from rosbags.rosbag2 import StoragePlugin, Writer
@@ -78,7 +79,7 @@ def write_bag_episode(folder: Path, steps: int = 40, fps: float = 20.0, cameras:
                 for j in (1, 2)]
             add("/fr3_arm_controller/joint_trajectory", "trajectory_msgs/msg/JointTrajectory", t + 0.002,
                 T["trajectory_msgs/msg/JointTrajectory"](header=header(t), joint_names=list(JOINTS), points=pts))
-            g = -1.0 if k < steps // 2 - 1 else 1.0
+            g = gripper_values[0] if k < steps // 2 - 1 else gripper_values[1]  # controller units
             add("/fr3_gripper/commands", "std_msgs/msg/Float64MultiArray", t + 0.002,
                 T["std_msgs/msg/Float64MultiArray"](layout=T["std_msgs/msg/MultiArrayLayout"](dim=[], data_offset=0),
                                                     data=np.array([g])))
@@ -92,7 +93,8 @@ def write_bag_episode(folder: Path, steps: int = 40, fps: float = 20.0, cameras:
             w.write(conns[topic], ns, st.serialize_cdr(msg, msgtype))
     (folder / "episode.json").write_text(json.dumps({
         "episode": 1, "task": "bottle_to_basket", "instruction": "put the ketchup in the basket", "outcome": outcome,
-        "message": "", "bag": "bag", "info": {"control_rate_hz": fps}}))
+        "message": "", "bag": "bag", "info": {"control_rate_hz": fps, "gripper_open_value": gripper_values[0],
+                                              "gripper_closed_value": gripper_values[1]}}))
     return folder
 
 

@@ -37,6 +37,13 @@ def test_bag_episode_is_aligned_to_the_control_grid(tmp_path: Path) -> None:
     assert ep.meta["time_source"]["/joint_states"] == "header"
 
 
+def test_gripper_commands_in_controller_units_become_the_action_spaces_minus_one_to_one(tmp_path: Path) -> None:
+    from roboalign.data.rosbag_episodes import bag_to_episode
+
+    ep = bag_to_episode(write_bag_episode(tmp_path / "e", steps=20, gripper_values=(0.08, 0.0)))  # open 8 cm, closed 0
+    np.testing.assert_array_equal(ep.actions["joint_position"][:, 7], np.where(np.arange(20) < 9, -1.0, 1.0))
+
+
 def test_a_coarser_grid_interpolates_the_commanded_trajectory(tmp_path: Path) -> None:
     from roboalign.data.rosbag_episodes import BagOptions, bag_to_episode
 

@@ -40,6 +40,7 @@ def test_a_recorded_bridge_episode_converts_on_the_control_grid(ros, tmp_path) -
             raw.store.deserialize_cdr(data, stream.msgtype)
 
     ep = bag_to_episode(folder)
+    assert ep.meta["recorder_info"]["control_rate_hz"] == 50.0 and ep.meta["recorder_info"]["gripper_open_value"] == -1
     assert ep.meta["fps"] == 50.0 and ep.meta["complete"] and not ep.success  # stopped by the operator
     assert ep.meta["policy"]["backend"] == "reach" and ep.meta["cameras"] == {"test": CAM}
     assert ep.length >= 50

@@ -21,7 +21,7 @@ closed):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +175,9 @@ def bag_to_episode(folder: str | Path, opts: BagOptions | None = None) -> Episod
     """The training episode of a recorded episode folder; raises BagEpisodeError naming the episode and topic."""
     opts = opts or BagOptions()
     ep = read_bag_episode(folder)
+    recorded_joints = ep.info.get("info", {}).get("joint_names")
+    if recorded_joints and opts.joint_names == FR3_JOINT_NAMES:  # the bridge's joint names, saved with the bag
+        opts = replace(opts, joint_names=tuple(recorded_joints))
     js = _one(ep, "joint_states", required=True)
     cmd = _one(ep, "command", required=opts.action_source == "commanded")
     grip = _one(ep, "gripper_command", required=False)

@@ -2,13 +2,13 @@
 
 Examples::
 
-    roboalign eval libero --checkpoint /work/runs/vla_tiny_base/checkpoint --episodes 20 --out /work/runs/vla_eval_base
+    roboalign eval libero --checkpoint runs/vla_tiny_base/checkpoint --episodes 20 --out runs/vla_eval_base
     roboalign eval libero --checkpoint CKPT --backend onnxruntime --episodes 20   # CKPT/onnx/ holds the export
-    roboalign eval libero --policy expert --episodes 20 --out /work/runs/expert_eval
-    roboalign eval offline --checkpoint CKPT --dataset /work/data/libero_object_4tasks
-    roboalign eval probe --dataset /work/data/libero_object_4tasks --task bottle_to_basket \\
-        --backbone base=tiny --backbone sft=/work/runs/.../sft --backbone grpo=/work/runs/.../grpo
-    roboalign eval compare --run base=/work/runs/vla_eval_base --run grpo=DIR_A,DIR_B --out /work/runs/vla_compare
+    roboalign eval libero --policy expert --episodes 20 --out runs/expert_eval
+    roboalign eval offline --checkpoint CKPT --dataset default
+    roboalign eval probe --dataset default --task bottle_to_basket \\
+        --backbone base=tiny --backbone sft=runs/.../sft --backbone grpo=runs/.../grpo
+    roboalign eval compare --run base=runs/vla_eval_base --run grpo=DIR_A,DIR_B --out runs/vla_compare
 """
 
 from __future__ import annotations
@@ -97,10 +97,11 @@ def _offline(args: argparse.Namespace) -> int:
     from roboalign.data import EpisodeDataset
     from roboalign.evaluation.offline import offline_mse
     from roboalign.models.vla import load_vla
+    from roboalign.sim.default_dataset import resolve_dataset
 
     torch.set_num_threads(args.threads)
     vla = load_vla(args.checkpoint)
-    ds = EpisodeDataset(args.dataset, tasks=args.tasks)
+    ds = EpisodeDataset(resolve_dataset(args.dataset), tasks=args.tasks)
     train, val = ds.split(args.val_fraction, seed=args.split_seed)
     episodes = {"val": val, "train": train, "all": ds}[args.split]
     res = offline_mse(vla, episodes, frame_stride=args.frame_stride, seed=args.seed)

@@ -188,9 +188,10 @@ def run_probe(dataset: str, task: str, backbones: dict[str, str], layer: int | N
     """The Table-8 probe for several backbones (name -> ``tiny`` or a local folder) on one task."""
     from roboalign.data import EpisodeDataset
     from roboalign.models.vla_inputs import VLAInputSpec
+    from roboalign.sim.default_dataset import resolve_dataset
     from roboalign.training.vla import load_any_backbone
 
-    ds = EpisodeDataset(dataset, tasks=[task])
+    ds = EpisodeDataset(resolve_dataset(dataset), tasks=[task])
     if len(ds) < 4:
         raise ValueError(f"{dataset}: task {task!r} has {len(ds)} successful episodes, the probe needs >= 4")
     ds = ds.subset(list(range(min(episodes, len(ds)))))

@@ -96,7 +96,9 @@ class BridgeNode(QuietEvents, Node):
 
             topics = {self.p["joint_states_topic"]: JointState, self.p["chunk_topic"]: ActionChunkMsg,
                       self.p["instruction_topic"]: String, **{t: Image for t in self.p["camera_topics"]}}
-            self._recorder = BagRecorder(self, self.p["record_dir"], topics)
+            info = {k: self.p[k] for k in ("control_rate_hz", "gripper_open_value", "gripper_closed_value",
+                                           "joint_names", "dry_run")}  # what the converter needs to read the bag
+            self._recorder = BagRecorder(self, self.p["record_dir"], topics, info=info)
         self._make_entities(io)
         self._stop, self._control_thread = threading.Event(), None
         # wall clock: each command is computed 3 ms before its deadline and published on it
