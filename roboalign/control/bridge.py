@@ -47,6 +47,18 @@ from roboalign.control.watchdog import Watchdog
 from roboalign.tasks import DEFAULT_TASKS, TaskError, TaskSet
 
 
+def to_joint_order(action_space: str, actions: np.ndarray, dim: int = 8) -> np.ndarray:
+    """(T, D) chunk columns of ``action_space`` reordered to [arm joints, gripper]; absolute joint spaces only."""
+    space = ACTION_SPACES.get(action_space)
+    if space is None or space.kind != "absolute" or space.dim != dim:
+        raise ValueError(f"the bridge executes joint_position chunks ({dim} values); got action "
+                         f"space {action_space!r}: export a joint-position policy or add IK for it")
+    a = np.asarray(actions, np.float64)
+    if a.ndim != 2 or a.shape[1] != space.dim:
+        raise ValueError(f"chunk has shape {a.shape}, action space {space.name} needs (T, {space.dim})")
+    return a[:, [*space.arm_indices, space.gripper_index]]
+
+
 @dataclass
 class _PendingReset:
     requested_at: float
@@ -265,14 +277,7 @@ class Bridge:
 
     def to_joint_order(self, action_space: str, actions: np.ndarray) -> np.ndarray:
         """(T, D) chunk columns reordered to [7 arm joints, gripper]; only absolute joint spaces run here."""
-        space = ACTION_SPACES.get(action_space)
-        if space is None or space.kind != "absolute" or space.dim != self.space.dim:
-            raise ValueError(f"the bridge executes joint_position chunks ({self.space.dim} values); got action "
-                             f"space {action_space!r}: export a joint-position policy or add IK for it")
-        a = np.asarray(actions, np.float64)
-        if a.ndim != 2 or a.shape[1] != space.dim:
-            raise ValueError(f"chunk has shape {a.shape}, action space {space.name} needs (T, {space.dim})")
-        return a[:, [*space.arm_indices, space.gripper_index]]
+        return to_joint_order(action_space, actions, self.space.dim)
 
     # ------------------------------------------------------------------ the control tick
     def tick(self, now: float, inputs: Inputs | None = None) -> Output:

@@ -142,6 +142,48 @@ class OperatorClient:
             raise BridgeUnavailable("the e-stop service did not answer")
         return fut.result()
 
+    def add_node(self, name: str, use_sim_time: bool = False):
+        """Another node in this client's context, spun by its executor (e.g. a teleop stand-in on sim time)."""
+        from rclpy.parameter import Parameter
+
+        node = rclpy.create_node(name, context=self._ctx,
+                                 parameter_overrides=[Parameter("use_sim_time", value=use_sim_time)])
+        self._executor.add_node(node)
+        return node
+
+    def _wait(self, fut, timeout: float, what: str):
+        deadline = time.monotonic() + timeout
+        while not fut.done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not fut.done():
+            raise BridgeUnavailable(f"{what} did not answer within {timeout:g} s")
+        return fut.result()
+
+    def get_parameters(self, node: str, names: list[str], timeout: float = 10.0) -> dict[str, object]:
+        """Values of ``names`` on the running node ``node`` (e.g. the bridge's record_dir)."""
+        from rclpy.parameter import parameter_value_to_python
+        from rclpy.parameter_client import AsyncParameterClient
+
+        client = AsyncParameterClient(self.node, node)
+        if not client.wait_for_services(timeout_sec=timeout):
+            raise BridgeUnavailable(f"node {node} offers no parameter services: is it running?")
+        res = self._wait(client.get_parameters(names), timeout, f"{node}'s get_parameters")
+        return {n: parameter_value_to_python(v) for n, v in zip(names, res.values, strict=True)}
+
+    def set_parameters(self, node: str, values: dict[str, object], timeout: float = 10.0) -> None:
+        """Set parameters on the running node ``node``; raises ValueError with the node's reason if refused."""
+        from rclpy.parameter import Parameter
+        from rclpy.parameter_client import AsyncParameterClient
+
+        client = AsyncParameterClient(self.node, node)
+        if not client.wait_for_services(timeout_sec=timeout):
+            raise BridgeUnavailable(f"node {node} offers no parameter services: is it running?")
+        res = self._wait(client.set_parameters([Parameter(k, value=v) for k, v in values.items()]), timeout,
+                         f"{node}'s set_parameters")
+        refused = [f"{k}: {r.reason}" for k, r in zip(values, res.results, strict=True) if not r.successful]
+        if refused:
+            raise ValueError(f"{node} refused " + "; ".join(refused))
+
     def follow(self, episode: int, on_update: Callable[[Status], None] | None = None,
                timeout: float = 600.0, period: float = 1.0) -> Status | None:
         """Follow ``episode`` until it ends (terminal phase or e-stop); ``on_update`` on every phase change
