@@ -395,10 +395,16 @@ def _has(text: str, phrases: tuple[str, ...] | list[str]) -> int:
 
 
 class TaskSet:
-    """An ordered set of tasks with lookup, free-text matching and JSON (de)serialisation."""
+    """An ordered set of tasks with lookup, free-text matching and JSON (de)serialisation.
 
-    def __init__(self, tasks: tuple[Task, ...] | list[Task] = TASKS) -> None:
+    ``sim_tasks``: LIBERO suite tasks (``<suite>/<problem>`` -> :class:`SimTask`, instruction and objects) a
+    checkpoint was also trained on, e.g. from LIBERO's official demonstrations; saved in the same file.
+    """
+
+    def __init__(self, tasks: tuple[Task, ...] | list[Task] = TASKS,
+                 sim_tasks: dict[str, SimTask] | None = None) -> None:
         self.tasks = tuple(tasks)
+        self.sim_tasks: dict[str, SimTask] = dict(sim_tasks or {})
         names = [t.name for t in self.tasks]
         if len(set(names)) != len(names):
             raise TaskError(f"duplicate task names in {names}")
@@ -476,14 +482,19 @@ class TaskSet:
         return ranked[0]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": 1, "tasks": [t.to_dict() for t in self.tasks]}
+        d: dict[str, Any] = {"version": 1, "tasks": [t.to_dict() for t in self.tasks]}
+        if self.sim_tasks:
+            d["sim_tasks"] = {name: t.to_dict() for name, t in self.sim_tasks.items()}
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "task set") -> TaskSet:
-        check_fields(check_mapping(d, source, "task set"), ("version", "tasks"), source, required=("tasks",))
+        check_fields(check_mapping(d, source, "task set"), ("version", "tasks", "sim_tasks"), source,
+                     required=("tasks",))
         if d.get("version", 1) != 1:
             raise TaskError(f"{source}: task set version {d['version']!r}, expected 1")
-        return cls([Task.from_dict(t) for t in d["tasks"]])
+        sims = {name: SimTask.from_dict(t) for name, t in (d.get("sim_tasks") or {}).items()}
+        return cls([Task.from_dict(t) for t in d["tasks"]], sim_tasks=sims)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)

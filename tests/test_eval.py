@@ -107,6 +107,8 @@ def test_offline_mse_on_held_out_episodes(tmp_path):
 @pytest.mark.slow
 def test_libero_harness_runs_a_vla_episode_end_to_end(tmp_path):
     """The real LIBERO scene from an official init state, a tiny (untrained) VLA, reports written."""
+    import dataclasses
+
     from test_vla import _vla
 
     from roboalign.evaluation.libero_eval import LiberoEvalConfig, evaluate_policy
@@ -128,6 +130,18 @@ def test_libero_harness_runs_a_vla_episode_end_to_end(tmp_path):
     assert [x["task"] for x in rows] == ["bottle_to_basket", "mean"] and rows[0]["successes"] == "0"
     assert "| bottle_to_basket | 0/1 |" in (tmp_path / "success.md").read_text()
     assert (tmp_path / "rollouts.png").stat().st_size > 1000 and (tmp_path / "episodes.csv").is_file()
+    # rerun with one more episode: init state 3 comes from the log, 4 runs (and is filmed)
+    calls.clear()
+    more = evaluate_policy(lambda task: policy, dataclasses.replace(cfg, episodes=2, video_episodes=2, strip_episodes=0),
+                           out=tmp_path, progress=False)
+    assert [(x.init_state, x.steps) for x in more] == [(3, 10), (4, 10)] and len(calls) == 3
+    assert len(list(csv.DictReader(open(tmp_path / "episodes_log.csv")))) == 2
+    assert [p.name for p in (tmp_path / "videos").iterdir()] == ["bottle_to_basket_004.mp4"]
+    import av
+
+    with av.open(str(tmp_path / "videos" / "bottle_to_basket_004.mp4")) as v:
+        frames = [f.to_ndarray(format="rgb24") for f in v.decode(video=0)]
+    assert len(frames) == 11 and frames[0].shape == (128, 256, 3)  # reset + 10 steps, agentview | wrist
 
 
 @pytest.mark.sim
@@ -193,3 +207,103 @@ def test_compare_merges_episode_logs_of_split_runs(tmp_path):
     md = (out / "compare.md").read_text()
     assert "| box_to_plate | 3/4 (75 %) | — |" in md and "| all tasks (pooled) | 4/8 (50 %) | 0/4 (0 %) |" in md
     assert (out / "success_bars.png").stat().st_size > 1000
+
+
+def _result(task, init, ok, steps=100):
+    from roboalign.evaluation.libero_eval import EpisodeResult
+
+    return EpisodeResult(task, init, ok, steps, 1.0, 13, 50.0)
+
+
+def test_suite_table_is_per_suite_and_averages_the_suites(tmp_path):
+    from roboalign.evaluation.suite_table import suite_markdown, suite_of, write_suite_table
+
+    assert suite_of("libero_goal/put_the_bowl_on_the_plate") == "libero_goal" and suite_of("box_to_plate") == "tasks"
+    results = ([_result("libero_goal/a", i, i < 2) for i in range(4)]  # 2/4
+               + [_result("libero_goal/b", i, True) for i in range(4)]  # 4/4 -> suite 75 %
+               + [_result("libero_10/c", i, i == 0) for i in range(4)])  # 1/4 -> 25 %
+    rows = write_suite_table(results, tmp_path, label="tiny")
+    assert [(r["suite"], r["tasks"], r["successes"], r["episodes"]) for r in rows] == [
+        ("libero_goal", 2, 6, 8), ("libero_10", 1, 1, 4), ("average", 3, 7, 12)]
+    assert rows[0]["success_rate"] == pytest.approx(0.75) and rows[-1]["success_rate"] == pytest.approx(0.5)
+    md = (tmp_path / "suites.md").read_text()
+    assert md.splitlines()[0] == "| tiny | libero_goal | libero_10 | average |"
+    assert "| success % | 75.0 | 25.0 | 50.0 |" in md and md == suite_markdown(rows, "tiny")
+    assert [r["suite"] for r in csv.DictReader(open(tmp_path / "suites.csv"))][-1] == "average"
+    assert (tmp_path / "suites.png").stat().st_size > 1000
+
+
+def test_eval_resolves_suite_tasks_and_refuses_what_does_not_fit():
+    from roboalign.evaluation.libero_tasks import (
+        EvalSetupError,
+        check_checkpoint,
+        check_expert,
+        resolve_tasks,
+    )
+    from roboalign.models.action_head import ActionHeadConfig
+    from roboalign.models.vla import VLAConfig
+    from roboalign.models.vla_inputs import VLAInputSpec
+    from roboalign.sim.suites import MAX_STEPS, SUITES, suite_problems
+
+    scenes = resolve_tasks(["libero_goal"], ["6", "put_the_bowl_on_the_plate"], "targets")
+    assert list(scenes) == ["libero_goal/put_the_cream_cheese_in_the_bowl", "libero_goal/put_the_bowl_on_the_plate"]
+    assert scenes["libero_goal/put_the_cream_cheese_in_the_bowl"].target_name == "akita_black_bowl_1"
+    assert [len(suite_problems(s)) for s in SUITES] == [10, 10, 10, 10, 90]
+    assert len(resolve_tasks(["libero_10", "libero_goal"], None, "targets")) == 20
+    ours = resolve_tasks(["tasks"], None, "libero_object")
+    assert list(ours) == ["bottle_to_basket", "box_to_plate", "can_to_bowl", "shelf_to_tray"]
+    assert {s.suite for s in ours.values()} == {"libero_object"}
+    assert (MAX_STEPS["libero_spatial"], MAX_STEPS["libero_10"], MAX_STEPS["libero_90"]) == (220, 520, 400)
+    with pytest.raises(EvalSetupError, match="valid: tasks, libero_spatial, libero_object, libero_goal"):
+        resolve_tasks(["libero_100"], None, "targets")
+    with pytest.raises(EvalSetupError, match="0: pick_up_the_alphabet_soup_and_place_it_in_the_basket"):
+        resolve_tasks(["libero_object"], ["pick up the banana"], "targets")
+    with pytest.raises(EvalSetupError, match="valid tasks: bottle_to_basket"):
+        resolve_tasks(["tasks"], ["stack_blocks"], "targets")
+    with pytest.raises(EvalSetupError, match="turn_on_the_stove"):
+        check_expert(resolve_tasks(["libero_goal"], ["turn on the stove"], "targets"))
+    check_expert(ours)
+
+    def cfg(**kw):
+        space = kw.pop("action_space", "eef_delta")
+        head = ActionHeadConfig.tiny(action_dim=7 if space == "eef_delta" else 8)
+        return VLAConfig(head=head, inputs=VLAInputSpec(**kw), action_space=space, backbone_total_layers=2)
+
+    check_checkpoint(cfg(), ["libero_goal", "tasks"], 128, "ckpt")
+    check_checkpoint(cfg(action_space="joint_position"), ["tasks"], 128, "ckpt")  # our tasks take both spaces
+    with pytest.raises(EvalSetupError, match="in 'eef_delta'"):
+        check_checkpoint(cfg(action_space="joint_position"), ["libero_goal"], 128, "ckpt")
+    with pytest.raises(EvalSetupError, match=r"cameras \['side'\]; the LIBERO scenes render agentview, wrist"):
+        check_checkpoint(cfg(cameras=("agentview", "side")), ["tasks"], 128, "ckpt")
+    with pytest.raises(EvalSetupError, match="--camera-size 224"):
+        check_checkpoint(cfg(image_size=(224, 224)), ["libero_10"], 128, "ckpt")
+
+
+def test_eval_cli_bad_input_is_one_line(capsys):
+    from roboalign.evaluation.cli import main
+
+    assert main(["libero", "--policy", "expert", "--suite", "libero_100"]) == 2
+    assert main(["libero", "--policy", "expert", "--suite", "libero_10", "--tasks", "0"]) == 2
+    assert main(["libero", "--suite", "libero_goal", "--checkpoint", "/no/such/ckpt"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith("roboalign eval libero: ") for line in err)
+    assert "libero_100" in err[0] and "only places one object" in err[1] and "/no/such/ckpt" in err[2]
+
+
+def test_eval_resumes_from_the_episode_logs(tmp_path):
+    """Episodes already logged in --out are not run again (no scene is even built) and count in the reports."""
+    from roboalign.evaluation.libero_eval import LiberoEvalConfig, _log_episode, evaluate_policy
+
+    for i in range(3):
+        _log_episode(_result("libero_object/pick_up_the_milk_and_place_it_in_the_basket", 4 + i, i != 1),
+                     tmp_path / "episodes_log_1.csv")
+
+    def no_policy(task):
+        raise AssertionError(f"{task} was run again")
+
+    cfg = LiberoEvalConfig(tasks=("libero_object/pick_up_the_milk_and_place_it_in_the_basket",), episodes=3,
+                           first_init_state=4, strip_episodes=0)
+    results = evaluate_policy(no_policy, cfg, out=tmp_path, progress=False)
+    assert [(r.init_state, r.success) for r in results] == [(4, True), (5, False), (6, True)]
+    assert "| libero_object | average |" in (tmp_path / "suites.md").read_text().splitlines()[0]
+    assert cfg.steps_for(cfg.tasks[0]) == 280 and cfg.steps_for("box_to_plate") == 300

@@ -299,8 +299,10 @@ def write_curves(rows: list[dict[str, Any]], out: Path, title: str) -> None:
 
 def load_splits(cfg: VLATrainConfig) -> tuple[Any, Any]:
     from roboalign.data import EpisodeDataset
+    from roboalign.sim.libero_import import as_episode_folder
 
-    ds = EpisodeDataset(resolve_dataset(cfg.dataset), tasks=list(cfg.tasks) if cfg.tasks else None)
+    root = as_episode_folder(resolve_dataset(cfg.dataset))  # LIBERO's official demo files: imported once
+    ds = EpisodeDataset(root, tasks=list(cfg.tasks) if cfg.tasks else None)
     if len(ds) == 0:
         raise ValueError(f"{cfg.dataset}: no successful episodes" + (f" for tasks {cfg.tasks}" if cfg.tasks else ""))
     train, val = ds.split(cfg.val_fraction, seed=cfg.seed)

@@ -50,12 +50,13 @@ def _instruction(path: Path, data) -> tuple[str, str]:
 
 
 def libero_task_name(problem: str, instruction: str) -> str:
-    """Our task name when the demo is one of the four tasks' sim counterparts, else the LIBERO file stem."""
-    from roboalign.tasks import DEFAULT_TASKS
+    """Our task name when the demo is one of the four tasks' sim scenes (either scene set), else the file stem."""
+    from roboalign.tasks import SCENE_SETS
 
-    for t in DEFAULT_TASKS:
-        if problem == t.sim.problem or instruction.lower() == t.sim.instruction:
-            return t.name
+    for tasks in SCENE_SETS.values():
+        for t in tasks:
+            if problem == t.sim.problem or instruction.lower() == t.sim.instruction:
+                return t.name
     return problem
 
 

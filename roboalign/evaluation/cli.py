@@ -3,6 +3,8 @@
 Examples::
 
     roboalign eval libero --checkpoint runs/vla_tiny_base/checkpoint --episodes 20 --out runs/vla_eval_base
+    roboalign eval libero --checkpoint CKPT --suite libero_spatial libero_object libero_goal libero_10 --workers 2
+    roboalign eval libero --checkpoint CKPT --suite libero_90 --tasks 0 KITCHEN_SCENE3_turn_on_the_stove --videos 1
     roboalign eval libero --checkpoint CKPT --backend onnxruntime --episodes 20   # CKPT/onnx/ holds the export
     roboalign eval libero --policy expert --episodes 20 --out runs/expert_eval
     roboalign eval offline --checkpoint CKPT --dataset default
@@ -19,7 +21,9 @@ import sys
 from pathlib import Path
 
 from roboalign.runtime.types import RUNTIME_BACKENDS, BasePolicy
-from roboalign.tasks import DEFAULT_TASKS
+from roboalign.sim.spec import SIM_CAMERA_SIZE
+from roboalign.sim.suites import MAX_STEPS, SUITES
+from roboalign.tasks import SCENE_SETS
 
 
 class PolicyFactory:
@@ -58,37 +62,56 @@ def _libero(args: argparse.Namespace) -> int:
         markdown_table,
         success_table,
     )
+    from roboalign.evaluation.libero_tasks import EvalSetupError
+    from roboalign.evaluation.suite_table import suite_markdown, suite_rows
 
-    if args.suite != "libero_object":
-        print(f"roboalign eval libero: suite {args.suite!r} is not supported; valid: libero_object", file=sys.stderr)
+    try:
+        scenes, space = _libero_setup(args)
+    except (EvalSetupError, FileNotFoundError, ValueError) as e:
+        print(f"roboalign eval libero: {e}", file=sys.stderr)
         return 2
-    if (args.checkpoint is None) == (args.policy == "vla"):
-        print("roboalign eval libero: give --checkpoint for --policy vla (the default), none for --policy expert",
-              file=sys.stderr)
-        return 2
-    env_tasks = None
-    if args.policy == "vla":
-        from roboalign.models.vla import load_vla_config
-        from roboalign.tasks import TaskSet
-
-        space = load_vla_config(args.checkpoint).action_space
-        # the scene each task was trained on, from the checkpoint's tasks.json (robust to later task edits)
-        ckpt_tasks = TaskSet.load(Path(args.checkpoint) / "tasks.json")
-        env_tasks = {t: ckpt_tasks.get(t).sim.object_name.removesuffix("_1") for t in args.tasks}
-    else:
-        space = args.action_space
     factory = PolicyFactory(args.policy, args.checkpoint, args.seed, space, args.threads, args.backend)
-    cfg = LiberoEvalConfig(tasks=tuple(args.tasks), episodes=args.episodes, first_init_state=args.first_init_state,
+    cfg = LiberoEvalConfig(tasks=tuple(scenes), episodes=args.episodes, first_init_state=args.first_init_state,
                            action_space=space, max_steps=args.max_steps, execute_steps=args.execute_steps,
                            camera_size=args.camera_size, antialias=not args.no_antialias,
-                           strip_episodes=args.strip_episodes, seed=args.seed,
-                           render_policy_steps_only=not args.render_every_step)
-    results = evaluate_parallel(factory, cfg, args.workers, out=args.out, env_tasks=env_tasks)
+                           strip_episodes=args.strip_episodes, video_episodes=args.videos, seed=args.seed,
+                           render_policy_steps_only=not args.render_every_step, scenes=args.scenes or "targets",
+                           render=args.policy != "expert",  # the expert reads privileged poses, not images
+                           resume=not args.no_resume)
+    results = evaluate_parallel(factory, cfg, args.workers, out=args.out, env_tasks=scenes)
+    label = args.label or f"{args.policy} {args.checkpoint or ''}".strip()
     rows = success_table(results)
-    print(markdown_table(rows, title=f"{args.policy} {args.checkpoint or ''}".strip()))
+    print(markdown_table(rows, title=label))
+    print(suite_markdown(suite_rows(results), label))
     mean = rows[-1]
     print(f"libero: success_rate={mean['success_rate']:.3f} successes={mean['successes']}/{mean['episodes']}")
     return 0
+
+
+def _libero_setup(args: argparse.Namespace) -> tuple[dict, str]:
+    """(task -> scene, action space) of an ``eval libero`` run; raises EvalSetupError naming what is valid."""
+    from roboalign.evaluation.libero_tasks import (
+        EvalSetupError,
+        check_checkpoint,
+        check_expert,
+        checkpoint_scenes,
+        resolve_tasks,
+    )
+
+    if (args.checkpoint is None) == (args.policy == "vla"):
+        raise EvalSetupError("give --checkpoint for --policy vla (the default), none for --policy expert")
+    scenes = resolve_tasks(args.suite, args.tasks, args.scenes or "targets")
+    if args.policy == "expert":
+        check_expert(scenes)
+        return scenes, args.action_space
+    from roboalign.models.vla import load_vla_config
+
+    vla_cfg = load_vla_config(args.checkpoint)
+    check_checkpoint(vla_cfg, args.suite, args.camera_size, args.checkpoint)
+    ours = [t for t in scenes if "/" not in t]
+    if ours and args.scenes is None:  # the scenes the checkpoint was trained on (robust to later task edits)
+        scenes.update(checkpoint_scenes(args.checkpoint, ours))
+    return scenes, vla_cfg.action_space
 
 
 def _offline(args: argparse.Namespace) -> int:
@@ -159,16 +182,25 @@ def build_parser() -> argparse.ArgumentParser:
     lib.add_argument("--policy", choices=("vla", "expert"), default="vla")
     lib.add_argument("--backend", choices=RUNTIME_BACKENDS, default="torch",
                      help="runtime Policy backend for --policy vla (onnxruntime/tensorrt: the export in CHECKPOINT/onnx)")
-    lib.add_argument("--suite", default="libero_object")
-    lib.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS.names))
+    lib.add_argument("--suite", nargs="+", default=["tasks"], metavar="SUITE",
+                     help=f"one or more of: {', '.join(('tasks', *SUITES))} (tasks = our four tasks)")
+    lib.add_argument("--tasks", nargs="+", default=None,
+                     help="tasks of the one --suite: our task names, or LIBERO task indices / problem names "
+                          "(default: all of the suite)")
+    lib.add_argument("--scenes", choices=tuple(SCENE_SETS), default=None,
+                     help="scene set of our four tasks (default: the checkpoint's tasks.json, else targets)")
     lib.add_argument("--episodes", type=int, default=20, help="episodes per task (one per official init state)")
     lib.add_argument("--first-init-state", type=int, default=0)
     lib.add_argument("--action-space", default="eef_delta", help="for --policy expert")
-    lib.add_argument("--max-steps", type=int, default=300)
+    lib.add_argument("--max-steps", type=int, default=None,
+                     help=f"steps per episode (default: the suite's usual limit {MAX_STEPS}; 300 for our tasks)")
     lib.add_argument("--execute-steps", type=int, default=8, help="chunk rows executed per policy call (0 = all)")
-    lib.add_argument("--camera-size", type=int, default=128)
+    lib.add_argument("--camera-size", type=int, default=SIM_CAMERA_SIZE)
     lib.add_argument("--no-antialias", action="store_true", help="render without multisampling (match the data)")
     lib.add_argument("--strip-episodes", type=int, default=2)
+    lib.add_argument("--videos", type=int, default=0, help="episodes per task saved as MP4 in OUT/videos")
+    lib.add_argument("--no-resume", action="store_true", help="rerun episodes already logged in --out")
+    lib.add_argument("--label", default="", help="row label of the suite table (default: policy + checkpoint)")
     lib.add_argument("--render-every-step", action="store_true",
                      help="render the cameras after every step, not only where the policy looks (same rollout, slower)")
     lib.add_argument("--seed", type=int, default=0)

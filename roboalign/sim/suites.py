@@ -9,8 +9,11 @@ BDDL file stem, with or without the ``.bddl``), or by its instruction.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import re
 from pathlib import Path
+from typing import Any
 
 from roboalign.tasks import SimTask, TaskError
 
@@ -27,15 +30,23 @@ def check_suite(suite: str) -> str:
     return suite
 
 
+@functools.cache
+def _libero_file_module(relpath: str) -> Any:
+    """A plain module of the LIBERO package loaded from its file, without importing ``libero.libero`` (whose
+    ``__init__`` reads its config and whose ``benchmark`` / ``envs`` packages import torch and robosuite)."""
+    from roboalign.sim.libero_setup import libero_root
+
+    path = libero_root() / relpath
+    spec = importlib.util.spec_from_file_location(f"_roboalign_libero_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def suite_problems(suite: str) -> list[str]:
-    """Problem names (BDDL stems) of a suite in LIBERO's official order."""
-    from roboalign.sim.libero_setup import ensure_libero
-
+    """Problem names (BDDL stems) of a suite in LIBERO's official order (``libero_suite_task_map``)."""
     check_suite(suite)
-    ensure_libero()
-    from libero.libero.benchmark.libero_suite_task_map import libero_task_map
-
-    return list(libero_task_map[suite])
+    return list(_libero_file_module("benchmark/libero_suite_task_map.py").libero_task_map[suite])
 
 
 def resolve_problem(suite: str, key: str | int) -> str:
@@ -60,24 +71,22 @@ def _instruction_of(problem: str) -> str:
     return re.sub(r"^[A-Z0-9_]*SCENE\d+_", "", problem).replace("_", " ").lower()
 
 
-def _pair(goal: list[list[str]]) -> tuple[str, str]:
-    """(object, target body) when the goal is one ``In``/``On`` placement, else ("", "")."""
-    if len(goal) == 1 and len(goal[0]) == 3 and goal[0][0].lower() in ("in", "on"):
-        return goal[0][1], re.sub(r"_contain_region$", "", goal[0][2])
+def _pair(goal: list[list[str]], objects: tuple[str, ...]) -> tuple[str, str]:
+    """(object, target object) when the goal is one ``In``/``On`` placement of one movable object into or onto
+    another (``basket_1_contain_region`` counts as ``basket_1``), else ("", "") (drawers, stove regions, ...)."""
+    if len(goal) == 1 and len(goal[0]) == 3 and goal[0][0] in ("in", "on"):
+        obj, target = goal[0][1], re.sub(r"_contain_region$", "", goal[0][2])
+        if obj in objects and target in objects:
+            return obj, target
     return "", ""
 
 
 def sim_task_from_bddl(suite: str, path: Path) -> SimTask:
     """A SimTask read from a BDDL file with LIBERO's parser (goal, objects, instruction)."""
-    from roboalign.sim.libero_setup import ensure_libero
-
-    ensure_libero()
-    from libero.libero.envs.bddl_utils import robosuite_parse_problem
-
-    parsed = robosuite_parse_problem(str(path))
+    parsed = _libero_file_module("envs/bddl_utils.py").robosuite_parse_problem(str(path))
     goal = [[str(x).lower() for x in g] for g in parsed["goal_state"]]
-    obj, target = _pair(goal)
     objects = tuple(n for names in parsed["objects"].values() for n in names)
+    obj, target = _pair(goal, objects)
     words = parsed["language_instruction"]
     bddl_text = " ".join(words if isinstance(words, list) else str(words).split()).lower()
     # LIBERO's benchmark (and every published evaluation) instructs with the file name's words, not the BDDL's.
