@@ -184,10 +184,15 @@ def test_record_converts_each_episode_as_it_goes(tmp_path: Path) -> None:
 
     out = tmp_path / "demos"
     p1 = convert_bag_episode(write_bag_episode(tmp_path / "rec" / "episode_0001_a", steps=20), out)
-    p2 = convert_bag_episode(write_bag_episode(tmp_path / "rec" / "episode_0002_a", steps=20, outcome="running"), out)
+    p2 = convert_bag_episode(write_bag_episode(tmp_path / "rec" / "episode_0002_a", steps=20, outcome="running"), out,
+                             success=True)  # kept by the operator, but cut short: still incomplete
+    p3 = convert_bag_episode(write_bag_episode(tmp_path / "rec" / "episode_0003_a", steps=20, outcome="stopped"), out,
+                             success=True)  # a kept demonstration the operator ended with STOP
     assert p1.name == "episode_0001_a.hdf5" and p2.is_file()
     meta = json.loads((out / "meta.json").read_text())
     assert meta["action_spaces"] == ["joint_position"] and meta["cameras"] == ["agentview", "wrist"]
     with pytest.warns(UserWarning, match="1 incomplete recorded episode"):
         ds = EpisodeDataset(out, success_only=False)
-    assert [e.path.name for e in ds.episodes] == ["episode_0001_a.hdf5"]
+    assert [(e.path.name, e.success) for e in ds.episodes] == [("episode_0001_a.hdf5", True),
+                                                               ("episode_0003_a.hdf5", True)]
+    assert p3.is_file()
