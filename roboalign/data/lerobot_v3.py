@@ -128,10 +128,14 @@ class _VideoFile:
             self.close()
             self.file_index, self.frames = self.file_index + 1, 0
         if self.container is None:
+            h, w = frames.shape[1:3]
+            if self.codec != "libsvtav1" and (h % 2 or w % 2):
+                raise ValueError(f"{self.key}: {w}x{h} frames; {self.codec} with yuv420p needs an even width and "
+                                 "height (use --vcodec libsvtav1)")
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.container = av.open(str(self.path), "w")
             self.stream = self.container.add_stream(self.codec, rate=self.fps, options=self.options)
-            self.stream.height, self.stream.width = frames.shape[1:3]
+            self.stream.height, self.stream.width = h, w
             self.stream.pix_fmt = "yuv420p"
         start = self.frames
         for img in frames:
