@@ -3,7 +3,8 @@
     roboalign bench runtime [--checkpoint CKPT] [--export DIR] [--iters 100] [--threads 1]
 
 Without ``--checkpoint`` a tiny VLA (the CPU test configuration: tiny Qwen2.5-VL, 2 layers, read at
-layer 1, tiny flow-matching head, 2 cameras at 128x128, horizon 16, 4 Euler steps) is built with random
+layer 1, tiny flow-matching head, 2 cameras with synthetic frames at the model's input size (112²), horizon 16,
+4 Euler steps) is built with random
 weights (latency does not depend on weight values) and exported to a temporary folder. Both policies
 get the same observation and the same noise; iterations alternate between the two backends so machine
 load affects both alike. Prints a per-module latency table (batch 1, ms, median and p99), the chunk
@@ -27,11 +28,13 @@ from typing import Any
 
 import numpy as np
 
+from roboalign.sim.spec import DEFAULT_CAMERAS
+
 STAGES = ("preprocess", "vision", "llm", "head", "postprocess", "total")
 
 
 def make_tiny_vla_checkpoint(path: str | Path, seed: int = 0, action_space: str = "eef_delta",
-                             cameras: tuple[str, ...] = ("agentview", "wrist"), family: str = "qwen2_5_vl") -> Path:
+                             cameras: tuple[str, ...] = DEFAULT_CAMERAS, family: str = "qwen2_5_vl") -> Path:
     """A random-weight tiny VLA checkpoint folder (tests, benchmarks, ROS bring-up; no data or downloads).
 
     ``action_space``: ``eef_delta`` (7-D LIBERO deltas) or ``joint_position`` (7 FR3 joints + gripper);
