@@ -39,7 +39,7 @@ from std_msgs.msg import Bool, Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
 from roboalign.action_space import FR3_JOINT_NAMES
-from roboalign.sim.spec import DEFAULT_CAMERAS, SIM_CAMERA_SIZE
+from roboalign.sim.spec import DEFAULT_CAMERAS, EXPERT_EXTRAS, SIM_CAMERA_SIZE
 from roboalign.sim.trajectory import TrajectoryFollower, interpolate  # noqa: F401 (interpolate: re-exported)
 from roboalign.tasks import DEFAULT_TASKS, SCENE_SETS, sim_task_set
 from roboalign_policy import conversions as conv
@@ -83,6 +83,11 @@ PARAMS = [
               read_only=True),
     CPU_AFFINITY,
 ]
+
+
+# The privileged JSON: what the scripted expert reads (one list, checked by it) + what trials and people look at.
+PRIVILEGED_KEYS = (*EXPERT_EXTRAS, "joint_vel", "gripper_qpos", "object_name", "target_name", "object_pos",
+                   "object_quat", "target_pos", "target_quat", "success", "step", "init_state", "task")
 
 
 def to_jsonable(value: Any) -> Any:
@@ -296,10 +301,7 @@ class SimRobotNode(QuietEvents, Node):  # no per-entity QoS event handlers: chea
                                               np.r_[ex["joint_vel"], 0.0, 0.0]))
         self._success_pub.publish(Bool(data=bool(ex["success"])))
         if self._priv_pub is not None:
-            keep = ("eef_pos", "eef_quat", "eef_jacobian", "joint_pos", "joint_vel", "gripper_qpos", "gripper_width",
-                    "object_name", "target_name", "object_pos", "object_quat", "object_aabb", "object_corners",
-                    "target_pos", "target_quat", "target_aabb", "success", "step", "init_state", "task")
-            payload = {k: to_jsonable(ex[k]) for k in keep if k in ex}
+            payload = {k: to_jsonable(ex[k]) for k in PRIVILEGED_KEYS if k in ex}
             payload["stamp"] = self.t
             self._priv_pub.publish(String(data=json.dumps(payload)))
         for name, img in obs.images.items():
