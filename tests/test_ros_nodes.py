@@ -93,12 +93,13 @@ def test_policy_node_publishes_the_policys_chunk_as_action_chunk_and_trajectory(
     pn = ros(reach_policy())
     listen = Listener(ros)
     ros(KinematicRobot([CAM]))
-    listen.instr.publish(String(data="reach the goal"))
+    listen.instr.publish(String(data="put the ketchup in the basket"))
     wait_until(lambda: len(listen.chunks) >= 3 and len(listen.trajs) >= 3, 15, "chunks and trajectories")
     msg = listen.chunks[-1]
     chunk = conv.msg_to_chunk(msg)
     assert (chunk.horizon, chunk.action_dim, chunk.dt, msg.backend) == (16, 8, 0.05, "reach")
-    assert msg.instruction == "reach the goal" and chunk.action_space == "joint_position"
+    assert msg.instruction == "put the ketchup in the basket" and chunk.action_space == "joint_position"
+    assert msg.task == "bottle_to_basket"  # the task the instruction names ("" for free-form text)
     # the robot stands still at START, so every chunk is the reach policy's straight line from START
     dist = np.array(GOAL) - START
     expected = START + np.sign(dist) * np.minimum(0.2 * 0.05 * np.arange(1, 17)[:, None], np.abs(dist))
