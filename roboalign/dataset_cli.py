@@ -56,7 +56,7 @@ def _repair(args: argparse.Namespace) -> int:
         def warning(msg: str) -> None:
             print(msg)
 
-    done = recover_crashed(args.root, _Print())
+    done = recover_crashed(args.root, _Print(), force=args.force)
     print(f"{args.root}: {len(done)} crashed episode(s) repaired")
     return 0
 
@@ -84,8 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("root", type=Path)
     v.add_argument("--full", action="store_true", help="also decode every array / video frame")
     sub.add_parser("info", help="summarise a dataset").add_argument("root", type=Path)
-    sub.add_parser("repair", help="repair recorded episodes cut short by a crash (original kept as bag.crashed)"
-                   ).add_argument("root", type=Path)
+    r = sub.add_parser("repair", help="repair recorded episodes cut short by a crash (original kept as bag.crashed)")
+    r.add_argument("root", type=Path)
+    r.add_argument("--force", action="store_true", help="also when the recorded pid is alive (reused by another process)")
     return ap
 
 

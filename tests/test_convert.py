@@ -196,3 +196,18 @@ def test_record_converts_each_episode_as_it_goes(tmp_path: Path) -> None:
     assert [(e.path.name, e.success) for e in ds.episodes] == [("episode_0001_a.hdf5", True),
                                                                ("episode_0003_a.hdf5", True)]
     assert p3.is_file()
+
+
+def test_repair_leaves_an_episode_of_a_live_recorder_alone(tmp_path: Path, capsys) -> None:
+    import os
+
+    from roboalign.dataset_cli import main
+
+    folder = write_bag_episode(tmp_path / "rec" / "episode_0001_a", steps=10, outcome="running")
+    meta = json.loads((folder / "episode.json").read_text()) | {"pid": os.getppid()}  # a live process, not us
+    (folder / "episode.json").write_text(json.dumps(meta))
+    assert main(["repair", str(tmp_path / "rec")]) == 0
+    assert "still being recorded by process" in capsys.readouterr().out
+    assert json.loads((folder / "episode.json").read_text())["outcome"] == "running"
+    assert main(["repair", str(tmp_path / "rec"), "--force"]) == 0
+    assert json.loads((folder / "episode.json").read_text())["outcome"] == "incomplete"

@@ -131,19 +131,25 @@ def _alive(pid: Any) -> bool:
     return True
 
 
-def recover_crashed(root: Path, logger: Any = None) -> list[Path]:
+def recover_crashed(root: Path, logger: Any = None, force: bool = False) -> list[Path]:
     """Repair every recorded episode under ``root`` left "running" by a recorder that no longer exists (the
     bridge's ``BagRecorder`` on start, ``roboalign dataset repair``); mark it "incomplete" in ``episode.json``.
 
-    Returns the repaired episode folders. An episode whose recorder process is still alive is left alone.
+    Returns the repaired episode folders. An episode whose recorder process (``pid``) is still alive is left
+    alone, unless ``force`` (the pid was reused by another process).
     """
     done = []
-    for meta_path in sorted(root.glob("*/episode.json")):
+    for meta_path in sorted(Path(root).glob("*/episode.json")):
         try:
             meta = json.loads(meta_path.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        if meta.get("outcome") != "running" or (meta.get("pid") != os.getpid() and _alive(meta.get("pid"))):
+        if meta.get("outcome") != "running":
+            continue
+        if not force and meta.get("pid") != os.getpid() and _alive(meta.get("pid")):
+            if logger is not None:
+                logger.warning(f"{meta_path.parent.name}: still being recorded by process {meta.get('pid')}; left "
+                               "alone (roboalign dataset repair --force if that process is not a recorder)")
             continue
         folder = meta_path.parent
         bag = folder / meta.get("bag", "bag")
