@@ -109,6 +109,16 @@ def bag_of(bags: Path, episode: int, since: float, timeout: float = 30.0) -> Pat
                        f"{timeout:g} s (is record_dir on a local disk?)")
 
 
+def mark_verdict(folder: Path, verdict: str) -> None:
+    """Note the operator's verdict in the recording's episode.json (atomically: the log stays readable)."""
+    meta_path = folder / "episode.json"
+    meta = json.loads(meta_path.read_text())
+    meta["operator_verdict"] = verdict
+    tmp = meta_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(meta, indent=2))
+    tmp.replace(meta_path)
+
+
 class Recorder:
     """One ``roboalign record`` session on a running bridge."""
 
@@ -166,6 +176,7 @@ class Recorder:
                     steps=final.steps if final else 0, elapsed_s=round(final.elapsed_s, 3) if final else 0.0,
                     episode=episode, bag=folder.name, init_state=final.init_state if final else -1)
         if verdict != "keep":
+            mark_verdict(folder, verdict)
             return Take(verdict=verdict, dataset_episode="", **base)
         return self._convert(folder, base)
 
@@ -173,6 +184,7 @@ class Recorder:
         from roboalign.data.convert import convert_bag_episode
         from roboalign.data.rosbag_episodes import BagOptions
 
+        mark_verdict(folder, "keep")  # a kept demonstration is a success, whatever phase ended it (e.g. stopped)
         try:
             path = convert_bag_episode(folder, self.out / "dataset", BagOptions(fps=self.fps))
         except ValueError as e:  # a stalled topic, a missing camera, ...: the bag stays, the take is not used

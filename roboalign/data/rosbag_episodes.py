@@ -208,7 +208,7 @@ def bag_to_episode(folder: str | Path, opts: BagOptions | None = None) -> Episod
     images = {name: _images(ep, s, sample_index(s.times, grid[:-1], eps)) for name, s in cams.items()}
     return Episode(
         task=ep.info.get("task") or "free", instruction=ep.info.get("instruction", ""),
-        success=ep.info.get("outcome") == "success" and ep.complete, images=images,
+        success=ep.complete and (ep.info.get("outcome") == "success" or ep.info.get("operator_verdict") == "keep"), images=images,
         state=np.c_[m["q"][:-1], width[:-1]].astype(np.float32),
         actions={"joint_position": action.astype(np.float32)}, robot=robot,
         final_state=np.r_[m["q"][-1], width[-1]].astype(np.float32), meta=_meta(ep, grid, fps, cams, opts))
