@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Read a LeRobot v3 dataset we wrote with the real `lerobot` package, in a throwaway venv beside ours:
 #   scripts/verify_lerobot_v3.sh DATASET_DIR
+# or write one with lerobot's own LeRobotDataset.create/add_frame/save_episode, for our reader to read:
+#   scripts/verify_lerobot_v3.sh --write OUT_DIR   (then: roboalign dataset validate OUT_DIR --full; convert)
 # lerobot 0.6 needs Python >= 3.12; 0.4.4 is the newest on PyPI for our 3.11 and reads codebase v3.0. It is
 # installed --no-deps into a venv that sees the project venv's packages (torch, datasets, pandas, pyarrow, av)
 # through a .pth; torchvision from PyPI does not load beside torch 2.13, and lerobot.datasets.utils imports
@@ -9,7 +11,9 @@
 # to lerobot's features, per-episode index/timestamps, and lerobot's get_video_info on every video vs info.json.
 # (Video frames are decoded by our PyAV reader; lerobot's decoders need torchcodec or a working torchvision.)
 set -euo pipefail
-DIR=$(realpath "$1")
+MODE=read
+if [ "${1:-}" = "--write" ]; then MODE=write; shift; fi
+DIR=$(realpath -m "$1")
 VENV=${LEROBOT_VENV:-/tmp/lerobot_venv}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 if [ ! -x "$VENV/bin/python" ]; then
@@ -23,6 +27,34 @@ mkdir -p "$STUB"
 echo '"""Import stand-in: lerobot.datasets.utils imports torchvision.transforms; the readers used here never call it."""
 from . import transforms  # noqa: F401' > "$STUB/__init__.py"
 echo '"""Empty: only imported."""' > "$STUB/transforms.py"
+if [ "$MODE" = write ]; then
+PYTHONPATH="$VENV/torchvision_stub" HF_HUB_OFFLINE=1 "$VENV/bin/python" - "$DIR" <<'PY'
+import sys
+
+import numpy as np
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+features = {
+    "action": {"dtype": "float32", "shape": (7,), "names": ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"]},
+    "observation.state": {"dtype": "float32", "shape": (8,), "names": None},
+    "observation.images.agentview": {"dtype": "video", "shape": (64, 64, 3), "names": ["height", "width", "channels"]},
+}
+ds = LeRobotDataset.create("local/by_lerobot", fps=10, root=sys.argv[1], features=features, use_videos=True)
+rng = np.random.default_rng(0)
+for e, n in enumerate([12, 9]):
+    for i in range(n):  # frame i of episode e: red level 10 i + 50 e, a bright block at row 4 i
+        img = np.zeros((64, 64, 3), np.uint8)
+        img[:, :, 0] = 10 * i + 50 * e
+        img[(4 * i) % 56:(4 * i) % 56 + 8, 10:18] = 250
+        ds.add_frame({"action": rng.uniform(-1, 1, 7).astype(np.float32),
+                      "observation.state": rng.normal(size=8).astype(np.float32),
+                      "observation.images.agentview": img, "task": f"pick up the thing {e}"})
+    ds.save_episode()
+ds.finalize()
+print(f"lerobot wrote {sys.argv[1]}: {ds.meta.total_episodes} episodes, {ds.meta.total_frames} frames")
+PY
+exit 0
+fi
 PYTHONPATH="$VENV/torchvision_stub" HF_HUB_OFFLINE=1 "$VENV/bin/python" - "$DIR" <<'PY'
 import sys
 
