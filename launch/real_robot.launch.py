@@ -3,6 +3,7 @@
     ros2 launch roboalign_policy real_robot.launch.py checkpoint:=/path/to/export [dry_run:=true]
         [camera_driver:=realsense|pyrealsense2|none] [command_topic:=/fr3_arm_controller/joint_trajectory]
         [gripper:=franka_gripper|topic] [backend:=onnxruntime|torch|tensorrt] [record_dir:=DIR]
+        [teleop:=none|spacemouse|gamepad|joy]
 
 dry_run is true by default: the bridge computes and checks every command and the gripper relay logs its
 goals, and nothing is sent until you relaunch with dry_run:=false. gripper:=franka_gripper (default) starts
@@ -12,7 +13,9 @@ for a controller. camera_driver:=realsense includes realsense-ros' rs_launch.py 
 camera of config/real_robot_graph.yaml (topics /camera/<name>/color/image_raw); pyrealsense2 starts our
 camera_node instead; none expects the images from elsewhere. Nodes, arguments and parameters are data:
 config/real_robot_graph.yaml + config/real_robot.yaml (the same files `roboalign demo --graph real_robot`
-reads). Operator: `roboalign say "put the ketchup in the basket"`, `roboalign say --estop`.
+reads). Operator: `roboalign say "put the ketchup in the basket"`, `roboalign say --estop`. Demonstrations:
+teleop:=spacemouse (or gamepad, joy) also starts teleop_node; with record_dir:=DIR/bags, `roboalign record
+--task ... --out DIR --mode teleop|leader|kinesthetic` records them through the bridge's safety layer.
 """
 
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction
