@@ -12,7 +12,7 @@
 # 4. `roboalign eval compare` of the three runs -> $FIGURES/vla_compare.{md,png}.
 # Each stage is skipped when its output exists (delete the folder to redo it), so a stopped run resumes.
 set -euo pipefail
-DATA=${DATA:-/work/data/libero_object_4tasks}
+DATA=${DATA:-default}  # default: the demos in the project cache (~/.cache/roboalign/data), collected on first use
 RUNS=${RUNS:-/work/runs}
 ALIGN=${ALIGN:-runs/bench_align}
 FIRST=${FIRST:-20}
