@@ -1,7 +1,9 @@
 """``roboalign train sft|grpo|vla --config …``: dispatch to the stage's ``main(argv)``.
 
 ``sft`` -> roboalign.training.sft, ``grpo`` -> roboalign.training.grpo, ``vla`` -> roboalign.training.vla
-(the VLA head's trainer). Each stage parses its own options (``roboalign train sft --help``). For several
+(the VLA head's trainer). Every stage takes the same options (``training/overrides.py``): ``--config FILE``,
+``--set key=value ...`` (repeatable, nested keys with dots, e.g. ``--set data.dataset=D steps=30``) and the
+shortcuts ``--data`` / ``--output-dir`` / ``--max-steps``; a user's mistake ends in one line (exit code 2). For several
 processes / GPUs run the stage module under accelerate instead, e.g.
 ``accelerate launch --config_file training/configs/accelerate_zero3.yaml -m roboalign.training.sft --config …``.
 """
