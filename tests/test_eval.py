@@ -307,3 +307,25 @@ def test_eval_resumes_from_the_episode_logs(tmp_path):
     assert [(r.init_state, r.success) for r in results] == [(4, True), (5, False), (6, True)]
     assert "| libero_object | average |" in (tmp_path / "suites.md").read_text().splitlines()[0]
     assert cfg.steps_for(cfg.tasks[0]) == 280 and cfg.steps_for("box_to_plate") == 300
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_a_libero_suite_task_runs_from_its_official_init_states(tmp_path):
+    """A LIBERO-Object task by suite name: its own BDDL and official init states, physics-only expert, logged."""
+    from roboalign.evaluation.libero_eval import LiberoEvalConfig, evaluate_policy
+    from roboalign.evaluation.libero_tasks import resolve_tasks
+    from roboalign.sim.expert import ScriptedExpert
+
+    scenes = resolve_tasks(["libero_object"], ["7"], "targets")
+    (task,) = scenes
+    assert task == "libero_object/pick_up_the_milk_and_place_it_in_the_basket"
+    cfg = LiberoEvalConfig(tasks=(task,), episodes=2, first_init_state=48, max_steps=15, render=False,
+                           strip_episodes=0, antialias=False)
+    results = evaluate_policy(lambda t: ScriptedExpert(), cfg, out=tmp_path, progress=False, env_tasks=scenes)
+    assert [(r.task, r.init_state, r.steps, r.success) for r in results] == [(task, 48, 15, False), (task, 49, 15, False)]
+    assert results[0].policy_calls == 15 and not results[0].frames  # nothing rendered for the expert
+    assert "| libero_object | average |" in (tmp_path / "suites.md").read_text()
+    with pytest.raises(ValueError, match="exceed the 50 official init states"):
+        evaluate_policy(lambda t: ScriptedExpert(), LiberoEvalConfig(tasks=(task,), episodes=3, first_init_state=48,
+                                                                     max_steps=2, render=False), progress=False)
