@@ -211,3 +211,22 @@ def test_repair_leaves_an_episode_of_a_live_recorder_alone(tmp_path: Path, capsy
     assert json.loads((folder / "episode.json").read_text())["outcome"] == "running"
     assert main(["repair", str(tmp_path / "rec"), "--force"]) == 0
     assert json.loads((folder / "episode.json").read_text())["outcome"] == "incomplete"
+
+
+def test_training_refuses_a_dataset_without_the_configs_action_space_or_cameras(tmp_path: Path) -> None:
+    from roboalign.data.convert import convert
+    from training.config import VLATrainConfig
+    from training.vla import load_splits
+
+    for k in range(2):
+        write_bag_episode(tmp_path / "rec" / f"episode_000{k}_a", steps=12)
+    convert(tmp_path / "rec", tmp_path / "ours", "roboalign", progress=False)
+    with pytest.raises(ValueError, match=r"2 episode\(s\) do not match the training config .*episode_0000_a.hdf5: no "
+                                         r"actions for action space 'eef_delta'"):
+        load_splits(VLATrainConfig(dataset=str(tmp_path / "ours"), action_space="eef_delta"))
+    with pytest.raises(ValueError, match=r"episode_0001_a.hdf5: cameras \['top'\] missing"):
+        load_splits(VLATrainConfig(dataset=str(tmp_path / "ours"), action_space="joint_position",
+                                   cameras=("agentview", "top")))
+    train, val = load_splits(VLATrainConfig(dataset=str(tmp_path / "ours"), action_space="joint_position",
+                                            val_fraction=0.5))
+    assert len(train) + len(val) == 2

@@ -305,6 +305,10 @@ def load_splits(cfg: VLATrainConfig) -> tuple[Any, Any]:
     ds = EpisodeDataset(root, tasks=list(cfg.tasks) if cfg.tasks else None)
     if len(ds) == 0:
         raise ValueError(f"{cfg.dataset}: no successful episodes" + (f" for tasks {cfg.tasks}" if cfg.tasks else ""))
+    from roboalign.data.formats import Expect, require
+
+    # every episode has the config's action space and cameras, or one error naming the episodes
+    require([e.path for e in ds.episodes], Expect(cfg.action_space, tuple(cfg.cameras)), "the training config")
     train, val = ds.split(cfg.val_fraction, seed=cfg.seed)
     if cfg.max_episodes_per_task is not None:
         keep = []

@@ -154,6 +154,20 @@ def _expect_problems(spaces: list[str], cams: list[str], expect: Expect) -> list
     return out
 
 
+def require(files: list[Path], expect: Expect, what: str = "the config") -> None:
+    """Raise one ValueError naming the episode files that lack ``expect``'s action space or cameras (headers only)."""
+    from roboalign.data.episodes import read_header
+
+    bad = []
+    for p in files:
+        h = read_header(p)
+        bad += [f"{p.name}: {w}" for w in _expect_problems(h["action_spaces"], h["cameras"], expect)]
+    if bad:
+        more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
+        raise ValueError(f"{len(bad)} episode(s) do not match {what} (action_space {expect.action_space!r}, cameras "
+                         f"{list(expect.cameras or [])}): {'; '.join(bad[:3])}{more}")
+
+
 def _validate_bags(root: Path, expect: Expect, full: bool) -> list[tuple[str, str]]:
     from roboalign.data.bag_streams import BagEpisodeError
     from roboalign.data.rosbag_episodes import BagOptions, bag_to_episode
