@@ -64,3 +64,16 @@ def test_wait_for_sleeps_until_the_deadline_only() -> None:
     assert clock.t == pytest.approx(0.5)
     loop.wait_for(0.1)  # already past: no sleep
     assert clock.t == pytest.approx(0.5)
+
+
+def test_an_error_while_stopping_ends_the_loop_without_the_handler() -> None:
+    clock, errors, state = FakeClock(), [], {"stop": False, "n": 0}
+
+    def step(deadline: float) -> None:
+        state["n"] += 1
+        if state["n"] == 3:
+            state["stop"] = True  # shutdown requested while this step runs
+            raise RuntimeError("entity destroyed")
+
+    DeadlineLoop(0.02, step, lambda: state["stop"], 0.003, errors.append, clock, clock.sleep).run()
+    assert state["n"] == 3 and errors == []

@@ -34,6 +34,8 @@ class DeadlineLoop:
             except Exception as e:  # the loop must not die; the caller decides what an error means
                 if self.on_error is None:
                     raise
+                if self.stopped():  # an error while shutting down (entities going away) ends the loop quietly
+                    return
                 self.on_error(e)
 
     def _next(self, deadline: float) -> float:

@@ -22,7 +22,7 @@ from rclpy.node import Node
 from roboalign_msgs.msg import ActionChunk as ActionChunkMsg
 from roboalign_msgs.msg import EpisodeStatus
 from roboalign_msgs.srv import TaskCommand
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
@@ -92,13 +92,9 @@ class BridgeNode(QuietEvents, Node):
         self.core = Bridge(_config(self.p), self._sim.ready if self._sim else None)
         self._recorder = None
         if self.p["record_dir"]:
-            from roboalign_policy.bag_recorder import BagRecorder
+            from roboalign_policy.bag_recorder import bridge_recorder
 
-            topics = {self.p["joint_states_topic"]: JointState, self.p["chunk_topic"]: ActionChunkMsg,
-                      self.p["instruction_topic"]: String, **{t: Image for t in self.p["camera_topics"]}}
-            info = {k: self.p[k] for k in ("control_rate_hz", "gripper_open_value", "gripper_closed_value",
-                                           "joint_names", "dry_run")}  # what the converter needs to read the bag
-            self._recorder = BagRecorder(self, self.p["record_dir"], topics, info=info)
+            self._recorder = bridge_recorder(self, self.p)
         self._make_entities(io)
         self._stop, self._control_thread = threading.Event(), None
         # wall clock: each command is computed 3 ms before its deadline and published on it
@@ -281,6 +277,10 @@ class BridgeNode(QuietEvents, Node):
         with self._lock:
             level, message, values = report()
         return _LEVELS[level], message, values
+
+    def destroy_node(self) -> None:  # the control thread stops before the entities it polls are destroyed
+        self.close()
+        super().destroy_node()
 
     def close(self) -> None:
         """Called on shutdown: stop the control thread; close the episode being recorded (data stays on disk)."""
