@@ -154,6 +154,7 @@ def summarize(raw: dict[str, Any], args: argparse.Namespace, cfg: dict[str, Any]
             "overhead_ms_median": float(np.median(over)), "overhead_ms_p99": float(np.percentile(over, 99)),
             "cmd_period_jitter_ms_p99": float(np.percentile(jitter, 99)),
             "cmd_stamp_jitter_ms_p99": float(np.percentile(sent, 99)),
+            "cpu_ms_per_s": {k: v * 1e3 / args.seconds for k, v in raw["cpu_s"].items()},
             "faults": len(raw["faults"]), "fault_messages": raw["faults"][:20], "restarts": raw["restarts"],
             "cmd_period_ms_median": float(np.median(periods)), "cmd_period_ms_max": float(periods.max()),
             "policy_ms_median": float(np.median(model)), "chunks": int(len(over)), "commands": int(len(periods) + 1),
@@ -226,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
           f"policy ({args.backend}) median {r['policy_ms_median']:.1f} ms per chunk over {r['chunks']} chunks; "
           f"per-camera receive rate median {r['cam_rx_hz_median']} Hz, drops {r['cam_drops']}; bridge command "
           f"period median {r['cmd_period_ms_median']:.2f} ms, max {r['cmd_period_ms_max']:.1f} ms over "
-          f"{r['commands']} commands (jitter p99 at the sender {r['cmd_stamp_jitter_ms_p99']:.2f} ms); faults "
+          f"{r['commands']} commands (jitter p99 at the sender {r['cmd_stamp_jitter_ms_p99']:.2f} ms); CPU ms per s "
+          f"{ {k: round(v, 1) for k, v in r['cpu_ms_per_s'].items()} }; faults "
           f"{r['fault_messages']}; load average {r['load_avg_1min']:.1f} on {r['cpus']} CPUs; policy on CPUs "
           f"{r['policy_cpus'] or 'any'}, bridge + robot on {r['control_cpus'] or 'any'}; targets {TARGETS}; "
           f"plot {Path(args.out) / 'ros.png'}")

@@ -21,6 +21,7 @@ class Input:
     label: str
     arrival: float | None  # [s] on the caller's clock; None: nothing yet
     max_age_s: float
+    missing: str = ""  # what to say while nothing has arrived (default "waiting for <label>")
 
 
 def wait_reason(now: float, inputs: Sequence[Input]) -> str | None:
@@ -28,7 +29,7 @@ def wait_reason(now: float, inputs: Sequence[Input]) -> str | None:
     None when every input has arrived and is at most ``max_age_s`` old."""
     for i in inputs:
         if i.arrival is None:
-            return f"waiting for {i.label}"
+            return i.missing or f"waiting for {i.label}"
         if now - i.arrival > i.max_age_s:
             return f"{i.label} is {now - i.arrival:.3f} s old (limit {i.max_age_s:g} s)"
     return None

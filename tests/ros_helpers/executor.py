@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 import rclpy
 from rclpy.node import Node
 from roboalign_policy.executor import QueueAwareExecutor
+from roboalign_policy.node_runner import use_dds_profile
 
 
 def wait_until(pred: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
@@ -23,6 +24,7 @@ def wait_until(pred: Callable[[], object], timeout: float = 10.0, what: str = "c
 def spinning_executor() -> Iterator[Callable[..., Node]]:
     """rclpy.init, a QueueAwareExecutor spinning in the background, and ``add(*nodes)`` putting nodes on it
     (returns the node, or the nodes); after the yield everything is torn down (``close()`` first if a node has it)."""
+    use_dds_profile()  # as every node process: camera publishers here need the shared-memory segment too
     rclpy.init()
     ex = QueueAwareExecutor(num_threads=8)
     nodes = []

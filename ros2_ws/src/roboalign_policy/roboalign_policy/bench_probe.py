@@ -166,6 +166,12 @@ def _start(cfg: dict[str, Any], out: Path) -> list[subprocess.Popen]:
                              stderr=subprocess.STDOUT) for name in ("policy_node", "bridge_node")]
 
 
+def cpu_s(pid: int) -> float:
+    """CPU time (user + system) a process has used so far [s]."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _first_chunks(probe: Probe, client, procs: list[subprocess.Popen], task: str, out: Path) -> None:
     deadline = time.monotonic() + 120.0
     while not probe.rec["chunks"] and time.monotonic() < deadline:  # policy loaded and running
@@ -219,7 +225,9 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
         _first_chunks(probe, client, procs, cfg["task"], out)
         time.sleep(2.0)  # warm-up (the policy's 5 s rate window fills meanwhile), then measure
         probe.clear()
+        cpu0 = [cpu_s(p.pid) for p in procs]
         restarts = _measure(probe, client, cfg["seconds"], cfg["task"])
+        cpu = {name: cpu_s(p.pid) - c0 for name, p, c0 in zip(("policy_node", "bridge_node"), procs, cpu0, strict=True)}
         client.command("stop")
     finally:
         client.close()
@@ -236,7 +244,7 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
         probe.node.destroy_node()
         rclpy.try_shutdown()
     with probe.lock:
-        return {**{k: list(v) for k, v in probe.rec.items()}, "dt_ns": probe.dt_ns, "restarts": restarts}
+        return {**{k: list(v) for k, v in probe.rec.items()}, "dt_ns": probe.dt_ns, "restarts": restarts, "cpu_s": cpu}
 
 
 def main(argv: list[str] | None = None) -> int:

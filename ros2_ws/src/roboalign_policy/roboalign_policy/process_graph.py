@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from roboalign_policy.graph import Graph, NodeSpec, node_command
+from roboalign_policy.graph import Graph, NodeSpec, node_command, ros_value
 
 _interrupted = False
 
@@ -41,8 +41,10 @@ def interrupt_on_sigterm() -> None:
 
 class ProcessGraph:
     def __init__(self, graph: Graph, args: dict[str, Any], log_dir: str | Path, echo: bool = False,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, params: dict[str, dict[str, Any]] | None = None) -> None:
+        """``params``: per node name, parameters set after the graph's (as a launch file's overrides)."""
         self.graph = graph
+        self.params = params or {}
         self.args = graph.resolve(args)
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -56,6 +58,8 @@ class ProcessGraph:
 
     def _spawn(self, node: NodeSpec, args: dict[str, Any]) -> None:
         cmd = node_command(self.graph, node, args, python=sys.executable)
+        for key, value in self.params.get(node.name, {}).items():
+            cmd += ["-p", f"{key}:={ros_value(value)}"]
         if self.echo:
             out = None
         else:
