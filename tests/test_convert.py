@@ -230,3 +230,39 @@ def test_training_refuses_a_dataset_without_the_configs_action_space_or_cameras(
     train, val = load_splits(VLATrainConfig(dataset=str(tmp_path / "ours"), action_space="joint_position",
                                             val_fraction=0.5))
     assert len(train) + len(val) == 2
+
+
+def test_image_messages_of_every_encoding_decode_to_rgb() -> None:
+    import dataclasses
+
+    import cv2
+    from rosbags.typesys import Stores, get_typestore
+
+    from roboalign.data.bag_streams import camera_name
+    from roboalign.data.ros_images import image_msg_to_rgb
+
+    T = get_typestore(Stores.ROS2_JAZZY).types
+    rgb = np.random.default_rng(0).integers(0, 255, (5, 6, 3), dtype=np.uint8)
+
+    def raw(enc: str, px: np.ndarray, pad: int = 2):
+        h, w = px.shape[:2]
+        rows = np.zeros((h, px[0].size + pad), np.uint8)  # a padded row stride
+        rows[:, :px[0].size] = px.reshape(h, -1)
+        return T["sensor_msgs/msg/Image"](header=None, height=h, width=w, encoding=enc, is_bigendian=0,
+                                          step=rows.shape[1], data=rows.reshape(-1))
+
+    assert np.array_equal(image_msg_to_rgb(raw("rgb8", rgb), "sensor_msgs/msg/Image"), rgb)
+    assert np.array_equal(image_msg_to_rgb(raw("bgr8", rgb[..., ::-1]), "sensor_msgs/msg/Image"), rgb)
+    rgba = np.concatenate([rgb, np.full((5, 6, 1), 7, np.uint8)], axis=2)
+    assert np.array_equal(image_msg_to_rgb(raw("rgba8", rgba), "sensor_msgs/msg/Image"), rgb)
+    mono = image_msg_to_rgb(raw("mono8", rgb[..., 0]), "sensor_msgs/msg/Image")
+    assert np.array_equal(mono, np.repeat(rgb[..., :1], 3, axis=2))
+    png = cv2.imencode(".png", rgb[..., ::-1])[1]
+    comp = T["sensor_msgs/msg/CompressedImage"](header=None, format="png", data=png.reshape(-1))
+    assert np.array_equal(image_msg_to_rgb(comp, "sensor_msgs/msg/CompressedImage"), rgb)
+    with pytest.raises(ValueError, match="cam0: Image.encoding '16UC1' not supported"):
+        image_msg_to_rgb(raw("16UC1", rgb[..., :2]), "sensor_msgs/msg/Image", where="cam0")
+    with pytest.raises(ValueError, match="does not fit its"):  # rosbags messages are dataclasses
+        image_msg_to_rgb(dataclasses.replace(raw("rgb8", rgb), height=9), "sensor_msgs/msg/Image")
+    assert camera_name("/camera/wrist/color/image_raw/compressed") == "wrist"
+    assert camera_name("/top_cam/image_raw") == "top_cam"
