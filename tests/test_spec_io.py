@@ -87,3 +87,13 @@ def test_every_spec_roundtrips_and_refuses_unknown_fields(make, load):
     assert load(data).to_dict() == data
     with pytest.raises(ValueError, match=r"unknown fields \['bogus'\]; valid fields: "):
         load({**data, "bogus": 1})
+
+
+def test_the_export_manifest_refuses_unknown_and_missing_fields():
+    from roboalign.runtime.manifest import FORMAT, ManifestError, validate_manifest
+
+    base = {"format": FORMAT, "modules": {}, "layout": {}, "specs": {}, "opset": 18, "parity": {}}
+    with pytest.raises(ManifestError, match=r"m.json: unknown fields \['modles'\]; valid fields: format,"):
+        validate_manifest({**base, "modles": {}}, source="m.json")
+    with pytest.raises(ManifestError, match=r"m.json: missing field\(s\) \['parity'\]"):
+        validate_manifest({k: v for k, v in base.items() if k != "parity"}, source="m.json")

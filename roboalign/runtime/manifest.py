@@ -25,12 +25,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from roboalign.spec_io import SpecError, read_spec_file
+from roboalign.spec_io import SpecError, check_fields, read_spec_file
 
 FORMAT = "roboalign.export/1"
 FILE_NAME = "manifest.json"
 MODULES = ("vision", "llm", "head")
 PROCESSOR_DIR = "processor"
+REQUIRED = ("modules", "layout", "specs", "opset", "parity")
+FIELDS = ("format", "created", "checkpoint", "exporter", "opset", "config", "versions", "processor_dir", "modules",
+          "layout", "specs", "tensorrt_compat", "parity")
 
 
 class ManifestError(SpecError):
@@ -66,9 +69,10 @@ def validate_manifest(data: Any, source: str = FILE_NAME) -> None:
     if data.get("format") != FORMAT:
         raise ManifestError(f"{source}: format is {data.get('format')!r}, expected {FORMAT!r} "
                             "(re-export with this version of roboalign)")
-    missing = [k for k in ("modules", "layout", "specs", "opset", "parity") if k not in data]
-    if missing:
-        raise ManifestError(f"{source}: missing field(s) {missing}")
+    try:
+        check_fields(data, FIELDS, source, required=REQUIRED)
+    except SpecError as e:
+        raise ManifestError(str(e)) from None
     modules = data["modules"]
     if not isinstance(modules, dict) or sorted(modules) != sorted(MODULES):
         got = sorted(modules) if isinstance(modules, dict) else modules
