@@ -17,14 +17,14 @@ input (``roboalign_policy.expert_operator``); takes that do not succeed are disc
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from roboalign.csv_rows import append_row, read_rows
 from roboalign.tasks import DEFAULT_TASKS, Task
 
 RECORD_CSV = "record.csv"
@@ -53,32 +53,12 @@ class Take:
 
 def read_takes(out: Path) -> list[Take]:
     """The takes in ``out/record.csv`` (a malformed row is an error naming the row)."""
-    path = out / RECORD_CSV
-    if not path.is_file():
-        return []
-    takes, types = [], {f.name: f.type for f in fields(Take)}
-    with path.open(newline="") as f:
-        for i, row in enumerate(csv.DictReader(f), start=2):
-            try:
-                takes.append(Take(**{k: _typed(types[k], v) for k, v in row.items()}))
-            except (KeyError, TypeError, ValueError) as e:
-                raise ValueError(f"{path}: row {i} is malformed ({e!r}); fix or remove it") from e
-    return takes
-
-
-def _typed(kind: str, value: str) -> Any:
-    return int(value) if kind == "int" else float(value) if kind == "float" else value
+    return read_rows(out / RECORD_CSV, Take)
 
 
 def append_take(out: Path, take: Take) -> None:
     """Append one take, flushed at once (a crash keeps every finished take)."""
-    path = out / RECORD_CSV
-    new = not path.is_file()
-    with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=[f.name for f in fields(Take)])
-        if new:
-            w.writeheader()
-        w.writerow(asdict(take))
+    append_row(out / RECORD_CSV, take)
 
 
 def kept(takes: list[Take], task: str, obj: str) -> int:

@@ -24,10 +24,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from roboalign.csv_rows import append_row, read_rows
 from roboalign.tasks import DEFAULT_TASKS, Task
 
 TRIALS_CSV, RESULTS_CSV, RESULTS_MD, RESULTS_PNG = "trials.csv", "results.csv", "results.md", "results.png"
@@ -75,32 +76,14 @@ def plan(tasks: list[Task], mode: str, trials_per_object: int, first_init_state:
 
 
 def read_trials(out: Path) -> list[Trial]:
-    """Trials already in ``out/trials.csv`` (a malformed row is an error naming the row)."""
-    path = out / TRIALS_CSV
-    if not path.is_file():
-        return []
-    rows = []
-    with path.open(newline="") as f:
-        for i, r in enumerate(csv.DictReader(f), start=2):
-            try:
-                rows.append(Trial(r["label"], r["mode"], r["task"], r["object"], int(r["trial"]),
-                                  r["success"] == "True", r["outcome"], int(r["steps"]), float(r["elapsed_s"]),
-                                  int(r["episode"]), r["instruction"], r["message"],
-                                  int(r.get("init_state") or -1)))  # older files have no init_state column
-            except (KeyError, ValueError) as e:
-                raise ValueError(f"{path}: row {i} is malformed ({e!r}); fix or remove it") from e
-    return rows
+    """Trials already in ``out/trials.csv`` (a malformed row is an error naming the row; files from before the
+    init_state column read as -1)."""
+    return read_rows(out / TRIALS_CSV, Trial)
 
 
 def append_trial(out: Path, trial: Trial) -> None:
     """Append one trial (flushed at once: a crash keeps every finished trial)."""
-    path = out / TRIALS_CSV
-    new = not path.is_file()
-    with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=[f.name for f in fields(Trial)])
-        if new:
-            w.writeheader()
-        w.writerow(asdict(trial))
+    append_row(out / TRIALS_CSV, trial)
 
 
 def summarize(trials: list[Trial]) -> list[dict[str, Any]]:

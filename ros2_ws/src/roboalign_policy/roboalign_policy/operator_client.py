@@ -124,23 +124,12 @@ class OperatorClient:
         self.wait_for_bridge(timeout)
         fut = self._cmd.call_async(TaskCommand.Request(command=COMMANDS[name], task=task, instruction=instruction,
                                                        init_state=init_state))
-        deadline = time.monotonic() + timeout
-        while not fut.done() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if not fut.done():
-            raise BridgeUnavailable(f"the bridge did not answer the {name} command within {timeout:g} s")
-        return fut.result()
+        return self._wait(fut, timeout, f"the bridge's {name} command")
 
     def set_estop(self, engage: bool, timeout: float = 10.0) -> SetBool.Response:
         if not self._estop.wait_for_service(timeout_sec=timeout):
             raise BridgeUnavailable(f"no e-stop service {self._estop.srv_name}")
-        fut = self._estop.call_async(SetBool.Request(data=engage))
-        deadline = time.monotonic() + timeout
-        while not fut.done() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if not fut.done():
-            raise BridgeUnavailable("the e-stop service did not answer")
-        return fut.result()
+        return self._wait(self._estop.call_async(SetBool.Request(data=engage)), timeout, "the e-stop service")
 
     def add_node(self, name: str, use_sim_time: bool = False):
         """Another node in this client's context, spun by its executor (e.g. a teleop stand-in on sim time)."""
