@@ -9,7 +9,16 @@ from dataclasses import dataclass
 import pytest
 
 from roboalign.csv_rows import append_row, read_rows
-from roboalign.record import Take, append_take, bag_of, kept, mark_verdict, next_take, read_takes, unreviewed_bags
+from roboalign.record import (
+    Take,
+    append_take,
+    bag_of,
+    kept,
+    mark_verdict,
+    next_take,
+    read_takes,
+    unreviewed_bags,
+)
 
 
 def take(k: int, verdict: str, obj: str = "ketchup", bag: str = "") -> Take:
