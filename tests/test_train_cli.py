@@ -17,9 +17,12 @@ CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs"
 def test_repeated_and_multi_value_sets_all_apply():
     # the reported bug: only the last --set was applied
     argv = ["--config", str(CONFIGS / "vla_tiny.yaml"), "--set", "dataset=D", "--set", "steps=30", "output_dir=O",
-            "--set", "cameras=wrist", "image_size=[56, 56]"]
+            "--set", "cameras=wrist", "image_size=[56, 56]", "tasks=can_to_bowl,box_to_plate"]
     cfg, _ = parse_run_config("vla", "", argv)
     assert (cfg.dataset, cfg.steps, cfg.output_dir, cfg.cameras, cfg.image_size) == ("D", 30, "O", ("wrist",), (56, 56))
+    assert cfg.tasks == ("can_to_bowl", "box_to_plate")
+    cfg, _ = parse_run_config("vla", "", ["--config", str(CONFIGS / "vla_tiny.yaml"), "--set", "image_size=84,84"])
+    assert cfg.image_size == (84, 84)
     assert cfg.learning_rate == 1e-3 and cfg.prompt_state == "none"  # the rest from the file
     cfg, _ = parse_run_config("vla", "", ["--config", str(CONFIGS / "vla_tiny.yaml"), "--data", "X", "--max-steps",
                                           "7", "--set", "steps=9"])

@@ -35,7 +35,7 @@ def split_set(item: str) -> tuple[str, str]:
     """``"key=value"`` -> ``("key", "value")``; a missing ``=`` or key is an error naming the item."""
     key, sep, value = item.partition("=")
     if not sep or not key.strip():
-        raise SpecError(f"--set expects key=value, got {item!r}")
+        raise SpecError(f"--set expects key=value, got {item!r} (quote a value with spaces: --set 'k=[a, b]')")
     return key.strip(), value
 
 
@@ -120,10 +120,12 @@ def _typed(hint: Any, text: str, value: Any) -> Any:
     if hint is str:
         return text
     if origin is tuple:
-        items = value if isinstance(value, list) else [v.strip() for v in text.split(",") if v.strip()]
         args = typing.get_args(hint)
         inner = args[0] if args else Any
-        return [_typed(inner, str(v), v) for v in items]
+        if isinstance(value, list):
+            return [_typed(inner, str(v), v) for v in value]
+        pieces = [p.strip() for p in text.split(",") if p.strip()]
+        return [_typed(inner, p, _yaml(p, "")) for p in pieces]
     if origin is dict or hint is dict:
         if not isinstance(value, dict):
             raise ValueError
