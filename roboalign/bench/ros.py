@@ -64,6 +64,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--compressed", action="store_true", help="the policy reads JPEG on <topic>/compressed")
     p.add_argument("--publisher-qos", choices=("reliable", "best_effort"), default="reliable",
                    help="the cameras' reliability (realsense-ros: reliable); the nodes follow it (camera_qos auto)")
+    p.add_argument("--netns", action="store_true",
+                   help="two hosts: the policy in one network namespace, bridge + robot in another, joined by a veth "
+                        "pair (needs root; UDP only)")
+    p.add_argument("--link-rate", default="", help="with --netns: limit the link, e.g. 1gbit (tc token bucket)")
     p.add_argument("--rate", type=float, default=10.0, help="policy inference rate [Hz]")
     p.add_argument("--realtime-priority", type=int, default=50,
                    help="bridge control thread SCHED_FIFO priority (0: normal scheduling)")
@@ -147,7 +151,7 @@ def summarize(raw: dict[str, Any], args: argparse.Namespace, cfg: dict[str, Any]
     sent = np.abs(np.diff(np.sort(cmd_stamps)) * 1e3 - 20.0)  # at the bridge (header stamps)
     rates = np.array([r for _, r, _ in raw["cam_rates"] if len(r) == args.cameras]).reshape(-1, args.cameras)
     w, h = args.image_size
-    return {"image": f"{w}x{h}", "cameras": args.cameras, "fps": args.fps, "compressed": args.compressed,
+    return {"image": f"{w}x{h}", "cameras": args.cameras, "netns": args.netns, "link_rate": args.link_rate, "fps": args.fps, "compressed": args.compressed,
             "cam_rx_hz_min": float(rates.min()) if len(rates) else 0.0,
             "cam_rx_hz_median": [float(x) for x in np.median(rates, axis=0)] if len(rates) else [],
             "cam_drops": raw["cam_rates"][-1][2] if raw["cam_rates"] else [],
@@ -197,11 +201,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = _config(args, out)
-    (out / "config.json").write_text(json.dumps(cfg, indent=2))
     domain = os.environ.get("ROS_DOMAIN_ID") or str(150 + os.getpid() % 80)  # keep other stacks out
     env = {**os.environ, "ROS_DOMAIN_ID": domain}
-    proc = subprocess.run([sys.executable, "-m", "roboalign_policy.bench_probe", str(out / "config.json"),
-                           str(out / "raw.json")], env=env, check=False)
+    cmd = [sys.executable, "-m", "roboalign_policy.bench_probe", str(out / "config.json"), str(out / "raw.json")]
+    if args.netns:
+        from roboalign.bench.netns import NetnsUnavailable, two_hosts
+
+        try:
+            with two_hosts(rate=args.link_rate or None) as (robot, policy):
+                cfg["policy_prefix"] = policy.prefix
+                (out / "config.json").write_text(json.dumps(cfg, indent=2))
+                proc = subprocess.run([*robot.prefix, *cmd], env=env, check=False)
+        except NetnsUnavailable as e:
+            raise RuntimeError(f"--netns: {e}") from None
+    else:
+        (out / "config.json").write_text(json.dumps(cfg, indent=2))
+        proc = subprocess.run(cmd, env=env, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"the ROS probe failed (exit {proc.returncode}); see the logs in {out}")
     res = summarize(json.loads((out / "raw.json").read_text()), args, cfg)

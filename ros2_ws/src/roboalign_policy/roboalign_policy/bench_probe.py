@@ -161,9 +161,22 @@ class Probe:
 
 
 def _start(cfg: dict[str, Any], out: Path) -> list[subprocess.Popen]:
+    """policy_node (on the policy host: ``policy_prefix``, e.g. ``ip netns exec ...``) and bridge_node."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return [subprocess.Popen(node_cmd(name, cfg[name]), env=env, stdout=open(out / f"{name}.log", "w"),  # noqa: SIM115
-                             stderr=subprocess.STDOUT) for name in ("policy_node", "bridge_node")]
+    prefix = {"policy_node": cfg.get("policy_prefix", []), "bridge_node": []}
+    return [subprocess.Popen([*prefix[name], *node_cmd(name, cfg[name])], env=env,
+                             stdout=open(out / f"{name}.log", "w"), stderr=subprocess.STDOUT)  # noqa: SIM115
+            for name in ("policy_node", "bridge_node")]
+
+
+def two_host_env() -> None:
+    """Network namespaces on one machine: UDP only (shared memory would bypass the link), discovery beyond
+    localhost; every node process inherits it."""
+    from roboalign_policy.node_runner import PROFILE_VARS, dds_profile_path
+
+    for var in PROFILE_VARS:
+        os.environ[var] = str(dds_profile_path("fastdds_udp.xml"))
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "SUBNET"
 
 
 def cpu_s(pid: int) -> float:
@@ -207,6 +220,8 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
     from roboalign_policy.operator_client import OperatorClient
 
     out = Path(cfg["out"])
+    if cfg.get("policy_prefix"):
+        two_host_env()
     procs = _start(cfg, out)
     use_dds_profile()  # this process is the camera driver: the shared-memory segment must hold a frame
     rclpy.init()

@@ -67,17 +67,17 @@ class StartupError(RuntimeError):
 PROFILE_VARS = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")  # FastDDS 2.x, 3.x
 
 
-def dds_profile_path() -> Path:
-    """The FastDDS profile shipped with the package (installed share, or the source tree's config/)."""
+def dds_profile_path(name: str = "fastdds.xml") -> Path:
+    """A FastDDS profile shipped with the package (installed share, or the source tree's config/)."""
     try:
         from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
 
-        share = Path(get_package_share_directory("roboalign_policy")) / "config" / "fastdds.xml"
+        share = Path(get_package_share_directory("roboalign_policy")) / "config" / name
         if share.is_file():
             return share
     except (ImportError, PackageNotFoundError):
         pass
-    return Path(__file__).resolve().parents[1] / "config" / "fastdds.xml"
+    return Path(__file__).resolve().parents[1] / "config" / name
 
 
 def use_dds_profile() -> str | None:

@@ -128,7 +128,10 @@ def subscribe(node, args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     import rclpy
 
+    from roboalign_policy.node_runner import use_dds_profile
+
     args = _parser().parse_args(argv)
+    use_dds_profile()  # as the nodes (ROBOALIGN_DDS_PROFILE=0: FastDDS's defaults)
     rclpy.init()
     node = rclpy.create_node(f"stream_check_{args.role}")
     try:
