@@ -53,6 +53,7 @@ def test_values_are_typed_by_the_field():
     for bad, match in [("max_steps=1.5", r"max_steps=1.5: expected int"),
                        ("data.include_state=maybe", "expected bool"),
                        ("learning_rate=fast", "expected float"),
+                       ("learning_rate=true", "expected float"),
                        ("data.mixture=robot", "expected dict"),
                        ("steps", "expects key=value"),
                        ("learning_rat=1", r"unknown key 'learning_rat'; valid keys: output_dir, model, data,"),

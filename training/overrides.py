@@ -88,60 +88,53 @@ def _set_nested(mapping: dict[str, Any], parts: list[str], value: Any) -> None:
 
 def coerce(hint: Any, text: str, key: str) -> Any:
     """The value of ``text`` for a field of type ``hint``; an error names the key, the type and the text."""
-    value = _yaml(text, key)
+    value = _yaml(text)
     if value is None and _optional(hint):
         return None
     hint = field_type(hint)
     try:
         return _typed(hint, text, value)
-    except (TypeError, ValueError):
+    except (KeyError, TypeError, ValueError):
         raise SpecError(f"--set {key}={text}: expected {_name(hint)}") from None
 
 
 def _typed(hint: Any, text: str, value: Any) -> Any:
+    """``value`` (``text`` parsed as YAML) as a ``hint``; ValueError / KeyError when it is not one."""
     origin = typing.get_origin(hint)
     if hint is Any or hint is object:
         return value
     if origin is typing.Union or isinstance(hint, types.UnionType):
         args = typing.get_args(hint)
-        if bool in args and isinstance(value, bool):
-            return value
-        return text if str in args else value
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ValueError
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError
-        return value
-    if hint is float:
-        return float(text) if isinstance(value, str) else float(_number(value))
-    if hint is str:
-        return text
+        return value if bool in args and isinstance(value, bool) else text if str in args else value
     if origin is tuple:
-        args = typing.get_args(hint)
-        inner = args[0] if args else Any
-        if isinstance(value, list):
-            return [_typed(inner, str(v), v) for v in value]
-        pieces = [p.strip() for p in text.split(",") if p.strip()]
-        return [_typed(inner, p, _yaml(p, "")) for p in pieces]
-    if origin is dict or hint is dict:
-        if not isinstance(value, dict):
-            raise ValueError
-        return value
-    if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-        return value
-    raise ValueError
+        return _sequence(hint, text, value)
+    if origin is dict or hint is dict or dataclasses.is_dataclass(hint):
+        return _check(value, dict)
+    return _SCALARS[hint](text, value)
 
 
-def _number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+def _sequence(hint: Any, text: str, value: Any) -> list[Any]:
+    inner = (typing.get_args(hint) or (Any,))[0]
+    if isinstance(value, list):
+        return [_typed(inner, str(v), v) for v in value]
+    return [_typed(inner, p, _yaml(p)) for p in (p.strip() for p in text.split(",")) if p]
+
+
+def _check(value: Any, kind: type) -> Any:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise ValueError
     return value
 
 
-def _yaml(text: str, key: str) -> Any:
+_SCALARS = {
+    bool: lambda text, value: _check(value, bool),
+    int: lambda text, value: _check(value, int),
+    float: lambda text, value: float(text) if isinstance(value, str) else float(_check(value, int | float)),
+    str: lambda text, value: text,
+}
+
+
+def _yaml(text: str) -> Any:
     try:
         return yaml.safe_load(text) if text.strip() else ""
     except yaml.YAMLError:
