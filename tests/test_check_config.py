@@ -125,3 +125,12 @@ def test_cli_prints_one_json_object_per_config(capsys):
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert rc == 0 and [r["kind"] for r in rows] == ["vla", "accelerate"] and all(r["ok"] for r in rows)
     assert rows[1]["setup"]["strategy"] == "fsdp" and rows[0]["tokens_per_sample"] > 32
+
+
+def test_bf16_weights_without_a_master_copy_are_flagged():
+    fsdp = Options(allow_missing=True, gpus=8, accelerate=str(CONFIGS / "accelerate_fsdp.yaml"))
+    report = check(CONFIGS / "sft_qwen25vl_7b.yaml", fsdp)
+    warn = [t for s, t in report.lines if s == "WARN" and "no fp32 master copy" in t]
+    assert report.ok and warn and "model.dtype=bfloat16 with FSDP" in warn[0]
+    assert report.facts["memory_gib"]["optimizer"] < _ci_report("sft_qwen25vl_7b.yaml").facts["memory_gib"]["optimizer"]
+    assert not any("master copy" in t for _, t in _ci_report("sft_qwen25vl_7b.yaml").lines)  # ZeRO-3 keeps fp32

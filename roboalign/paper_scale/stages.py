@@ -95,6 +95,15 @@ def memory_line(report: Any, est: Any, opts: Any) -> None:
     report.facts["memory_gib"] = est.to_dict()
 
 
+def precision_note(dtype: str, setup: DistSetup, lr: float, report: Any) -> None:
+    """Weights loaded in bf16/fp16 without DeepSpeed's fp32 master copy are updated in 16 bits."""
+    if dtype == "float32" or setup.strategy == "deepspeed":
+        return
+    report.add(f"model.dtype={dtype} with {setup.strategy.upper()}: weights and AdamW state stay in {dtype} (no fp32 "
+               f"master copy), and an update of lr {lr:g} is below {dtype}'s resolution (2^-8 relative) for most "
+               "weights", "WARN")
+
+
 # ---------------------------------------------------------------------------------------------- SFT
 def check_sft(path: Path, opts: Any, setup: DistSetup, report: Any) -> None:
     from roboalign.sim.spec import SIM_CAMERA_SIZE
@@ -125,6 +134,7 @@ def check_sft(path: Path, opts: Any, setup: DistSetup, report: Any) -> None:
                          "hidden": tuple(hidden.shape), "logits": tuple(logits.shape), "loss": tuple(loss.shape)}
                          ).describe())
     report.facts["tokens_per_sample"] = seq
+    precision_note(cfg.model.dtype, setup, cfg.learning_rate, report)
     shape = shape_model(model, trainable, total)
     memory_line(report, estimate(shape, setup, cfg.model.dtype, b, seq, seq, cfg.gradient_checkpointing), opts)
     if cfg.max_length:
