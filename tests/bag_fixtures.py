@@ -26,17 +26,21 @@ def frame_at(k: int, size: int = 16) -> np.ndarray:
 
 
 def _store():
-    from rosbags.typesys import Stores, get_typestore
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-    return get_typestore(Stores.ROS2_JAZZY)
+    store = get_typestore(Stores.ROS2_JAZZY)
+    msg = Path(__file__).resolve().parents[1] / "ros2_ws/src/roboalign_msgs/msg/EpisodeStatus.msg"
+    store.register(get_types_from_msg(msg.read_text(), "roboalign_msgs/msg/EpisodeStatus"))
+    return store
 
 
 def write_bag_episode(folder: Path, steps: int = 40, fps: float = 20.0, cameras: tuple[str, ...] = ("agentview", "wrist"),
                       outcome: str = "success", stall: tuple[str, float, float] | None = None,
                       clock_back_at: float | None = None, drop_topics: tuple[str, ...] = (),
-                      gripper_values: tuple[float, float] = (-1.0, 1.0)) -> Path:
+                      gripper_values: tuple[float, float] = (-1.0, 1.0), homing_ticks: int | None = None) -> Path:
     """Write an episode of ``steps`` control ticks. ``stall`` = (topic, from_s, to_s) drops that topic's
-    messages in the window; ``clock_back_at`` makes every stamp after that time 5 s earlier."""
+    messages in the window; ``clock_back_at`` makes every stamp after that time 5 s earlier; ``homing_ticks``
+    records the bridge's EpisodeStatus: HOMING for that many ticks, then RUNNING, STOPPED at the end."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     st = _store()
@@ -72,6 +76,12 @@ def write_bag_episode(folder: Path, steps: int = 40, fps: float = 20.0, cameras:
             add(CAM_TOPIC.format(cam), "sensor_msgs/msg/Image", t + 0.001, T["sensor_msgs/msg/Image"](
                 header=header(t), height=img.shape[0], width=img.shape[1], encoding="rgb8", is_bigendian=0,
                 step=img.shape[1] * 3, data=img.reshape(-1)))
+        if homing_ticks is not None:
+            phase = 1 if k < homing_ticks else 2 if k < steps else 6
+            add("/roboalign/episode_status", "roboalign_msgs/msg/EpisodeStatus", t + 0.0005,
+                T["roboalign_msgs/msg/EpisodeStatus"](header=header(t + 0.0005), phase=phase, task="", instruction="",
+                                                      episode_index=1, steps=k, elapsed_s=0.0, dry_run=False,
+                                                      message="", init_state=-1))
         if k < steps:  # the bridge's tick: trajectory to q(t + dt), q(t + 2 dt); gripper closes halfway
             pts = [T["trajectory_msgs/msg/JointTrajectoryPoint"](
                 positions=q_at((k + j) * dt), velocities=np.zeros(0), accelerations=np.zeros(0), effort=np.zeros(0),

@@ -37,6 +37,20 @@ def test_bag_episode_is_aligned_to_the_control_grid(tmp_path: Path) -> None:
     assert ep.meta["time_source"]["/joint_states"] == "header"
 
 
+def test_only_the_running_phase_becomes_training_data(tmp_path: Path) -> None:
+    from roboalign.data.bag_streams import BagEpisodeError
+    from roboalign.data.rosbag_episodes import bag_to_episode
+
+    ep = bag_to_episode(write_bag_episode(tmp_path / "e", steps=40, homing_ticks=10))
+    q = np.array([q_at(k * DT) for k in range(41)])
+    assert ep.length == 30  # ticks 10..39 (the status is published 0.5 ms after the tick's command)
+    np.testing.assert_allclose(ep.state[:, :7], q[10:40], atol=1e-6)
+    np.testing.assert_allclose(ep.actions["joint_position"][:, :7], q[11:41], atol=1e-6)
+    assert ep.meta["ticks_outside_running"] == {"before_running": 10, "after_running": 0}
+    with pytest.raises(BagEpisodeError, match="/roboalign/episode_status: the episode never ran"):
+        bag_to_episode(write_bag_episode(tmp_path / "h", steps=20, homing_ticks=30))
+
+
 def test_gripper_commands_in_controller_units_become_the_action_spaces_minus_one_to_one(tmp_path: Path) -> None:
     from roboalign.data.rosbag_episodes import bag_to_episode
 

@@ -43,6 +43,7 @@ def test_a_recorded_bridge_episode_converts_on_the_control_grid(ros, tmp_path) -
     assert ep.meta["recorder_info"]["control_rate_hz"] == 50.0 and ep.meta["recorder_info"]["gripper_open_value"] == -1
     assert ep.meta["fps"] == 50.0 and ep.meta["complete"] and not ep.success  # stopped by the operator
     assert ep.meta["policy"]["backend"] == "reach" and ep.meta["cameras"] == {"test": CAM}
+    assert ep.meta["ticks_outside_running"]["before_running"] <= 1  # the bridge's status was recorded
     assert ep.length >= 50
     stamps = np.array([stamp for _, stamp, _ in robot.commands])  # header stamps of what the robot received
     t = ep.meta["t0_ns"] / 1e9 + ep.robot["tick_time"].astype(np.float64)

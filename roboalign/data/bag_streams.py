@@ -4,7 +4,7 @@ without ROS: topics grouped by role, message times on one clock, and the checks 
 Roles come from the message types: ``sensor_msgs/JointState`` (measured), ``trajectory_msgs/JointTrajectory``
 (commanded arm targets), ``std_msgs/Float64MultiArray`` (commanded gripper), ``sensor_msgs/Image`` and
 ``CompressedImage`` (cameras, named by the ``/camera/<name>/...`` segment of the topic), ``roboalign_msgs/
-ActionChunk`` (policy output). A crashed bag (no ``metadata.yaml``) is read as an MCAP stream
+ActionChunk`` (policy output), ``roboalign_msgs/EpisodeStatus`` (the bridge's phase: only RUNNING is kept). A crashed bag (no ``metadata.yaml``) is read as an MCAP stream
 (:mod:`roboalign.data.bag_salvage`) and flagged incomplete; the source folder is never modified. Every bag is
 read in file order (the order the recorder wrote it), where a backwards step in time is a clock jump.
 """
@@ -27,6 +27,7 @@ ROLES = {
     "sensor_msgs/msg/Image": "camera",
     "sensor_msgs/msg/CompressedImage": "camera",
     "roboalign_msgs/msg/ActionChunk": "chunk",
+    "roboalign_msgs/msg/EpisodeStatus": "status",
 }
 HEADER_TOLERANCE_S = 0.5  # a header stamp within this of the reception time is on the recorder's clock
 

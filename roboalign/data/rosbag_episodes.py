@@ -108,6 +108,26 @@ def _grid(ep: BagEpisode, cmd: Stream | None, streams: list[Stream], fps: float,
     return grid
 
 
+RUNNING = 2  # roboalign_msgs/EpisodeStatus.PHASE_RUNNING
+
+
+def _running(ep: BagEpisode, grid: np.ndarray, eps: int) -> tuple[np.ndarray, dict[str, int] | None]:
+    """The ticks of the RUNNING phase (+ the one after, for its measured result) when the bridge's EpisodeStatus
+    was recorded: homing before and holding after the demonstration are not training data."""
+    status = _one(ep, "status", required=False)
+    if status is None:
+        return grid, None
+    phases = np.array([ep.decode(status, i).phase for i in range(len(status))])
+    idx = sample_index(status.times, grid, eps)
+    at = np.where(idx >= 0, phases[np.maximum(idx, 0)], -1)
+    run = np.flatnonzero(at == RUNNING)
+    if not len(run):
+        raise ep.error(status.topic, f"the episode never ran: phases recorded {sorted(set(phases.tolist()))} "
+                                     f"(RUNNING = {RUNNING}); nothing to learn from")
+    dropped = {"before_running": int(run[0]), "after_running": int(max(len(grid) - run[-1] - 2, 0))}
+    return grid[run[0]:run[-1] + 2], dropped
+
+
 def _fps(ep: BagEpisode, cmd: Stream | None, opts: BagOptions) -> float:
     if opts.fps is not None:
         return float(opts.fps)
@@ -191,7 +211,7 @@ def bag_to_episode(folder: str | Path, opts: BagOptions | None = None) -> Episod
     dt_ns = int(round(1e9 / fps))
     eps = dt_ns // 4 if opts.fps is not None or cmd is None else 1_000_000  # on the bridge's ticks: 1 ms
     first = max(int(np.argmax(sample_index(s.times, grid, eps) >= 0)) for s in data_streams)
-    grid = grid[first:]  # from the first tick at which every stream has a message at or before it
+    grid, dropped = _running(ep, grid[first:], eps)  # from the first tick with a message on every stream
     if len(grid) < 2 or any((sample_index(s.times, grid, eps) < 0).any() for s in data_streams):
         raise ep.error(None, f"fewer than 2 control ticks with data on every stream ({[s.topic for s in data_streams]})")
     m = _joint_states(ep, js, sample_index(js.times, grid, eps), opts.joint_names)
@@ -211,7 +231,8 @@ def bag_to_episode(folder: str | Path, opts: BagOptions | None = None) -> Episod
         success=ep.complete and (ep.info.get("outcome") == "success" or ep.info.get("operator_verdict") == "keep"), images=images,
         state=np.c_[m["q"][:-1], width[:-1]].astype(np.float32),
         actions={"joint_position": action.astype(np.float32)}, robot=robot,
-        final_state=np.r_[m["q"][-1], width[-1]].astype(np.float32), meta=_meta(ep, grid, fps, cams, opts))
+        final_state=np.r_[m["q"][-1], width[-1]].astype(np.float32),
+        meta=_meta(ep, grid, fps, cams, opts) | {"ticks_outside_running": dropped})
 
 
 def _meta(ep: BagEpisode, grid: np.ndarray, fps: float, cams: dict[str, Stream], opts: BagOptions) -> dict[str, Any]:

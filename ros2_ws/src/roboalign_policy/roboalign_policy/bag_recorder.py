@@ -210,14 +210,15 @@ class BagRecorder:
 
 
 def bridge_recorder(node: Any, p: dict[str, Any]) -> BagRecorder:
-    """The bridge's recorder: its inputs (joint states, chunks, instruction, cameras) plus what the converter
-    needs to read the bag (``info``); the bridge writes its own commands with ``write``."""
-    from roboalign_msgs.msg import ActionChunk
+    """The bridge's recorder: its inputs (joint states, chunks, instruction, cameras) and its EpisodeStatus (the
+    converter keeps only the RUNNING ticks) plus what the converter needs to read the bag (``info``); the bridge
+    writes its own commands with ``write``."""
+    from roboalign_msgs.msg import ActionChunk, EpisodeStatus
     from sensor_msgs.msg import Image, JointState
     from std_msgs.msg import String
 
     topics = {p["joint_states_topic"]: JointState, p["chunk_topic"]: ActionChunk, p["instruction_topic"]: String,
-              **{t: Image for t in p["camera_topics"]}}
+              **{t: Image for t in p["camera_topics"]}, p["episode_status_topic"]: EpisodeStatus}
     info = {k: p[k] for k in ("control_rate_hz", "gripper_open_value", "gripper_closed_value", "joint_names",
                               "dry_run")}
     return BagRecorder(node, p["record_dir"], topics, info=info)
