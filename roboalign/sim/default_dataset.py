@@ -1,8 +1,8 @@
 """The default demonstration set: where it lives in the project's cache, and its collection on first use.
 
 A config whose dataset is ``default`` (every tiny training config, ``roboalign bench align``) means the
-scripted-expert demonstrations of the four LIBERO-Object tasks, 20 episodes each (80 episodes, ~9 K steps,
-~555 MB), in ``$ROBOALIGN_DATA_HOME/libero_object_4tasks`` (default ``~/.cache/roboalign/data``, or
+scripted-expert demonstrations of the four tasks in their LIBERO-Object scenes, 20 episodes each (80 episodes,
+~9 K steps, ~555 MB), in ``$ROBOALIGN_DATA_HOME/libero_object_4tasks`` (default ``~/.cache/roboalign/data``, or
 ``$XDG_CACHE_HOME/roboalign/data``). The first run that needs them records them with ``roboalign collect``
 (progress bar; an interrupted run resumes where it stopped) and prints the path; later runs only print it.
 Collection is deterministic, so every machine gets the same episodes.
@@ -18,7 +18,9 @@ from pathlib import Path
 DEFAULT = "default"
 ENV_VAR = "ROBOALIGN_DATA_HOME"
 DATASET_NAME = "libero_object_4tasks"
-COLLECT_ARGS: tuple[str, ...] = ("--episodes", "20")  # + every task, `roboalign collect`'s defaults otherwise
+# Pinned, not collect's defaults, so the set stays the one the README's figures were measured on (the four tasks in
+# their LIBERO-Object stand-in scenes) when those defaults move; every task, collect's defaults otherwise.
+COLLECT_ARGS: tuple[str, ...] = ("--scenes", "libero_object", "--episodes", "20", "--camera-size", "128")
 STAMP = "collected.json"  # written once `roboalign collect` finished the whole plan
 
 
