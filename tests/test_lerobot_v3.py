@@ -182,3 +182,26 @@ def test_reads_a_community_dataset_without_our_layout(tmp_path: Path) -> None:
     assert sorted(ep.actions) == ["eef_delta"] and ep.actions["eef_delta"].shape == (7, 7)
     np.testing.assert_array_equal(ep.images["image"], frames[5:12])  # PNG: lossless
     assert ds.norm_stats("actions.eef_delta").names[0] == "dx"
+
+
+def test_files_roll_over_at_the_size_limits_and_read_back(tmp_path: Path, monkeypatch) -> None:
+    import roboalign.data.lerobot_v3 as lr
+    from roboalign.data.formats import validate
+    from roboalign.data.lerobot_v3_reader import LeRobotV3Dataset
+
+    monkeypatch.setattr(lr, "DATA_FILE_MB", 0)  # every episode after the first opens new files
+    monkeypatch.setattr(lr, "VIDEO_FILE_MB", 0)
+    eps = [_episode(k, 10 + k) for k in range(3)]
+    w = lr.LeRobotV3Writer(tmp_path / "ds", fps=FPS)
+    for e in eps:
+        w.add(e)
+    w.close()
+    ds = LeRobotV3Dataset(tmp_path / "ds")
+    assert [r["data/file_index"] for r in ds.episodes] == [0, 1, 2]
+    assert [r["videos/observation.images.wrist/from_timestamp"] for r in ds.episodes] == [0.0, 0.0, 0.0]
+    assert (tmp_path / "ds/videos/observation.images.wrist/chunk-000/file-002.mp4").is_file()
+    for i, e in enumerate(eps):
+        r = ds.episode(i)
+        np.testing.assert_array_equal(r.state, e.state)
+        assert np.abs(r.images["agentview"].astype(int) - e.images["agentview"]).mean() < 4.0
+    assert validate(tmp_path / "ds", full=True) == []

@@ -124,7 +124,7 @@ class _VideoFile:
     def add(self, frames: np.ndarray) -> tuple[int, int, float, float]:
         import av
 
-        if self.container is not None and _size(self.path) > VIDEO_FILE_MB * 2**20:
+        if self.container is not None and _size(self.path) >= VIDEO_FILE_MB * 2**20:
             self.close()
             self.file_index, self.frames = self.file_index + 1, 0
         if self.container is None:
@@ -269,7 +269,7 @@ class LeRobotV3Writer:
         table = pa.table(arrays)
         path = self.root / DATA_PATH.format(chunk_index=self._data_file // CHUNKS_SIZE,
                                             file_index=self._data_file % CHUNKS_SIZE)
-        if self._data_writer is not None and _size(path) > DATA_FILE_MB * 2**20:
+        if self._data_writer is not None and _size(path) >= DATA_FILE_MB * 2**20:
             self._data_writer.close()
             self._data_writer, self._data_file = None, self._data_file + 1
             path = self.root / DATA_PATH.format(chunk_index=self._data_file // CHUNKS_SIZE,
