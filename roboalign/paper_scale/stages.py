@@ -95,6 +95,18 @@ def memory_line(report: Any, est: Any, opts: Any) -> None:
     report.facts["memory_gib"] = est.to_dict()
 
 
+def dataset_note(path: str, field_name: str, report: Any) -> None:
+    """Training needs the dataset; its absence is no reason to stop checking the model."""
+    from roboalign.sim.default_dataset import DEFAULT, default_dataset_dir, is_complete
+
+    if path == DEFAULT:
+        if not is_complete(default_dataset_dir()):
+            report.add(f"{field_name}=default: not collected yet at {default_dataset_dir()} (the first `roboalign "
+                       "train` run collects it)", "WARN")
+    elif not Path(path).exists():
+        report.add(f"{field_name}={path!r} is not on this machine (needed to train, not to check)", "WARN")
+
+
 def precision_note(dtype: str, setup: DistSetup, lr: float, report: Any) -> None:
     """Weights loaded in bf16/fp16 without DeepSpeed's fp32 master copy are updated in 16 bits."""
     if dtype == "float32" or setup.strategy == "deepspeed":
@@ -110,6 +122,7 @@ def check_sft(path: Path, opts: Any, setup: DistSetup, report: Any) -> None:
     from roboalign.training.config import load_config
 
     cfg = load_config(path)
+    dataset_note(cfg.data.dataset, "data.dataset", report)
     res = resolve_backbone(cfg.model.name_or_path, "model.name_or_path", str(path), opts.allow_missing,
                            cfg.model.tiny)
     model = build(res, fast_vocab_size(cfg.data), cfg.model.freeze_vision, report)
@@ -166,6 +179,7 @@ def check_grpo(path: Path, opts: Any, setup: DistSetup, report: Any) -> None:
     from roboalign.training.config import load_config
 
     cfg = load_config(path)
+    dataset_note(cfg.data.dataset, "data.dataset", report)
     per_gen = cfg.steps_per_generation or cfg.gradient_accumulation_steps
     gen_batch = cfg.per_device_train_batch_size * setup.num_processes * per_gen
     if gen_batch % cfg.num_generations:

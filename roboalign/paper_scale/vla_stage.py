@@ -15,7 +15,7 @@ import numpy as np
 
 from roboalign.paper_scale import meta_models as mm
 from roboalign.paper_scale.resolve import resolve_backbone
-from roboalign.paper_scale.stages import STATE_DIM, _b, build, count, prompt_tokens
+from roboalign.paper_scale.stages import STATE_DIM, _b, build, count, dataset_note, prompt_tokens
 
 
 def _meta_backbone(model: Any, family: str) -> Any:
@@ -66,6 +66,7 @@ def check_vla(path: Path, opts: Any, report: Any) -> None:
     from roboalign.training.config import load_config
 
     cfg = load_config(path, kind="vla")
+    dataset_note(cfg.dataset, "dataset", report)
     res = resolve_backbone(cfg.backbone, "backbone", str(path), opts.allow_missing)
     # an aligned (SFT/GRPO) backbone carries the action vocabulary; not here: assume FAST+ (2 + 2048 tokens)
     model = build(res, None if res.tiny else 2048, False, report)
