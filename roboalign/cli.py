@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("roboalign.demo", "start the full ROS 2 stack on the simulated robot"),
     "check-config": ("roboalign.paper_scale.check_config", "build a run config's models on the meta device and check it"),
     "doctor": ("roboalign.doctor", "check this GPU box / robot PC: CUDA, providers, cameras, RT limits, DDS, ROS env"),
-    "dataset": ("roboalign.dataset_cli", "datasets: convert | info | validate (rosbag2, ours, LeRobot v3)"),
+    "dataset": ("roboalign.dataset_cli", "datasets: convert | info | validate | repair (rosbag2, ours, LeRobot v3)"),
 }
 
 

@@ -1,4 +1,4 @@
-"""``roboalign dataset convert|info|validate``: recorded rosbag2 episodes, our episode folders, LeRobotDataset v3.
+"""``roboalign dataset convert|info|validate|repair``: recorded rosbag2 episodes, our episode folders, LeRobot v3.
 
     roboalign dataset convert SRC DST --to roboalign|lerobot   (the source format is detected and reported)
     roboalign dataset info DIR
@@ -65,9 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="roboalign dataset", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("convert", help="convert a dataset (format of SRC detected)")
-    c.add_argument("src", type=Path)
-    c.add_argument("dst", type=Path)
-    c.add_argument("--to", required=True, choices=["roboalign", "lerobot"])
+    c.add_argument("src", type=Path, help="a record_dir / episode folder, our dataset, or a LeRobot v3 dataset")
+    c.add_argument("dst", type=Path, help="output folder (LeRobot: new; ours: episodes added)")
+    c.add_argument("--to", required=True, choices=["roboalign", "lerobot"], help="target format")
     c.add_argument("--fps", type=float, help="control grid rate (default: the recorded command rate)")
     c.add_argument("--actions", default="measured", choices=["measured", "commanded"],
                    help="rosbag: action = joints measured one tick later (default, as `collect`) or the command")
