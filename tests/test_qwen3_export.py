@@ -104,3 +104,8 @@ def test_unavailable_providers_refuse_unless_cpu_fallback_is_allowed(qwen3, capl
                                     allow_cpu_fallback=True)
     assert policy.describe()["providers"] == ["CPUExecutionProvider"] and "allow_cpu_fallback" in caplog.text
     assert resolve_providers(["cpu"], allow_cpu_fallback=False) == ["CPUExecutionProvider"]
+    # what policy_node calls with its allow_cpu_fallback parameter (default false)
+    from roboalign.control.backends import load_policy
+
+    with pytest.raises(ProviderUnavailable, match="allow_cpu_fallback"):
+        load_policy("onnxruntime", str(qwen3[1]), {"providers": ["cuda", "cpu"], "allow_cpu_fallback": False})
