@@ -104,7 +104,8 @@ def write_bag_episode(folder: Path, steps: int = 40, fps: float = 20.0, cameras:
     (folder / "episode.json").write_text(json.dumps({
         "episode": 1, "task": "bottle_to_basket", "instruction": "put the ketchup in the basket", "outcome": outcome,
         "message": "", "bag": "bag", "info": {"control_rate_hz": fps, "gripper_open_value": gripper_values[0],
-                                              "gripper_closed_value": gripper_values[1]}}))
+                                              "gripper_closed_value": gripper_values[1],
+                                              "camera_topics": [CAM_TOPIC.format(c) for c in cameras]}}))
     return folder
 
 

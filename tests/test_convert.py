@@ -76,14 +76,17 @@ def test_a_coarser_grid_interpolates_the_commanded_trajectory(tmp_path: Path) ->
     ({"clock_back_at": 1.0}, "/joint_states", "clock jumped back"),
     ({"drop_topics": ("/camera/wrist/color/image_raw",)}, "camera 'wrist'", "not recorded"),
     ({"drop_topics": ("/joint_states",)}, "joint_states", "no joint_states stream"),
+    ({"drop_topics": ("/camera/agentview/color/image_raw",), "expect": None}, "/camera/agentview/color/image_raw",
+     "configured camera topic has no messages in the bag (missing topic)"),
 ])
 def test_bad_recordings_name_the_episode_and_topic(tmp_path: Path, kw: dict, topic: str, words: str) -> None:
     from roboalign.data.bag_streams import BagEpisodeError
     from roboalign.data.rosbag_episodes import BagOptions, bag_to_episode
 
+    cams = kw.pop("expect", ("agentview", "wrist"))  # None: the cameras the bridge was configured with
     folder = write_bag_episode(tmp_path / "episode_0007_bad", **kw)
     with pytest.raises(BagEpisodeError) as e:
-        bag_to_episode(folder, BagOptions(cameras=("agentview", "wrist")))
+        bag_to_episode(folder, BagOptions(cameras=cams))
     assert "episode_0007_bad" in str(e.value) and topic in str(e.value) and words in str(e.value)
 
 

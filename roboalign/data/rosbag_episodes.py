@@ -71,7 +71,16 @@ def _one(ep: BagEpisode, role: str, required: bool) -> Stream | None:
 
 
 def _cameras(ep: BagEpisode, wanted: tuple[str, ...] | None) -> dict[str, Stream]:
+    """The camera streams to use: ``wanted``, else the cameras the bridge was configured with (recorder info),
+    else every recorded image topic."""
     cams = {camera_name(s.topic): s for s in ep.by_role("camera")}
+    configured = ep.info.get("info", {}).get("camera_topics")
+    if wanted is None and configured:
+        missing = [t for t in configured if camera_name(t) not in cams]
+        if missing:
+            raise ep.error(missing[0], f"configured camera topic has no messages in the bag (missing topic); "
+                                       f"recorded cameras: {sorted(cams)}")
+        wanted = tuple(camera_name(t) for t in configured)
     for name in wanted or ():
         if name not in cams:
             raise ep.error(None, f"camera {name!r} is not recorded; recorded cameras: {sorted(cams)} (topics "

@@ -220,5 +220,5 @@ def bridge_recorder(node: Any, p: dict[str, Any]) -> BagRecorder:
     topics = {p["joint_states_topic"]: JointState, p["chunk_topic"]: ActionChunk, p["instruction_topic"]: String,
               **{t: Image for t in p["camera_topics"]}, p["episode_status_topic"]: EpisodeStatus}
     info = {k: p[k] for k in ("control_rate_hz", "gripper_open_value", "gripper_closed_value", "joint_names",
-                              "dry_run")}
+                              "dry_run", "camera_topics")}
     return BagRecorder(node, p["record_dir"], topics, info=info)
