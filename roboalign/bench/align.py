@@ -36,6 +36,9 @@ DEFAULT_DATA = os.environ.get("ROBOALIGN_ALIGN_DATA", "default")  # default: the
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="roboalign bench align", description=__doc__.split("\n")[0])
     p.add_argument("--data", default=DEFAULT_DATA, help="episode dataset folder (default %(default)s)")
+    p.add_argument("--toy", type=int, default=None, metavar="N",
+                   help="instead of --data: N scripted 2-D pick-and-place episodes (roboalign.bench.toy_episodes) "
+                        "written to <out>/toy_data in seconds; the CPU configuration of docs/alignment.md")
     p.add_argument("--out", default="runs/bench_align", help="run folder (checkpoints, logs)")
     p.add_argument("--figures", default=str(ROOT / "docs" / "figures"), help="where the curves PNG goes")
     p.add_argument("--sft-config", default=str(CONFIGS / "sft_tiny.yaml"))
@@ -95,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     from roboalign.training.grpo import run_grpo
     from roboalign.training.sft import build_backbone, norm_and_fast, prepare_aligned, run_sft, sample_config
 
+    if args.toy:
+        from roboalign.bench.toy_episodes import ensure_dataset
+
+        args.data = str(ensure_dataset(Path(args.out) / "toy_data", args.toy))
     args.data = str(resolve_dataset(args.data))  # 'default' is collected into the project cache on first use
     if not Path(args.data).is_dir():
         print(f"align: dataset {args.data} not found; collect it first: roboalign collect --out {args.data}")
