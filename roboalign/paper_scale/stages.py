@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -63,17 +64,36 @@ def count(model: torch.nn.Module, report: Any, what: str) -> tuple[int, int]:
     return total, trainable
 
 
+@functools.cache
+def counting_tokenizer() -> Any:
+    """The tiny tokenizer, built once, for token counts (never modified)."""
+    from roboalign.models.tiny import build_tiny_tokenizer
+
+    return build_tiny_tokenizer()
+
+
 def prompt_tokens(n_images: int, tokens_per_image: int) -> tuple[int, int]:
     """(text tokens, image tokens) of one robot prompt: the real template and chat format, counted with the
     tiny tokenizer (a 1 K-token BPE: an upper bound for Qwen's 151 K-token one); images exactly."""
-    from roboalign.models.tiny import build_tiny_tokenizer
     from roboalign.prompts import PromptTemplate
 
-    tok = build_tiny_tokenizer()
+    tok = counting_tokenizer()
     msgs = PromptTemplate().robot_messages(INSTRUCTION, np.zeros(STATE_DIM), n_images)
     text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
     ids = tok(text, add_special_tokens=False)["input_ids"]
     return len(ids) - n_images, n_images * tokens_per_image  # one <|image_pad|> per image before expansion
+
+
+def answer_tokens(chunk_len: int, action_space: str) -> int:
+    """An upper bound of the answer without its reasoning: the tags and markers (tiny tokenizer) plus one FAST
+    token per DCT coefficient (BPE merges only shorten it)."""
+    from roboalign.action_space import get_action_space
+    from roboalign.prompts import PromptTemplate
+
+    template = PromptTemplate()
+    tags = template.completion("", template.action_answer(""))
+    n_tags = len(counting_tokenizer()(tags, add_special_tokens=False)["input_ids"])
+    return n_tags + chunk_len * get_action_space(action_space).dim
 
 
 def image_layout(family: str, image_hw: tuple[int, int], min_pixels: int, max_pixels: int) -> tuple[Any, Any]:
@@ -130,7 +150,7 @@ def check_sft(path: Path, opts: Any, setup: DistSetup, report: Any) -> None:
     n_cam, image_hw = len(cfg.data.cameras), (SIM_CAMERA_SIZE, SIM_CAMERA_SIZE)
     spec, grid = image_layout(res.family, image_hw, cfg.model.min_pixels, cfg.model.max_pixels)
     text, image = prompt_tokens(n_cam, spec.tokens_per_image(image_hw))
-    answer = 16 + 2 + cfg.data.chunk_len * 8  # tags + markers + at most one FAST token per DCT coefficient
+    answer = answer_tokens(cfg.data.chunk_len, cfg.data.action_space)
     seq = text + image + answer
     report.add(f"tokens per sample: {seq} = prompt text {text} + {n_cam} x {spec.tokens_per_image(image_hw)} image "
                f"tokens ({image_hw[0]}x{image_hw[1]} -> grid {grid}) + answer <= {answer} (+ the reasoning text)")
