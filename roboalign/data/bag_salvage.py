@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 CRASHED_SUFFIX = ".crashed"
+HEAD_BYTES = 64  # CDR encapsulation + std_msgs/Header (stamp, a short frame_id)
 
 
 @dataclass
@@ -47,8 +49,14 @@ def mcap_file(bag_dir: Path) -> Path:
     return files[0]
 
 
-def salvage(path: Path) -> Salvage:
-    """Every complete message of an MCAP file, also one cut short by a crash (no footer, partial last record)."""
+def salvage(path: Path, head_only: Callable[[str], bool] | None = None,
+            select: dict[str, set[int]] | None = None) -> Salvage:
+    """Every complete message of an MCAP file, also one cut short by a crash (no footer, partial last record).
+
+    ``head_only(msgtype)``: keep only the first ``HEAD_BYTES`` of such messages (their header: large images are
+    read in full later, only those needed); ``select``: keep only these per-topic message ordinals of these
+    topics (file order), nothing else.
+    """
     from mcap.exceptions import McapError
     from mcap.records import Channel, Footer, Message, Schema
     from mcap.stream_reader import StreamReader
@@ -56,6 +64,7 @@ def salvage(path: Path) -> Salvage:
     out = Salvage(path=path, truncated=True)
     schemas: dict[int, Schema] = {}
     channels: dict[int, Channel] = {}
+    seen: dict[str, int] = {}
     with open(path, "rb") as f:
         try:
             for rec in StreamReader(f, skip_magic=False).records:
@@ -67,7 +76,12 @@ def salvage(path: Path) -> Salvage:
                     out.topics[rec.topic] = SalvagedTopic(rec.topic, s.name if s else "", s.data.decode() if s else "",
                                                           rec.message_encoding)
                 elif isinstance(rec, Message) and rec.channel_id in channels:
-                    out.messages.append((rec.log_time, channels[rec.channel_id].topic, bytes(rec.data)))
+                    topic = channels[rec.channel_id].topic
+                    k = seen[topic] = seen.get(topic, -1) + 1
+                    if select is not None and k not in select.get(topic, ()):
+                        continue
+                    head = head_only is not None and head_only(out.topics[topic].msgtype)
+                    out.messages.append((rec.log_time, topic, bytes(rec.data[:HEAD_BYTES] if head else rec.data)))
                 elif isinstance(rec, Footer):
                     out.truncated = False
         except (McapError, EOFError, ValueError, OSError) as e:  # the cut: a partial record at the end

@@ -12,6 +12,7 @@ read in file order (the order the recorder wrote it), where a backwards step in 
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,13 +48,14 @@ class Stream:
     topic: str
     msgtype: str
     times: np.ndarray
-    raw: list[bytes]
+    raw: list[bytes]  # camera streams: only the first HEAD_BYTES (the header); BagEpisode.full reads the rest
     file_times: np.ndarray
     time_source: str = "receive"  # or "header" (the message's own stamp, when it is on the same clock)
+    ordinals: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # file-order index of each message
 
     def sort(self) -> None:
         order = np.argsort(self.times, kind="stable")
-        self.times, self.raw = self.times[order], [self.raw[i] for i in order]
+        self.times, self.raw, self.ordinals = self.times[order], [self.raw[i] for i in order], order
 
     def __len__(self) -> int:
         return len(self.raw)
@@ -65,6 +67,7 @@ class BagEpisode:
     info: dict[str, Any]
     streams: dict[str, Stream]
     store: Any  # rosbags Typestore with every recorded type
+    mcap: Path = Path()
     complete: bool = True
     problems: list[str] = field(default_factory=list)
 
@@ -76,7 +79,16 @@ class BagEpisode:
         return [s for s in self.streams.values() if ROLES.get(s.msgtype) == role]
 
     def decode(self, stream: Stream, i: int) -> Any:
+        if ROLES.get(stream.msgtype) == "camera":
+            raise ValueError(f"{stream.topic}: camera messages are read with BagEpisode.images")
         return decode_cdr(self.store, stream.raw[i], stream.msgtype)
+
+    def images(self, stream: Stream, idx: np.ndarray) -> list[Any]:
+        """The image messages ``idx`` of a camera stream, read in full from the bag now (one pass, only these)."""
+        wanted = stream.ordinals[np.asarray(idx, np.int64)]
+        s = salvage(self.mcap, select={stream.topic: set(wanted.tolist())})
+        full = dict(zip(sorted(set(wanted.tolist())), (m[2] for m in s.messages), strict=True))
+        return [decode_cdr(self.store, full[o], stream.msgtype) for o in wanted.tolist()]
 
     def error(self, topic: str | None, what: str) -> BagEpisodeError:
         return BagEpisodeError(f"episode {self.name}: {'topic ' + topic + ': ' if topic else ''}{what}")
@@ -140,7 +152,8 @@ def read_bag_episode(folder: str | Path) -> BagEpisode:
     if not bag.is_dir():
         raise BagEpisodeError(f"episode {folder.name}: no bag folder {bag}")
     problems = []
-    s: Salvage = salvage(mcap_file(bag))  # file order, complete or not (a backwards step is a clock jump)
+    # file order, complete or not (a backwards step is a clock jump); images: headers only for now
+    s: Salvage = salvage(mcap_file(bag), head_only=lambda msgtype: ROLES.get(msgtype) == "camera")
     topics = {t.topic: (t.msgtype, t.msgdef) for t in s.topics.values()}
     msgs = s.messages
     if not bag_is_complete(bag) or s.truncated:
@@ -155,27 +168,28 @@ def read_bag_episode(folder: str | Path) -> BagEpisode:
     streams = {}
     for topic, items in grouped.items():
         t = np.array([m[0] for m in items], np.int64)
-        streams[topic] = Stream(topic, topics[topic][0], t, [m[1] for m in items], t.copy())
-    ep = BagEpisode(folder, info, streams, _store(topics), complete=not problems, problems=problems)
+        streams[topic] = Stream(topic, topics[topic][0], t, [m[1] for m in items], t.copy(), ordinals=np.arange(len(t)))
+    ep = BagEpisode(folder, info, streams, _store(topics), mcap_file(bag), complete=not problems, problems=problems)
     for s in streams.values():
         _use_header_stamps(ep, s)
         s.sort()
     return ep
 
 
-def _header_ns(msg: Any) -> int | None:
-    stamp = getattr(getattr(msg, "header", None), "stamp", None)
-    return None if stamp is None else int(stamp.sec) * 10**9 + int(stamp.nanosec)
+def header_ns(raw: bytes) -> int:
+    """The ``header.stamp`` [ns] of a CDR message whose first field is a std_msgs/Header (every ROLES type but
+    the gripper command): int32 sec, uint32 nanosec after the 4-byte encapsulation."""
+    sec, nsec = struct.unpack_from("<iI" if raw[1] else ">iI", raw, 4)
+    return sec * 10**9 + nsec
 
 
 def _use_header_stamps(ep: BagEpisode, s: Stream) -> None:
     """Put the stream on its messages' header stamps when they are on the recorder's clock (sensor time)."""
     if not len(s) or ROLES.get(s.msgtype) in (None, "gripper_command"):
         return
-    first = _header_ns(ep.decode(s, 0))
-    if first is None or first == 0:
+    hdr = np.array([header_ns(r) for r in s.raw], np.int64)
+    if hdr[0] == 0:
         return
-    hdr = np.array([_header_ns(ep.decode(s, i)) for i in range(len(s))], np.int64)
     if np.median(np.abs(hdr - s.times)) < HEADER_TOLERANCE_S * 1e9:
         s.times, s.time_source = hdr, "header"
 

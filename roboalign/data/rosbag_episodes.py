@@ -192,12 +192,16 @@ def _gripper(ep: BagEpisode, grip: Stream, cmd: Stream | None, grid: np.ndarray,
 def _images(ep: BagEpisode, cam: Stream, idx: np.ndarray) -> np.ndarray:
     from roboalign.data.ros_images import image_msg_to_rgb
 
-    frames = [image_msg_to_rgb(ep.decode(cam, int(i)), cam.msgtype, where=f"episode {ep.name}: topic {cam.topic}")
-              for i in idx]
-    shapes = {f.shape for f in frames}
-    if len(shapes) > 1:
-        raise ep.error(cam.topic, f"image size changes during the episode: {sorted(shapes)}")
-    return np.stack(frames)
+    out: np.ndarray | None = None
+    for k, m in enumerate(ep.images(cam, idx)):
+        rgb = image_msg_to_rgb(m, cam.msgtype, where=f"episode {ep.name}: topic {cam.topic}")
+        if out is None:
+            out = np.empty((len(idx), *rgb.shape), np.uint8)  # filled in place: one copy of the frames in memory
+        if rgb.shape != out.shape[1:]:
+            raise ep.error(cam.topic, f"image size changes during the episode: {out.shape[1:]} then {rgb.shape}")
+        out[k] = rgb
+    assert out is not None
+    return out
 
 
 def bag_to_episode(folder: str | Path, opts: BagOptions | None = None) -> Episode:
