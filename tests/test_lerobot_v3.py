@@ -27,7 +27,8 @@ def _episode(k: int, t: int):
                    actions={"joint_position": rng.normal(size=(t, 8)).astype(np.float32),
                             "eef_delta": rng.uniform(-1, 1, (t, 7)).astype(np.float32)},
                    phases=["approach"] * (t // 2) + ["grasp"] * (t - t // 2),
-                   robot={"joint_vel": rng.normal(size=(t, 7)), "joint_position_command": rng.normal(size=(t, 8))},
+                   robot={"joint_vel": rng.normal(size=(t, 7)), "joint_position_command": rng.normal(size=(t, 8)),
+                          "tick_time": np.arange(t) / FPS},
                    privileged={"object_aabb": rng.normal(size=(t, 2, 3))}, final_state=np.arange(8, dtype=np.float32),
                    meta={"seed": k, "state_names": [f"s{i}" for i in range(8)]})
 
@@ -61,6 +62,7 @@ def test_round_trip_keeps_every_field(written) -> None:
         np.testing.assert_allclose(r.robot["joint_vel"], e.robot["joint_vel"], rtol=1e-6)
         np.testing.assert_allclose(r.robot["joint_position_command"], e.robot["joint_position_command"], rtol=1e-6)
         np.testing.assert_allclose(r.privileged["object_aabb"], e.privileged["object_aabb"], rtol=1e-6)
+        np.testing.assert_allclose(r.robot["tick_time"], e.robot["tick_time"], rtol=1e-6)  # (T,) stays (T,)
         np.testing.assert_array_equal(r.final_state, e.final_state)
         assert r.meta["seed"] == i
         for cam in e.images:  # lossy AV1, but the right frames: each nearer its own frame than to a neighbour
@@ -96,6 +98,12 @@ def test_files_follow_the_v3_schema(written) -> None:
     assert ep_table[1]["tasks"] == ["put object 1 away"] and ep_table[1]["data/file_index"] == 0
     assert len(ep_table[0]["stats/action/mean"]) == 8
     data = pq.read_table(root / "data/chunk-000/file-000.parquet")
+    import pyarrow as pa
+
+    for k, feat in f.items():  # lerobot casts shape (1,) to a plain value and (n,) to a fixed-size list
+        if feat["dtype"] == "float32" and k != "timestamp":
+            want = pa.float32() if feat["shape"] == [1] else pa.list_(pa.float32(), feat["shape"][0])
+            assert data.schema.field(k).type == want, (k, data.schema.field(k).type)
     assert data.num_rows == 81 and data.column("index").to_pylist() == list(range(81))
     np.testing.assert_allclose(data.column("timestamp").to_numpy()[20:23], [0.0, 0.05, 0.1], atol=1e-6)
     stats = json.loads((root / "meta/stats.json").read_text())

@@ -256,7 +256,8 @@ class LeRobotV3Writer:
         import pyarrow.parquet as pq
 
         t = ep.length
-        arrays = {k: pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1), pa.float32()), v.shape[1])
+        arrays = {k: pa.array(v[:, 0], pa.float32()) if v.shape[1] == 1  # shape (1,) is a plain column for lerobot
+                  else pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1), pa.float32()), v.shape[1])
                   for k, (_, v) in cols.items()}
         if ep.phases is not None:
             names = self._layout["phase_names"]
