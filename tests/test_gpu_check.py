@@ -46,3 +46,11 @@ def test_script_fails_fast_without_cuda(capsys):
     assert main(["vla"]) == 2 and "--tiny --device cpu" in capsys.readouterr().err
     out = subprocess.run([str(ROOT / "scripts/gpu_check.sh")], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "no CUDA here" in out.stderr and "cu128" in out.stderr
+
+
+def test_the_bf16_path_runs():
+    """The GPU run is in bf16: every module (vision LUT, LLM, the head's time embeddings) must keep that dtype."""
+    step, x = build_step(True, torch.device("cpu"), torch.bfloat16)
+    with torch.inference_mode():
+        out = step(x["frames"], x["ids"], x["mask"], x["pos"], x["state"], x["noise"], x["emb"])
+    assert out.dtype == torch.bfloat16 and out.shape == (1, 16, 7) and torch.isfinite(out.float()).all()

@@ -171,7 +171,7 @@ class ActionEncoder(nn.Module):
         a_emb = self.w1(actions, cat_ids)  # (B, H, W)
         tau = get_timestep_embedding(t_bucket.float(), self.width, flip_sin_to_cos=False,
                                      downscale_freq_shift=0)  # (B, W)
-        tau = tau.unsqueeze(1).expand(b, h, self.width)  # (B, H, W)
+        tau = tau.to(a_emb.dtype).unsqueeze(1).expand(b, h, self.width)  # (B, H, W), in the weights' dtype (bf16)
         x = self.w2(torch.cat([a_emb, tau], dim=-1), cat_ids)  # (B, H, W)
         return self.w3(F.silu(x), cat_ids)  # (B, H, W)
 
