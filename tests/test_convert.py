@@ -201,10 +201,16 @@ def test_record_converts_each_episode_as_it_goes(tmp_path: Path) -> None:
 
     out = tmp_path / "demos"
     p1 = convert_bag_episode(write_bag_episode(tmp_path / "rec" / "episode_0001_a", steps=20), out)
-    p2 = convert_bag_episode(write_bag_episode(tmp_path / "rec" / "episode_0002_a", steps=20, outcome="running"), out,
-                             success=True)  # kept by the operator, but cut short: still incomplete
-    p3 = convert_bag_episode(write_bag_episode(tmp_path / "rec" / "episode_0003_a", steps=20, outcome="stopped"), out,
-                             success=True)  # a kept demonstration the operator ended with STOP
+    def kept(folder: Path) -> Path:  # the operator's verdict, as roboalign record notes it
+        meta = json.loads((folder / "episode.json").read_text()) | {"operator_verdict": "keep"}
+        (folder / "episode.json").write_text(json.dumps(meta))
+        return folder
+
+    # kept by the operator but cut short: still incomplete; a kept demonstration the operator ended with STOP
+    p2 = convert_bag_episode(kept(write_bag_episode(tmp_path / "rec" / "episode_0002_a", steps=20, outcome="running")),
+                             out)
+    p3 = convert_bag_episode(kept(write_bag_episode(tmp_path / "rec" / "episode_0003_a", steps=20, outcome="stopped")),
+                             out)
     assert p1.name == "episode_0001_a.hdf5" and p2.is_file()
     meta = json.loads((out / "meta.json").read_text())
     assert meta["action_spaces"] == ["joint_position"] and meta["cameras"] == ["agentview", "wrist"]

@@ -164,21 +164,17 @@ class _LeRobotSink:
             self.writer.close()
 
 
-def convert_bag_episode(folder: str | Path, dst: str | Path, opts: BagOptions | None = None,
-                        success: bool | None = None) -> Path:
+def convert_bag_episode(folder: str | Path, dst: str | Path, opts: BagOptions | None = None) -> Path:
     """Convert one recorded episode folder into ``dst/episodes/<folder name>.hdf5`` (the step ``record`` runs
     after each episode) and update ``dst/meta.json``. Raises BagEpisodeError naming the episode and topic.
 
-    ``success``: the operator's verdict (a kept demonstration ends with STOP, outcome "stopped", which is not a
-    success by itself); None takes the bridge's outcome. An incomplete recording is never marked successful.
+    Success is the bridge's outcome, or the operator's ``operator_verdict: keep`` in ``episode.json`` (a kept
+    demonstration ends with STOP); an incomplete recording is never successful.
     """
     from roboalign.data.dataset import META_FILE, write_meta
 
     folder, dst = Path(folder), Path(dst)
     ep = bag_to_episode(folder, opts)
-    if success is not None:
-        ep.success = bool(success) and ep.meta["complete"]
-        ep.meta["success_from"] = "operator"
     path = write_episode(dst / "episodes" / f"{folder.name}{SUFFIX}", ep)
     old = json.loads((dst / META_FILE).read_text()) if (dst / META_FILE).is_file() else {}
     write_meta(dst, _dataset_meta(ep, old if old.get("action_spaces") else {}) | {"converted_from": "rosbag"})
