@@ -3,7 +3,9 @@
 It is a real rclpy node: it takes trajectory_msgs/JointTrajectory on the controller topic (moving to the
 first point at once, like a stiff position controller), publishes sensor_msgs/JointState (FR3 names +
 fingers) and rgb8 camera images on realsense-style topics at ``rate_hz``, and records every command it
-receives with its arrival time. ``cameras_on = False`` simulates a dead camera.
+receives with its arrival time. ``cameras_on = False`` simulates a dead camera. It publishes from a thread of
+its own on absolute deadlines, as a driver does (an executor timer in the test process ran 66 ms late at load 11
+and tripped a 50 ms image watchdog); ``close()`` stops it.
 """
 
 from __future__ import annotations
@@ -40,7 +42,22 @@ class KinematicRobot(Node):
         self._js = self.create_publisher(JointState, "/joint_states", qos_profile_sensor_data)
         self.create_subscription(JointTrajectory, command_topic, self._on_traj, 200)
         self.create_subscription(Float64MultiArray, "/fr3_gripper/commands", lambda m: self.gripper.append(m.data[0]), 10)
-        self.create_timer(1.0 / rate_hz, self._publish)
+        self._period = 1.0 / rate_hz
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="kinematic_robot", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        deadline = time.monotonic()
+        while not self._stop.wait(max(0.0, deadline - time.monotonic())):
+            if not self.context.ok():
+                return
+            self._publish()
+            deadline = max(deadline + self._period, time.monotonic() - self._period)  # no burst after a stall
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
 
     def _on_traj(self, msg: JointTrajectory) -> None:
         _, pos = conv.trajectory_rows(msg, FR3_JOINT_NAMES)

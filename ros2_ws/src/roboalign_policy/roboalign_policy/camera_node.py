@@ -1,7 +1,9 @@
 """camera_node: one Intel RealSense colour stream with pyrealsense2, for robots without realsense-ros.
 
 Publishes ``<camera_namespace>/<camera_name>/color/image_raw`` (rgb8, frame ``<camera_name>_color_optical_frame``)
-and ``.../color/camera_info`` like realsense-ros, so the policy node cannot tell the two apart.
+and ``.../color/camera_info`` like realsense-ros, so the policy node cannot tell the two apart: reliable by
+default, as realsense-ros (``image_qos``; the subscribers follow it, ``roboalign_policy.qos.camera_qos``), with
+the package's FastDDS profile (a shared-memory segment that holds a full frame) loaded by ``run_node``.
 
 The device list is checked before anything is started (with no camera, ``pipeline.start()`` would block
 ~15 s before failing): no pyrealsense2, no device, or a serial number that is not connected each stop the
@@ -15,10 +17,10 @@ from typing import Any
 
 import numpy as np
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 
 from roboalign_policy import conversions as conv
+from roboalign_policy import qos as q
 from roboalign_policy.node_runner import StartupError, run_node
 from roboalign_policy.params import CPU_AFFINITY, ParamSpec, declare_params
 
@@ -29,6 +31,8 @@ PARAMS = [
     ParamSpec("height", 480, "colour height", min=16, max=4096, read_only=True),
     ParamSpec("fps", 30, "frame rate", min=1, max=90, read_only=True),
     ParamSpec("camera_namespace", "/camera", "topics go to <ns>/<camera_name>/color/...", read_only=True),
+    ParamSpec("image_qos", "reliable", "publisher reliability (realsense-ros: reliable)",
+              choices=("reliable", "best_effort"), read_only=True),
     CPU_AFFINITY,
 ]
 
@@ -81,8 +85,9 @@ class CameraNode(Node):
                                 d=list(intr.coeffs), k=[intr.fx, 0.0, intr.ppx, 0.0, intr.fy, intr.ppy, 0.0, 0.0, 1.0],
                                 r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
                                 p=[intr.fx, 0.0, intr.ppx, 0.0, 0.0, intr.fy, intr.ppy, 0.0, 0.0, 0.0, 1.0, 0.0])
-        self._img_pub = self.create_publisher(Image, f"{ns}/{name}/color/image_raw", qos_profile_sensor_data)
-        self._info_pub = self.create_publisher(CameraInfo, f"{ns}/{name}/color/camera_info", qos_profile_sensor_data)
+        profile = q.camera_profile(q.reliability_of(self.p["image_qos"]))
+        self._img_pub = self.create_publisher(Image, f"{ns}/{name}/color/image_raw", profile)
+        self._info_pub = self.create_publisher(CameraInfo, f"{ns}/{name}/color/camera_info", profile)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
