@@ -85,6 +85,9 @@ def test_bad_input_names_the_field(tmp_path):
                                                 Options(allow_missing=True, accelerate=acc))
     assert "not a multiple of num_generations=3" in _fail(
         _variant(tmp_path, "grpo_qwen25vl_7b.yaml", num_generations=3), Options(allow_missing=True, accelerate=acc))
+    unfrozen = check(_variant(tmp_path, "sft_qwen25vl_7b.yaml", **{"model.freeze_vision": False}), CI)
+    assert ("WARN", "model.freeze_vision=false: the paper freezes the vision encoder in SFT") in unfrozen.lines
+    assert unfrozen.facts["params"]["trainable"] == unfrozen.facts["params"]["total"]
     assert "names none of the published architectures" in _fail(
         _variant(tmp_path, "vla_qwen25vl_7b.yaml", backbone="/models/llava-13b"))
 

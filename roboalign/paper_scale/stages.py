@@ -147,6 +147,8 @@ def check_sft(path: Path, opts: Any, setup: DistSetup, report: Any) -> None:
                            cfg.model.tiny)
     model = build(res, fast_vocab_size(cfg.data), cfg.model.freeze_vision, report)
     total, trainable = count(model, report, "vision encoder frozen" if cfg.model.freeze_vision else "all trained")
+    if not cfg.model.freeze_vision:
+        report.add("model.freeze_vision=false: the paper freezes the vision encoder in SFT", "WARN")
     n_cam, image_hw = len(cfg.data.cameras), (SIM_CAMERA_SIZE, SIM_CAMERA_SIZE)
     spec, grid = image_layout(res.family, image_hw, cfg.model.min_pixels, cfg.model.max_pixels)
     text, image = prompt_tokens(n_cam, spec.tokens_per_image(image_hw))
@@ -211,6 +213,8 @@ def check_grpo(path: Path, opts: Any, setup: DistSetup, report: Any) -> None:
     res, num_fast = grpo_backbone(cfg, path, opts, report)
     model = build(res, num_fast, cfg.freeze_vision, report)
     total, trainable = count(model, report, "vision frozen" if cfg.freeze_vision else "all parameters, as the paper")
+    if cfg.freeze_vision:
+        report.add("freeze_vision=true: the paper's GRPO trains all parameters", "WARN")
     n_cam, image_hw = len(cfg.data.cameras), (SIM_CAMERA_SIZE, SIM_CAMERA_SIZE)
     spec, grid = image_layout(res.family, image_hw, 56 * 56, 28 * 28 * 256)
     text, image = prompt_tokens(n_cam, spec.tokens_per_image(image_hw))
