@@ -418,5 +418,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # e.g. under accelerate launch: user errors in one line as with `roboalign train`
+    import sys
+
+    from roboalign.cli_errors import run_main
+
+    raise SystemExit(run_main("roboalign.training.vla", main, sys.argv[1:]))
