@@ -264,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--operator expert plays the teleoperator in simulation on the leader input: "
                              "use --launch sim --mode leader")
         tasks = list(DEFAULT_TASKS) if args.task == "all" else [DEFAULT_TASKS.get(args.task)]
+        plan = [(task, _objects(task, args.object, sim)) for task in tasks]  # bad input refused before any ROS
         out.mkdir(parents=True, exist_ok=True)
         from roboalign_policy.operator_client import OperatorClient
 
@@ -279,8 +280,8 @@ def main(argv: list[str] | None = None) -> int:
         role = ExpertOperatorRole(client) if args.operator == "expert" else HumanOperator(console)
         rec = Recorder(client, out, args.mode, role, console, args.fps, args.timeout)
         rec.adopt_crashed()
-        for task in tasks:
-            rec.record(task, _objects(task, args.object, sim), args.episodes, sim, args.first_init_state)
+        for task, obj in plan:
+            rec.record(task, obj, args.episodes, sim, args.first_init_state)
         takes = read_takes(out)
         print(f"[record] {sum(t.verdict == 'keep' for t in takes)} demonstrations in {out / 'dataset'} "
               f"({len(takes)} takes in {out / RECORD_CSV}); train with: roboalign train vla --config "
@@ -290,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         print("[record] interrupted; kept demonstrations stay in the dataset, the take in progress is not used",
               file=sys.stderr)
         return 1
-    except (RuntimeError, ValueError) as e:
+    except (RuntimeError, ValueError) as e:  # TaskError is a ValueError: an unknown task lists the valid ones
         print(f"[record] error: {e}", file=sys.stderr)
         return 1
     finally:

@@ -64,3 +64,16 @@ def test_bags_without_a_take_are_found_and_a_finished_recording_is_waited_for(tm
     mark_verdict(tmp_path / "episode_0001_b", "keep")
     meta = json.loads((tmp_path / "episode_0001_b" / "episode.json").read_text())
     assert meta["operator_verdict"] == "keep" and meta["outcome"] == "stopped"
+
+
+@pytest.mark.parametrize("argv, error", [
+    (["--task", "bottle_to_basket", "--object", "ice cream"], "not an object of bottle_to_basket; valid: ketchup"),
+    (["--task", "make_tea"], "valid tasks"),
+    (["--task", "all", "--operator", "expert"], "use --launch sim --mode leader"),
+])
+def test_bad_arguments_end_in_one_line_before_anything_starts(tmp_path, capsys, argv, error) -> None:
+    from roboalign.record import main
+
+    assert main([*argv, "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert error in err and err.count("\n") == 1, err
