@@ -123,3 +123,17 @@ def test_a_crashing_check_is_reported_and_the_cli_prints_json(monkeypatch, capsy
     assert rc == 1 and {r["status"] for r in rows} <= {"OK", "WARN", "FAIL"}
     with pytest.raises(FileNotFoundError, match="doctor --config nope.yaml: no such file"):
         doctor.main(["--config", "nope.yaml"])
+
+
+def test_the_configured_backend_decides_warn_or_fail():
+    import importlib.util
+
+    from roboalign.doctor.compute import check_tensorrt, check_torch
+
+    if importlib.util.find_spec("tensorrt") is None:
+        assert check_tensorrt(DeployConfig(source="robot.yaml", backend="tensorrt"))[0].status == "FAIL"
+        assert check_tensorrt(DeployConfig(backend="onnxruntime"))[0].status == "WARN"
+    if not torch.cuda.is_available():
+        cuda_torch = check_torch(DeployConfig(source="robot.yaml", backend="torch", device="cuda"))
+        assert cuda_torch.status == "FAIL" and "robot.yaml runs the torch backend on cuda" in cuda_torch.detail
+        assert check_torch(DeployConfig(backend="torch", device="cpu")).status == "WARN"

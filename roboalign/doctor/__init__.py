@@ -30,7 +30,8 @@ from roboalign.doctor.robot import (
 def run_checks(cfg: DeployConfig) -> list[Check]:
     """Every check, in order; a check that crashes is reported as FAIL (the others still run)."""
     steps: list[tuple[str, Callable[[], Check | list[Check]]]] = [
-        ("torch", check_torch), ("onnxruntime", lambda: check_onnxruntime(cfg)), ("tensorrt", check_tensorrt),
+        ("torch", lambda: check_torch(cfg)), ("onnxruntime", lambda: check_onnxruntime(cfg)),
+        ("tensorrt", lambda: check_tensorrt(cfg)),
         ("realsense", lambda: check_realsense(cfg)), ("franka_ros2", check_franka),
         ("realtime", lambda: check_realtime(cfg)), ("cpu", lambda: check_cpus(cfg)), ("dds", check_dds),
         ("ros", check_ros_env)]

@@ -11,18 +11,21 @@ from roboalign.doctor.report import Check, DeployConfig
 CUDA_TORCH = 'ROBOALIGN_TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128" make setup'
 
 
-def check_torch() -> Check:
+def check_torch(cfg: DeployConfig | None = None) -> Check:
     try:
         import torch
     except ImportError:
         return Check("torch", "FAIL", "torch is not installed", "make setup")
     build = f"torch {torch.__version__} (CUDA build {torch.version.cuda})" if torch.version.cuda else \
         f"torch {torch.__version__} (CPU-only build)"
+    wants_cuda = cfg is not None and cfg.backend == "torch" and cfg.device.startswith("cuda")
+    status = "FAIL" if wants_cuda else "WARN"
+    asked = f"; {cfg.source} runs the torch backend on {cfg.device}" if wants_cuda else ""
     if not torch.version.cuda:
-        return Check("torch", "WARN", f"{build}: training at scale, scripts/gpu_check.sh and torch on CUDA need a "
-                     "CUDA build", f"on a GPU machine: {CUDA_TORCH}")
+        return Check("torch", status, f"{build}: training at scale, scripts/gpu_check.sh and torch on CUDA need a "
+                     f"CUDA build{asked}", f"on a GPU machine: {CUDA_TORCH}")
     if not torch.cuda.is_available():
-        return Check("torch", "WARN", f"{build}, but no CUDA device is usable here",
+        return Check("torch", status, f"{build}, but no CUDA device is usable here{asked}",
                      "check the NVIDIA driver (`nvidia-smi`) and CUDA_VISIBLE_DEVICES")
     gpus = [f"{torch.cuda.get_device_name(i)} (sm_{''.join(map(str, torch.cuda.get_device_capability(i)))}, "
             f"{torch.cuda.get_device_properties(i).total_memory / 1024**3:.0f} GiB)"
@@ -77,14 +80,18 @@ def check_onnxruntime(cfg: DeployConfig) -> list[Check]:
     return out
 
 
-def check_tensorrt() -> list[Check]:
+def check_tensorrt(cfg: DeployConfig | None = None) -> list[Check]:
     out = []
+    wanted = cfg is not None and cfg.backend == "tensorrt"
     try:
         trt = importlib.import_module("tensorrt")
         out.append(Check("tensorrt", "OK", f"TensorRT {trt.__version__} imports"))
     except ImportError:
-        out.append(Check("tensorrt", "WARN", "TensorRT is not installed: the tensorrt backend is unavailable "
-                         "(onnxruntime works without it)", "on a GPU machine: scripts/run pip install -e .[gpu]"))
+        out.append(Check("tensorrt", "FAIL" if wanted else "WARN", "TensorRT is not installed: the tensorrt backend "
+                         "is unavailable" + (f", and {cfg.source} asks for it" if wanted else
+                                             " (onnxruntime works without it)"),
+                         "on a GPU machine: scripts/run pip install -e .[gpu]" + (", or backend: onnxruntime"
+                                                                                 if wanted else "")))
     except Exception as e:  # a broken install (missing libnvinfer) raises OSError & co.
         out.append(Check("tensorrt", "FAIL", f"TensorRT is installed but does not import: {e}",
                          "reinstall tensorrt matching the CUDA driver (pip install -e .[gpu])"))

@@ -42,6 +42,7 @@ class DeployConfig:
     cameras: tuple[str, ...] = ()
     realtime_priority: int = 0
     cpu_affinity: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    device: str = ""  # backend_options.device (torch backend: cpu | cuda[:N])
 
     @classmethod
     def load(cls, path: str | Path | None) -> DeployConfig:
@@ -65,4 +66,4 @@ class DeployConfig:
                    cameras=tuple(policy.get("camera_names", ())),
                    realtime_priority=int(bridge.get("realtime_priority", 0) or 0),
                    cpu_affinity={n: tuple(int(c) for c in p["cpu_affinity"]) for n, p in nodes.items()
-                                 if p.get("cpu_affinity")})
+                                 if p.get("cpu_affinity")}, device=str(options.get("device", "")))
