@@ -53,7 +53,11 @@ def test_record_a_demo_train_export_and_deploy(sim) -> None:
     keep = [t for t in takes if t.verdict == "keep"]
     assert len(keep) == 1 and keep[0].outcome == "success" and keep[0].mode == "leader", takes
 
+    from roboalign.data.bag_streams import read_bag_episode
     from roboalign.data.dataset import EpisodeDataset
+
+    bag = read_bag_episode(out / "bags" / keep[0].bag)  # the leader input is in the raw log, as provenance
+    assert len(bag.streams["/roboalign/teleop/leader_joint_states"]) > 50 and len(bag.by_role("joint_states")) == 1
 
     ds = EpisodeDataset(out / "dataset")
     (ep,) = [ds[i] for i in range(len(ds))]

@@ -76,7 +76,11 @@ class BagEpisode:
         return self.folder.name
 
     def by_role(self, role: str) -> list[Stream]:
-        return [s for s in self.streams.values() if ROLES.get(s.msgtype) == role]
+        """Streams of ``role``; the teleoperation inputs the recorder lists (twist, leader joints, gripper) have
+        the role "teleop" whatever their type (a leader's JointState is not the robot's)."""
+        teleop = set(self.info.get("info", {}).get("teleop_topics", ()))
+        return [s for s in self.streams.values()
+                if ("teleop" if s.topic in teleop else ROLES.get(s.msgtype)) == role]
 
     def decode(self, stream: Stream, i: int) -> Any:
         if ROLES.get(stream.msgtype) == "camera":

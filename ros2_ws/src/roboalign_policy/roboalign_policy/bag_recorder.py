@@ -213,12 +213,15 @@ def bridge_recorder(node: Any, p: dict[str, Any]) -> BagRecorder:
     """The bridge's recorder: its inputs (joint states, chunks, instruction, cameras) and its EpisodeStatus (the
     converter keeps only the RUNNING ticks) plus what the converter needs to read the bag (``info``); the bridge
     writes its own commands with ``write``."""
+    from geometry_msgs.msg import TwistStamped
     from roboalign_msgs.msg import ActionChunk, EpisodeStatus
     from sensor_msgs.msg import Image, JointState
-    from std_msgs.msg import String
+    from std_msgs.msg import Float64, String
 
+    # teleoperation inputs: the demonstration's provenance (the converter gives them the role "teleop")
+    teleop = {p["teleop_twist_topic"]: TwistStamped, p["leader_topic"]: JointState, p["teleop_gripper_topic"]: Float64}
     topics = {p["joint_states_topic"]: JointState, p["chunk_topic"]: ActionChunk, p["instruction_topic"]: String,
-              **{t: Image for t in p["camera_topics"]}, p["episode_status_topic"]: EpisodeStatus}
+              **{t: Image for t in p["camera_topics"]}, p["episode_status_topic"]: EpisodeStatus, **teleop}
     info = {k: p[k] for k in ("control_rate_hz", "gripper_open_value", "gripper_closed_value", "joint_names",
-                              "dry_run", "camera_topics")}
+                              "dry_run", "camera_topics")} | {"teleop_topics": list(teleop)}
     return BagRecorder(node, p["record_dir"], topics, info=info)
