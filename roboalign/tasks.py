@@ -14,17 +14,18 @@ box_to_plate       table → plate    cream cheese, butter, chocolate pudding, g
                                                                                      chocolate pudding → plate
 can_to_bowl        table → bowl     tomato sauce, tuna, corn, peas                   living room (our BDDL):
                                                                                      tomato sauce → black bowl
-shelf_to_tray      shelf → tray     alphabet soup, milk, orange juice, popcorn       LIBERO-90 living room 3:
-                                                                                     alphabet soup → wooden tray
+shelf_to_tray      shelf → tray     alphabet soup, milk, orange juice, popcorn       living room (our BDDL): alphabet
+                                                                                     soup on a shelf → wooden tray
 =================  ===============  ===============================================  ==============================
 
-Simulation. Each task's scene puts a real object of its kind into its real target: two are LIBERO-90
-tasks as published (official BDDL and init states); ``box_to_plate`` is LIBERO-90's living-room scene 6
-with our goal ``(On chocolate_pudding_1 plate_1)`` (same objects and layout, so LIBERO's init states of
-that scene are used); ``can_to_bowl`` is our BDDL (``roboalign/sim/scenes``: living room 1 with the basket
-replaced by LIBERO's black bowl) with 50 init states drawn by LIBERO's own placement sampler. LIBERO has no
-shelf a grocery starts on, so ``shelf_to_tray`` starts on the table (the nearest fixture). The
-LIBERO-Object stand-ins of earlier versions (every task → basket) stay selectable as the scene set
+Simulation. Each task's scene puts a real object of its kind into its real target, built from LIBERO's
+assets: ``bottle_to_basket`` is a LIBERO-90 task as published (official BDDL and init states);
+``box_to_plate`` is LIBERO-90's living-room scene 6 with our goal ``(On chocolate_pudding_1 plate_1)`` (same
+objects and layout, so LIBERO's official init states of that scene are used); ``can_to_bowl`` (living room 1
+with the basket replaced by LIBERO's black bowl) and ``shelf_to_tray`` (LIBERO's two-layer wooden shelf on
+the living-room table, the alphabet soup on its top, a wooden tray; LIBERO has no task starting on a shelf)
+are our BDDL files (``roboalign/sim/scenes``) with 50 init states each, drawn by LIBERO's own placement
+sampler. The LIBERO-Object stand-ins of earlier versions (every task → basket) stay selectable as the scene set
 ``libero_object`` (:func:`sim_task_set`). The success predicate is the scene's BDDL goal, evaluated by
 LIBERO (:meth:`SimTask.check_success`).
 
@@ -162,11 +163,11 @@ TARGET_SCENES: dict[str, SimTask] = {
         instruction="pick up the tomato sauce and put it in the bowl",
         goal=("on", "tomato_sauce_1", "akita_black_bowl_1"), objects=(*_LIVING_ROOM_1, "akita_black_bowl_1")),
     "shelf_to_tray": SimTask(
-        suite="libero_90", problem="LIVING_ROOM_SCENE3_pick_up_the_alphabet_soup_and_put_it_in_the_tray",
+        suite="roboalign", problem="LIVING_ROOM_SHELF_pick_up_the_alphabet_soup_and_put_it_in_the_tray",
         object_name="alphabet_soup_1", target_name="wooden_tray_1",
-        instruction="pick up the alphabet soup and put it in the tray",
+        instruction="pick up the alphabet soup from the shelf and put it in the tray",
         goal=("in", "alphabet_soup_1", "wooden_tray_1_contain_region"),
-        objects=(*_LIVING_ROOM_1, "butter_1", "wooden_tray_1")),
+        objects=("alphabet_soup_1", "tomato_sauce_1", "butter_1", "wooden_tray_1")),
 }
 # The earlier stand-ins: LIBERO-Object scenes, every object into the basket.
 LIBERO_OBJECT_SCENES = {"bottle_to_basket": "ketchup", "box_to_plate": "cream_cheese", "can_to_bowl": "tomato_sauce",

@@ -196,7 +196,8 @@ class ScriptedExpert:
             grasp_xy=(lo[:2] + hi[:2]) / 2,
             grasp_z=float(grasp_z),
             hover_z=float(max(hi[2] + c.hover_clearance, ex["eef_pos"][2] - 0.02)),
-            carry_z=float(rim + c.rim_clearance + hold),
+            # the object's bottom clears the target's rim, and where it started (an object on a shelf above the tray)
+            carry_z=float(max(rim, lo[2]) + c.rim_clearance + hold),
             release_z=float(rim + c.release_clearance + hold),
             basket_xy=(b_lo[:2] + b_hi[:2]) / 2,
             orient=_rot_z(yaw) @ down,
