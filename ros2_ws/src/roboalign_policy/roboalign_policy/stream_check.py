@@ -34,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--compressed", action="store_true", help="JPEG on <topic>/compressed")
     p.add_argument("--raw", action="store_true", help="subscriber: serialized messages (no deserialisation)")
     p.add_argument("--decode", action="store_true", help="subscriber: decode each image to RGB (as the policy)")
+    p.add_argument("--poll-hz", type=float, default=0.0,
+                   help="subscriber: take the newest frame this often from a thread, off the executor (the bridge's "
+                        "watchdog and the recorder); 0: an executor callback per frame")
     p.add_argument("--seconds", type=float, default=10.0)
     return p
 
@@ -100,18 +103,35 @@ def subscribe(node, args: argparse.Namespace) -> dict:
     while profile is None and time.monotonic() < deadline:  # auto: wait for the publisher to appear
         profile = q.camera_qos(node, topic, args.qos)[0]
         time.sleep(0.05)
-    node.create_subscription(msg_type, topic, on_msg, profile, raw=args.raw)
-    from rclpy.executors import SingleThreadedExecutor
+    if args.poll_hz > 0:
+        from roboalign_policy.polling import PolledGroup, polled_subscription, take_all
 
-    ex = SingleThreadedExecutor()
-    ex.add_node(node)
+        sub = polled_subscription(node, PolledGroup(), msg_type, topic, profile, raw=args.raw)
+
+        def spin_for(seconds: float) -> None:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end and (seconds > 1 or not got):
+                for msg, info in take_all(sub)[-1:]:
+                    on_msg(msg, info)
+                time.sleep(1.0 / args.poll_hz)
+    else:
+        from rclpy.executors import SingleThreadedExecutor
+
+        node.create_subscription(msg_type, topic, on_msg, profile, raw=args.raw)
+        ex = SingleThreadedExecutor()
+        ex.add_node(node)
+
+        def spin_for(seconds: float) -> None:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end and (seconds > 1 or not got):
+                ex.spin_once(timeout_sec=0.1)
+
     while not got and time.monotonic() < deadline:
-        ex.spin_once(timeout_sec=0.1)
-    cpu0, t0 = _cpu_s(), time.monotonic()
+        spin_for(0.1)
+    cpu0 = _cpu_s()
     with lock:
         got.clear()
-    while time.monotonic() - t0 < args.seconds:
-        ex.spin_once(timeout_sec=0.1)
+    spin_for(args.seconds)
     cpu = _cpu_s() - cpu0
     with lock:
         rx = np.array(got)
