@@ -1,7 +1,7 @@
 """``roboalign bench ros``: what the ROS layer costs on top of the model, how steady the command stream is, and
 whether full-size camera streams reach the policy.
 
-    roboalign bench ros [--seconds 20] [--image-size 640x480] [--cameras 2] [--fps 30] [--compressed]
+    roboalign bench ros [--seconds 20] [--image-size 640x480 (default)] [--cameras 2] [--fps 30] [--compressed]
                         [--backend onnxruntime|reach] [--pin auto|none] [--out runs/bench_ros]
 
 The ROS side runs in a process of the ROS package (``roboalign_policy.bench_probe``; the core never imports
@@ -58,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="roboalign bench ros", description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=20.0, help="measurement time")
     p.add_argument("--backend", choices=("onnxruntime", "reach"), default="onnxruntime")
-    p.add_argument("--image-size", type=image_size, default=(128, 128), help="WxH of every camera")
+    p.add_argument("--image-size", type=image_size, default=(640, 480),
+                   help="WxH of every camera (default: RealSense's colour profile)")
     p.add_argument("--cameras", type=int, choices=range(1, len(CAMERA_NAMES) + 1), default=2)
     p.add_argument("--fps", type=float, default=30.0, help="camera frame rate")
     p.add_argument("--compressed", action="store_true", help="the policy reads JPEG on <topic>/compressed")
@@ -159,7 +160,8 @@ def summarize(raw: dict[str, Any], args: argparse.Namespace, cfg: dict[str, Any]
         raise RuntimeError(f"too few samples ({len(over)} chunks, {len(periods)} commands); see {cfg['out']}")
     jitter = np.abs(periods - 20.0)
     sent = np.abs(np.diff(np.sort(cmd_stamps)) * 1e3 - 20.0)  # at the bridge (header stamps)
-    rates = np.array([r for _, r, _ in raw["cam_rates"] if len(r) == args.cameras]).reshape(-1, args.cameras)
+    rates = np.array([c[1] for c in raw["cam_rates"] if len(c[1]) == args.cameras]).reshape(-1, args.cameras)
+    latency = np.array([c[3] for c in raw["cam_rates"] if len(c[3]) == args.cameras]).reshape(-1, args.cameras)
     w, h = args.image_size
     return {"image": f"{w}x{h}", "cameras": args.cameras, "netns": args.netns, "link_rate": args.link_rate, "fps": args.fps, "compressed": args.compressed,
             "cam_rx_hz_min": float(rates.min()) if len(rates) else 0.0,
@@ -167,6 +169,8 @@ def summarize(raw: dict[str, Any], args: argparse.Namespace, cfg: dict[str, Any]
             "pub_hz_min": window_rate_min(np.array(raw["published"]).reshape(-1, 2)[:, 1]),
             "cam_rx_hz_median": [float(x) for x in np.median(rates, axis=0)] if len(rates) else [],
             "cam_drops": raw["cam_rates"][-1][2] if raw["cam_rates"] else [],
+            # header stamp -> DDS reception at the policy, of the newest frame at each status (a sample)
+            "image_latency_ms_median": [float(x) for x in np.median(latency, axis=0)] if len(latency) else [],
             "overhead_ms_median": float(np.median(over)), "overhead_ms_p99": float(np.percentile(over, 99)),
             "cmd_period_jitter_ms_p99": float(np.percentile(jitter, 99)),
             "cmd_stamp_jitter_ms_p99": float(np.percentile(sent, 99)),
@@ -252,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"{r['cameras']} cameras x {r['image']} at {r['fps']:g} Hz{' + JPEG' if r['compressed'] else ''}: "
           f"policy ({args.backend}) median {r['policy_ms_median']:.1f} ms per chunk over {r['chunks']} chunks; "
-          f"per-camera receive rate median {r['cam_rx_hz_median']} Hz, drops {r['cam_drops']} (the probe published "
+          f"per-camera receive rate median {r['cam_rx_hz_median']} Hz, drops {r['cam_drops']}, image latency median "
+          f"{[round(x, 2) for x in r['image_latency_ms_median']]} ms (the probe published "
           f">= {r['pub_hz_min']:.1f} Hz in every 5 s); bridge command "
           f"period median {r['cmd_period_ms_median']:.2f} ms, max {r['cmd_period_ms_max']:.1f} ms over "
           f"{r['commands']} commands (jitter p99 at the sender {r['cmd_stamp_jitter_ms_p99']:.2f} ms); CPU ms per s "

@@ -142,7 +142,7 @@ class Probe:
     def _on_policy_status(self, msg) -> None:
         with self.lock:
             self.rec["cam_rates"].append((time.time(), [float(r) for r in msg.camera_rate_hz],
-                                          [int(d) for d in msg.camera_drops]))
+                                          [int(d) for d in msg.camera_drops], [float(x) for x in msg.camera_latency_ms]))
             if msg.state == msg.STATE_FAULT:
                 self.rec["faults"].append(f"policy: {msg.message}")
 
