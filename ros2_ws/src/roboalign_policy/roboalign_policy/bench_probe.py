@@ -67,6 +67,7 @@ class Probe:
                                                       "cam_rates", "faults")}
         self.dt_ns = 0
         self.phase = ""
+        self.policy_state = -1
         self.lock = threading.Lock()
         profile = q.camera_profile(q.reliability_of(cfg["publisher_qos"]))
         # one message per camera, built once: only the stamp changes per frame (as a driver reuses its buffers)
@@ -143,8 +144,9 @@ class Probe:
         with self.lock:
             self.rec["cam_rates"].append((time.time(), [float(r) for r in msg.camera_rate_hz],
                                           [int(d) for d in msg.camera_drops], [float(x) for x in msg.camera_latency_ms]))
-            if msg.state == msg.STATE_FAULT:
+            if msg.state == msg.STATE_FAULT and self.policy_state != msg.STATE_FAULT:  # count entering a fault
                 self.rec["faults"].append(f"policy: {msg.message}")
+            self.policy_state = msg.state
 
     def _on_episode(self, msg) -> None:
         from roboalign_msgs.msg import EpisodeStatus
