@@ -248,7 +248,11 @@ def line(r: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.backend == "onnxruntime" and args.cameras != 2:
+        parser.error(f"--cameras {args.cameras}: the tiny exported VLA takes 2 cameras; use --backend reach for "
+                     "another number")
     try:
         r = run(args)
     except RuntimeError as e:
