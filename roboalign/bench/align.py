@@ -41,8 +41,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         "written to <out>/toy_data in seconds; the CPU configuration of docs/alignment.md")
     p.add_argument("--out", default="runs/bench_align", help="run folder (checkpoints, logs)")
     p.add_argument("--figures", default=str(ROOT / "docs" / "figures"), help="where the curves PNG goes")
-    p.add_argument("--sft-config", default=str(CONFIGS / "sft_tiny.yaml"))
-    p.add_argument("--grpo-config", default=str(CONFIGS / "grpo_tiny.yaml"))
+    p.add_argument("--sft-config", help="default training/configs/sft_tiny.yaml (sft_toy.yaml with --toy)")
+    p.add_argument("--grpo-config", help="default training/configs/grpo_tiny.yaml (grpo_toy.yaml with --toy)")
     p.add_argument("--sft-steps", type=int, default=None, help="override the SFT config's max_steps")
     p.add_argument("--grpo-steps", type=int, default=None, help="override the GRPO config's max_steps")
     p.add_argument("--max-train-episodes", type=int, default=None)
@@ -98,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     from roboalign.training.grpo import run_grpo
     from roboalign.training.sft import build_backbone, norm_and_fast, prepare_aligned, run_sft, sample_config
 
+    scale = "toy" if args.toy else "tiny"
+    args.sft_config = args.sft_config or str(CONFIGS / f"sft_{scale}.yaml")
+    args.grpo_config = args.grpo_config or str(CONFIGS / f"grpo_{scale}.yaml")
     if args.toy:
         from roboalign.bench.toy_episodes import ensure_dataset
 
