@@ -31,13 +31,14 @@ from rclpy.node import Node
 from std_msgs.msg import Float64MultiArray
 
 from roboalign.control.gripper import GripperState, GripperSwitch
+from roboalign_policy import qos
 from roboalign_policy.diagnostics import ERROR, OK, WARN, DiagnosticUpdater
 from roboalign_policy.node_runner import run_node
 from roboalign_policy.params import CPU_AFFINITY, ParamSpec, declare_params
 from roboalign_policy.qos import RELIABLE
 
 PARAMS = [
-    ParamSpec("gripper_command_topic", "/roboalign/gripper_command",
+    ParamSpec("gripper_command_topic", qos.GRIPPER_COMMAND,
               "the bridge's gripper command (std_msgs/Float64MultiArray, one value)", read_only=True),
     ParamSpec("open_value", -1.0, "command value meaning open (the bridge's gripper_open_value)",
               min=-10.0, max=10.0, read_only=True),

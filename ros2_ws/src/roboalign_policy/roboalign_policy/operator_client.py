@@ -22,6 +22,8 @@ from roboalign_msgs.srv import TaskCommand
 from sensor_msgs.msg import JointState
 from std_srvs.srv import SetBool
 
+from roboalign_policy import qos
+
 PHASES = {v: k.removeprefix("PHASE_").lower() for k, v in vars(EpisodeStatus).items() if k.startswith("PHASE_")}
 TERMINAL = {"success", "failure", "timeout", "stopped", "fault"}
 COMMANDS = {"start": TaskCommand.Request.START, "stop": TaskCommand.Request.STOP, "home": TaskCommand.Request.HOME,
@@ -57,9 +59,8 @@ class Status:
 
 
 class OperatorClient:
-    def __init__(self, command_service: str = "/roboalign/command",
-                 status_topic: str = "/roboalign/episode_status", estop_service: str = "/roboalign/set_estop",
-                 joint_states_topic: str = "/joint_states") -> None:
+    def __init__(self, command_service: str = qos.COMMAND_SERVICE, status_topic: str = qos.EPISODE_STATUS,
+                 estop_service: str = qos.ESTOP_SERVICE, joint_states_topic: str = qos.JOINT_STATES) -> None:
         self._ctx = Context()
         rclpy.init(context=self._ctx)
         self.node = rclpy.create_node(f"roboalign_operator_{threading.get_ident() % 100000}", context=self._ctx)

@@ -43,6 +43,7 @@ from roboalign.sim.spec import DEFAULT_CAMERAS, EXPERT_EXTRAS, SIM_CAMERA_SIZE
 from roboalign.sim.trajectory import TrajectoryFollower, interpolate  # noqa: F401 (interpolate: re-exported)
 from roboalign.tasks import DEFAULT_TASKS, SCENE_SETS, sim_task_set
 from roboalign_policy import conversions as conv
+from roboalign_policy import qos
 from roboalign_policy.node_runner import run_node
 from roboalign_policy.params import CPU_AFFINITY, ParamSpec, declare_params
 from roboalign_policy.polling import QuietEvents
@@ -63,17 +64,17 @@ PARAMS = [
               read_only=True),
     ParamSpec("finger_joint_names", ["fr3_finger_joint1", "fr3_finger_joint2"],
               "published finger joints (each = half the gripper opening)", array="str", length=2, read_only=True),
-    ParamSpec("command_topic", "/fr3_arm_controller/joint_trajectory", "JointTrajectory input", read_only=True),
+    ParamSpec("command_topic", qos.COMMAND, "JointTrajectory input", read_only=True),
     ParamSpec("gripper_command_topic", "/fr3_gripper/commands", "gripper command input (-1 open .. 1 closed)",
               read_only=True),
-    ParamSpec("joint_states_topic", "/joint_states", "JointState output", read_only=True),
+    ParamSpec("joint_states_topic", qos.JOINT_STATES, "JointState output", read_only=True),
     ParamSpec("privileged_topic", "/sim/privileged", "JSON privileged state for the expert ('' = off)",
               read_only=True),
     ParamSpec("success_topic", "/sim/success", "std_msgs/Bool success predicate output", read_only=True),
     ParamSpec("reset_service", "/sim_robot/reset", "TaskCommand RESET service", read_only=True),
-    ParamSpec("instruction_topic", "/roboalign/instruction", "policy instruction (lock-step: wait for chunks "
+    ParamSpec("instruction_topic", qos.INSTRUCTION, "policy instruction (lock-step: wait for chunks "
               "while it is non-empty)", read_only=True),
-    ParamSpec("chunk_topic", "/roboalign/action_chunk", "policy chunks (lock-step)", read_only=True),
+    ParamSpec("chunk_topic", qos.ACTION_CHUNK, "policy chunks (lock-step)", read_only=True),
     ParamSpec("lockstep", True, "wait for the policy's chunk and the bridge's command each step"),
     ParamSpec("lockstep_timeout_s", 2.0, "longest wall-time wait for a chunk or a command", min=0.0, max=60.0),
     ParamSpec("idle_rate_hz", 10.0, "wall-clock step rate when nothing commands the robot", min=0.1, max=1000.0),
