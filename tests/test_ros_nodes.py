@@ -122,14 +122,17 @@ def test_policy_node_keeps_bad_input_out_and_keeps_running(ros) -> None:
     listen.instr.publish(String(data="reach the goal"))
     wait_until(lambda: pn._policy is not None, 10, "the policy to load")
     names = [f"fr3_joint{i}" for i in range(1, 8)] + ["fr3_finger_joint1", "fr3_finger_joint2"]
-    for _ in range(60):  # camera_qos auto subscribes once the publisher is seen (status timer, 2 Hz)
+
+    def publish_bad() -> bool:  # until counted: camera_qos auto subscribes once the publisher is seen (2 Hz)
         stamp = listen.node.get_clock().now().to_msg()
         img = conv.rgb_to_image(np.zeros((8, 8, 3), np.uint8), stamp)
         img.encoding = "16UC1"  # wrong encoding
         bad.publish(img)
         js.publish(conv.joint_state(names, np.r_[START, np.nan, 0.04], stamp))  # NaN finger
         time.sleep(0.03)
-    wait_until(lambda: pn._input_errors >= 10, 5, "the bad messages to be counted")
+        return pn._input_errors >= 10
+
+    wait_until(publish_bad, 15, "the bad messages to be counted")
     assert listen.chunks == []
     wait_until(lambda: listen.pstatus and "waiting for images" in listen.pstatus[-1].message, 5, "a status")
     ros(KinematicRobot([CAM]))  # good input: the same node now works
