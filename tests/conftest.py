@@ -11,6 +11,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+# FastDDS's default transports in tests: with the shipped 8 MiB shared-memory profile (config/fastdds.xml), in-process
+# participant creation stalled in 3 of 4 full runs this session (busy, GIL held); until understood, tests run without it
+os.environ.setdefault("ROBOALIGN_DDS_PROFILE", "0")
 # A per-session domain keeps parallel test runs on one machine from hearing each other.
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1, 100)))
 
