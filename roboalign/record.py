@@ -302,16 +302,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _launch_sim(out: Path, sets: list[str]):
-    from roboalign_policy.graph import load_graph
-    from roboalign_policy.process_graph import ProcessGraph, interrupt_on_sigterm
+    from roboalign.trials import launch_sim
 
-    interrupt_on_sigterm()
-    overrides = {"record_dir": str((out / "bags").resolve()), "render_every": "1",
-                 **dict(kv.split("=", 1) for kv in sets)}
-    procs = ProcessGraph(load_graph("sim"), overrides, out / "logs")
-    procs.start()
-    print(f"[record] started the sim stack (logs in {out / 'logs'})", flush=True)
-    return procs
+    return launch_sim({"record_dir": str((out / "bags").resolve()), "render_every": "1"}, sets, out / "logs", "record")
 
 
 if __name__ == "__main__":

@@ -288,6 +288,18 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def launch_sim(overrides: dict[str, str], sets: list[str], logs: Path, who: str):
+    """Start the sim stack's node processes (config/sim_graph.yaml) with ``overrides`` and the user's ``--set``s."""
+    from roboalign_policy.graph import load_graph
+    from roboalign_policy.process_graph import ProcessGraph, interrupt_on_sigterm
+
+    interrupt_on_sigterm()  # SIGTERM stops the sim stack too (its nodes run in their own sessions)
+    procs = ProcessGraph(load_graph("sim"), {**overrides, **dict(kv.split("=", 1) for kv in sets)}, logs)
+    procs.start()
+    print(f"[{who}] started the sim stack (logs in {logs})", flush=True)
+    return procs
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     tasks = list(DEFAULT_TASKS) if args.task == "all" else [DEFAULT_TASKS.get(args.task)]
@@ -298,15 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         from roboalign_policy.operator_client import OperatorClient
 
         if launch == "sim":
-            from roboalign_policy.graph import load_graph
-            from roboalign_policy.process_graph import ProcessGraph, interrupt_on_sigterm
-
-            interrupt_on_sigterm()  # SIGTERM stops the sim stack too (its nodes run in their own sessions)
-
-            overrides = {"record_dir": str(out / "episodes"), **dict(kv.split("=", 1) for kv in args.set)}
-            procs = ProcessGraph(load_graph("sim"), overrides, out / "logs")
-            procs.start()
-            print(f"[trials] started the sim stack (logs in {out / 'logs'})", flush=True)
+            procs = launch_sim({"record_dir": str(out / "episodes")}, args.set, out / "logs", "trials")
         client = OperatorClient()
         client.wait_for_bridge(timeout=300.0)
         if client.wait_for_status(timeout=300.0) is None:
