@@ -31,7 +31,7 @@ if [[ ! -d $DATA/norm_stats ]]; then
     pids=()
     for ((w = 0; w < WORKERS; w++)); do
       part=()
-      for ((i = w; i < ${#TASKS[@]}; i += WORKERS)); do part+=("${TASKS[i]}"); done
+      for i in "${!TASKS[@]}"; do if (( i * WORKERS / ${#TASKS[@]} == w )); then part+=("${TASKS[i]}"); fi; done
       (IFS=,; collect --no-stats --tasks "${part[*]}" > "$RUNS/collect_$w.log" 2>&1) &
       pids+=($!)
     done
