@@ -6,29 +6,33 @@
 # success on init states 20.. (never in either training set).
 #
 #   scripts/run scripts/measure_record.sh          # N=5, ~1 h on 2 cores; each stage resumes / is skipped when done
+#
+# Recording through ROS runs at normal priority (its watchdogs fault when starved); collecting, training and
+# evaluation run under `nice -n 19` (NICE= to change) so they yield to the ROS stage and to other work.
 set -euo pipefail
 N=${N:-5}
 RUNS=${RUNS:-runs/measure_record}
 STEPS=${STEPS:-1000}
 EVAL_EPISODES=${EVAL_EPISODES:-5}
 CONFIG=training/configs/vla_tiny_joint.yaml
+NICE=${NICE-nice -n 19}
 mkdir -p "$RUNS"
 
 roboalign record --task all --episodes "$N" --out "$RUNS/ros" --launch sim --operator expert --mode leader
-roboalign collect --episodes "$N" --out "$RUNS/direct" --action-space joint_position
-roboalign collect --episodes 2 --init-offset 40 --out "$RUNS/heldout" --action-space joint_position
+$NICE roboalign collect --episodes "$N" --out "$RUNS/direct" --action-space joint_position
+$NICE roboalign collect --episodes 2 --init-offset 40 --out "$RUNS/heldout" --action-space joint_position
 
 for src in ros direct; do
   data=$RUNS/$src; [[ $src == ros ]] && data=$RUNS/ros/dataset
   if [[ ! -f $RUNS/head_$src/checkpoint/config.json ]]; then
-    roboalign train vla --config "$CONFIG" --set "dataset=$data" --set "steps=$STEPS" --set "output_dir=$RUNS/head_$src"
+    $NICE roboalign train vla --config "$CONFIG" --set "dataset=$data" --set "steps=$STEPS" --set "output_dir=$RUNS/head_$src"
   fi
   if [[ ! -f $RUNS/offline_$src/offline.json ]]; then
-    roboalign eval offline --checkpoint "$RUNS/head_$src/checkpoint" --dataset "$RUNS/heldout" --split all \
+    $NICE roboalign eval offline --checkpoint "$RUNS/head_$src/checkpoint" --dataset "$RUNS/heldout" --split all \
       --out "$RUNS/offline_$src"
   fi
   if [[ ! -f $RUNS/libero_$src/success.csv ]]; then
-    roboalign eval libero --checkpoint "$RUNS/head_$src/checkpoint" --first-init-state 20 \
+    $NICE roboalign eval libero --checkpoint "$RUNS/head_$src/checkpoint" --first-init-state 20 \
       --episodes "$EVAL_EPISODES" --workers 1 --out "$RUNS/libero_$src"
   fi
 done

@@ -54,7 +54,7 @@ from roboalign.action_space import (
 )
 from roboalign.runtime.types import Observation
 from roboalign.sim.libero_setup import ensure_libero
-from roboalign.sim.spec import CAMERAS, DEFAULT_CAMERAS, SIM_CAMERA_SIZE
+from roboalign.sim.spec import CAMERAS, DEFAULT_CAMERAS, JOINT_MAX_DELTA, SIM_CAMERA_SIZE
 from roboalign.spec_io import build
 from roboalign.tasks import (
     LIBERO_OBJECT_OBJECTS,
@@ -85,7 +85,7 @@ class LiberoEnvConfig:
     settle_steps: int = 10
     max_steps: int = 300
     joint_kp: float = 300.0
-    joint_max_delta: float = 0.5
+    joint_max_delta: float = JOINT_MAX_DELTA
     seed: int = 0
     scenes: str = "targets"
 
@@ -104,7 +104,7 @@ class LiberoEnvConfig:
             raise ValueError("settle_steps must be >= 0 and max_steps > 0")
         if not 0 < self.joint_kp <= 300:
             raise ValueError(f"joint_kp {self.joint_kp} outside (0, 300] (robosuite kp_limits)")
-        if not 0 < self.joint_max_delta <= 0.5:
+        if not 0 < self.joint_max_delta <= 0.5:  # robosuite's limit
             raise ValueError(f"joint_max_delta {self.joint_max_delta} outside (0, 0.5] rad")
 
     def to_dict(self) -> dict[str, Any]:

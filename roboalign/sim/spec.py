@@ -13,6 +13,9 @@ SIM_CAMERA_SIZE = 128  # rendered square image size [px] of the sim cameras (LIB
 # robosuite OSC_POSE limits: one unit of eef_delta input moves this far per control step (output_max).
 OSC_POS_SCALE = 0.05  # m
 OSC_ROT_SCALE = 0.5  # rad
+# robosuite JOINT_POSITION output_max: the PD set point is at most this far from the current joints per step [rad]
+# (LiberoEnv; `roboalign collect` and the sim node both use it, so the same commands move the arm the same way).
+JOINT_MAX_DELTA = 0.5
 
 # Privileged observation extras the scripted expert reads (LiberoEnv fills them; the sim node forwards them).
 EXPERT_EXTRAS: tuple[str, ...] = ("eef_pos", "eef_quat", "eef_jacobian", "joint_pos", "gripper_width",

@@ -39,7 +39,7 @@ from std_msgs.msg import Bool, Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
 from roboalign.action_space import FR3_JOINT_NAMES
-from roboalign.sim.spec import DEFAULT_CAMERAS, EXPERT_EXTRAS, SIM_CAMERA_SIZE
+from roboalign.sim.spec import DEFAULT_CAMERAS, EXPERT_EXTRAS, JOINT_MAX_DELTA, SIM_CAMERA_SIZE
 from roboalign.sim.trajectory import TrajectoryFollower, interpolate  # noqa: F401 (interpolate: re-exported)
 from roboalign.tasks import DEFAULT_TASKS, SCENE_SETS, sim_task_set
 from roboalign_policy import conversions as conv
@@ -80,8 +80,8 @@ PARAMS = [
     ParamSpec("idle_rate_hz", 10.0, "wall-clock step rate when nothing commands the robot", min=0.1, max=1000.0),
     ParamSpec("render_every", 1, "render the cameras every n-th step (n > 1 speeds up policies that need no "
               "images every step, e.g. the scripted expert)", min=1, max=100),
-    ParamSpec("joint_max_delta", 0.1, "largest joint move per sim step [rad] (LiberoEnv)", min=0.001, max=0.5,
-              read_only=True),
+    ParamSpec("joint_max_delta", JOINT_MAX_DELTA, "largest PD set-point offset per sim step [rad] (LiberoEnv; "
+              "the value `roboalign collect` uses)", min=0.001, max=0.5, read_only=True),
     CPU_AFFINITY,
 ]
 
