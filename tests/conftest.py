@@ -11,9 +11,6 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-# FastDDS's default transports in tests: with the shipped 8 MiB shared-memory profile (config/fastdds.xml), in-process
-# participant creation stalled in 3 of 4 full runs this session (busy, GIL held); until understood, tests run without it
-os.environ.setdefault("ROBOALIGN_DDS_PROFILE", "0")
 # A per-session domain keeps parallel test runs on one machine from hearing each other.
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1, 100)))
 
@@ -27,11 +24,11 @@ def ros():
     yield from spinning_executor()
 
 
-LAST = ("test_ros_full_res.py",)  # full-size image streams over DDS
-
-
-def pytest_collection_modifyitems(config, items) -> None:
-    """The full-size DDS stream test runs last: twice in this session, in-process DDS participant creation in a
-    later ROS test (test_ros_gripper) stalled after it (large shared-memory segments left behind); until that is
-    understood, nothing runs after it in the same process."""
-    items.sort(key=lambda item: item.path.name in LAST)
+@pytest.fixture(autouse=True)
+def _thread_stays_time_shared():
+    """Fail the test that leaves the main thread under a real-time policy (SVT-AV1 did, as root): every later
+    thread would inherit it, and a busy real-time thread starves the process (it looked like a DDS stall)."""
+    yield
+    if hasattr(os, "sched_getscheduler") and os.sched_getscheduler(0) != os.SCHED_OTHER:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        pytest.fail("this test left the main thread under a real-time scheduling policy (now reset)")

@@ -162,3 +162,35 @@ def test_camera_qos_follows_the_publishers() -> None:
     assert p.depth == 1 and p.history.name == "KEEP_LAST" and p.durability.name == "VOLATILE"
     assert q.compressed_topic("/camera/wrist/color/image_raw") == "/camera/wrist/color/image_raw/compressed"
     assert q.camera_topic("wrist") == q.CAMERA_TOPICS[1] == "/camera/wrist/color/image_raw"
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "mono8"])
+@pytest.mark.parametrize("frame_id", ["", "c", "cam", "wrist_color_optical_frame"])  # every string alignment
+def test_a_serialized_image_is_read_in_place_as_deserialising_it_would(encoding: str, frame_id: str) -> None:
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import Image
+
+    rgb = np.random.default_rng(1).integers(0, 256, (5, 9, 3), dtype=np.uint8)
+    for pad in (0, 3):
+        msg = _image(rgb, encoding, pad)
+        msg.header.frame_id, msg.header.stamp.sec = frame_id, 1_700_000_000
+        raw = serialize_message(msg)
+        expected = conv.image_to_rgb(deserialize_message(raw, Image))
+        out = conv.raw_image_to_rgb(raw)
+        assert out.shape == expected.shape and out.dtype == np.uint8
+        np.testing.assert_array_equal(out, expected)
+
+
+def test_a_truncated_or_malformed_serialized_image_is_refused_with_the_field() -> None:
+    from rclpy.serialization import serialize_message
+
+    raw = serialize_message(conv.rgb_to_image(_smooth(), None, "cam"))
+    with pytest.raises(ValueError, match="data"):
+        conv.raw_image_to_rgb(raw[:-100])  # the pixels are cut short
+    with pytest.raises(ValueError, match="height|frame_id"):
+        conv.raw_image_to_rgb(raw[:14])
+    with pytest.raises(ValueError, match="CDR header"):
+        conv.raw_image_to_rgb(b"\x00")
+    wrong = serialize_message(_image(_smooth(), "rgb8", 0)).replace(b"rgb8", b"yuv4")
+    with pytest.raises(ValueError, match="encoding 'yuv4'"):
+        conv.raw_image_to_rgb(wrong)

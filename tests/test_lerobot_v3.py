@@ -213,3 +213,44 @@ def test_files_roll_over_at_the_size_limits_and_read_back(tmp_path: Path, monkey
         np.testing.assert_array_equal(r.state, e.state)
         assert np.abs(r.images["agentview"].astype(int) - e.images["agentview"]).mean() < 4.0
     assert validate(tmp_path / "ds", full=True) == []
+
+
+def _policy() -> tuple[int, int]:
+    import os
+
+    return os.sched_getscheduler(0), os.sched_getparam(0).sched_priority
+
+
+def test_writing_video_leaves_the_threads_scheduling_as_it_was(tmp_path) -> None:
+    """SVT-AV1 puts the encoding thread under SCHED_FIFO 99 when run as root (as CI does); a real-time busy
+    thread then starved every later DDS test of the same process. Threads started afterwards inherit it too."""
+    import os
+    import threading
+
+    from roboalign.data.lerobot_v3 import LeRobotV3Writer
+
+    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))  # whatever ran before (lowering is always allowed)
+    before = _policy()
+    w = LeRobotV3Writer(tmp_path / "ds", fps=FPS, vcodec="libsvtav1")
+    w.add(_episode(0, 6))
+    assert _policy() == before
+    w.close()
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(_policy()))
+    t.start()
+    t.join()
+    assert _policy() == before and seen == [before]
+
+
+def test_scheduling_kept_restores_a_policy_a_library_changed() -> None:
+    import os
+
+    from roboalign.data.scheduling import scheduling_kept
+
+    before = _policy()
+    try:
+        with scheduling_kept():
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))  # what the encoder does
+    except PermissionError:
+        pytest.skip("SCHED_FIFO is not permitted here (not root, no rtprio): nothing can change it")
+    assert _policy() == before

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from roboalign.data.episodes import Episode
+from roboalign.data.scheduling import scheduling_kept
 
 CODEBASE_VERSION = "v3.0"
 CHUNKS_SIZE = 1000
@@ -138,18 +139,20 @@ class _VideoFile:
             self.stream.height, self.stream.width = h, w
             self.stream.pix_fmt = "yuv420p"
         start = self.frames
-        for img in frames:
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-            frame.pts = self.frames
-            self.container.mux(self.stream.encode(frame))
-            self.frames += 1
+        with scheduling_kept():  # SVT-AV1 makes the encoding thread real-time when run as root
+            for img in frames:
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+                frame.pts = self.frames
+                self.container.mux(self.stream.encode(frame))
+                self.frames += 1
         idx = self.file_index
         return idx // CHUNKS_SIZE, idx % CHUNKS_SIZE, start / self.fps, self.frames / self.fps
 
     def close(self) -> None:
         if self.container is not None:
-            self.container.mux(self.stream.encode())
-            self.container.close()
+            with scheduling_kept():
+                self.container.mux(self.stream.encode())
+                self.container.close()
             self.container = None
 
 

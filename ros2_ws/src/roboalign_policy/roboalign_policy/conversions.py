@@ -5,6 +5,7 @@
 - ``compressed_to_rgb`` / ``rgb_to_compressed``: sensor_msgs/CompressedImage (JPEG, image_transport's
   ``compressed`` format) <-> (H, W, 3) uint8 RGB, with OpenCV (libjpeg-turbo inside)
 - ``raw_header_stamp``: the header stamp of a serialized (CDR) message that starts with a std_msgs/Header
+- ``raw_image_to_rgb``: a serialized sensor_msgs/Image -> (H, W, 3) uint8 RGB, read in place from the CDR bytes
 - ``joint_positions``: sensor_msgs/JointState -> positions in a requested joint order
 - ``trajectory``: (K, D) rows -> trajectory_msgs/JointTrajectory with ``time_from_start = (k + first) * dt``
 - ``chunk_to_msg`` / ``msg_to_chunk``: roboalign.runtime.types.ActionChunk <-> roboalign_msgs/ActionChunk
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -85,6 +87,45 @@ def raw_header_stamp(raw: bytes) -> float:
     little = raw[1] & 1  # CDR encapsulation: 0x0001 little endian, 0x0000 big endian
     sec, nanosec = struct.unpack_from("<iI" if little else ">iI", raw, 4)
     return sec + nanosec * 1e-9
+
+
+class _CdrReader:
+    """Sequential reads of a CDR (XCDR1) buffer; alignment counts from the end of the 4-byte encapsulation."""
+
+    def __init__(self, raw: bytes) -> None:
+        if len(raw) < 4:
+            raise ValueError(f"serialized message of {len(raw)} bytes has no CDR header")
+        self.raw, self.off, self.endian = raw, 4, "<" if raw[1] & 1 else ">"
+
+    def scalar(self, fmt: str, size: int, what: str):
+        self.off = 4 + (self.off - 4 + size - 1) // size * size
+        if self.off + size > len(self.raw):
+            raise ValueError(f"serialized Image ends before {what} ({len(self.raw)} bytes)")
+        (value,) = struct.unpack_from(self.endian + fmt, self.raw, self.off)
+        self.off += size
+        return value
+
+    def sequence(self, what: str) -> memoryview:
+        n = self.scalar("I", 4, what)
+        if self.off + n > len(self.raw):
+            raise ValueError(f"serialized Image.{what} has {len(self.raw) - self.off} of its {n} bytes")
+        self.off += n
+        return memoryview(self.raw)[self.off - n:self.off]
+
+
+def raw_image_to_rgb(raw: bytes) -> np.ndarray:
+    """:func:`image_to_rgb` of a serialized sensor_msgs/Image, without deserialising it: the fields are read
+    from the CDR bytes and the pixels viewed in place (a 640x480 frame is 0.9 MB; ``deserialize_message``
+    copies it into a Python message first)."""
+    r = _CdrReader(raw)
+    r.scalar("i", 4, "header.stamp"), r.scalar("I", 4, "header.stamp")
+    r.sequence("header.frame_id")
+    height, width = r.scalar("I", 4, "height"), r.scalar("I", 4, "width")
+    encoding = bytes(r.sequence("encoding")).rstrip(b"\0").decode("ascii", "replace")
+    r.scalar("B", 1, "is_bigendian")
+    step = r.scalar("I", 4, "step")
+    fields = SimpleNamespace(height=height, width=width, encoding=encoding, step=step, data=r.sequence("data"))
+    return image_to_rgb(fields)  # the fields it reads, as plain attributes
 
 
 def rgb_to_compressed(rgb: np.ndarray, quality: int = 90) -> bytes:
