@@ -13,17 +13,25 @@ for a controller. camera_driver:=realsense includes realsense-ros' rs_launch.py 
 camera of config/real_robot_graph.yaml (topics /camera/<name>/color/image_raw); pyrealsense2 starts our
 camera_node instead; none expects the images from elsewhere. Nodes, arguments and parameters are data:
 config/real_robot_graph.yaml + config/real_robot.yaml (the same files `roboalign demo --graph real_robot`
-reads). Operator: `roboalign say "put the ketchup in the basket"`, `roboalign say --estop`. Demonstrations:
+reads). Every process it starts, realsense-ros included, loads config/fastdds.xml (an 8 MiB shared-memory
+segment, so a 640x480 frame does not fall back to UDP; README "Cameras"). Operator: `roboalign say "put the
+ketchup in the basket"`, `roboalign say --estop`. Demonstrations:
 teleop:=spacemouse (or gamepad, joy) also starts teleop_node; with record_dir:=DIR/bags, `roboalign record
 --task ... --out DIR --mode teleop|leader|kinesthetic` records them through the bridge's safety layer.
 """
 
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction
+from launch.actions import (
+    DeclareLaunchArgument,
+    IncludeLaunchDescription,
+    OpaqueFunction,
+    SetEnvironmentVariable,
+)
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 from roboalign_policy.graph import load_graph
+from roboalign_policy.node_runner import dds_profile_env
 
 from launch import LaunchDescription
 
@@ -46,7 +54,9 @@ def _realsense(cameras):
 def _nodes(context, *args, **kwargs):
     graph = load_graph(GRAPH)
     values = graph.resolve({name: LaunchConfiguration(name).perform(context) for name in graph.arguments})
-    actions = []
+    # every process launched here, realsense-ros included, loads config/fastdds.xml (unless a profile is set or
+    # ROBOALIGN_DDS_PROFILE=0): a full-size frame fits the publisher's shared-memory segment only with it
+    actions = [SetEnvironmentVariable(var, path) for var, path in dds_profile_env().items()]
     if values["camera_driver"] == "realsense":
         actions += _realsense(graph.extra.get("cameras", []))
     elif values["camera_driver"] not in ("pyrealsense2", "none"):

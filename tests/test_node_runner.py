@@ -1,5 +1,6 @@
-"""node_runner.pin_process: every thread of the process lands on the requested CPUs (also threads started
-before the call), CPUs the process may not use are refused with the reason, and the nodes declare it."""
+"""node_runner: pin_process puts every thread of the process on the requested CPUs (also threads started
+before the call), CPUs the process may not use are refused with the reason, and the nodes declare it; the
+DDS profile variables a launched process (realsense-ros) gets."""
 
 from __future__ import annotations
 
@@ -86,3 +87,16 @@ def test_repeated_sigterm_does_not_cut_the_clean_up_short() -> None:
     out, _ = p.communicate(timeout=30)
     assert p.returncode == 0
     assert out.splitlines() == ["interrupted signal 15", "cleaned up"]
+
+
+def test_dds_profile_env_names_the_shipped_profile_unless_one_is_chosen() -> None:
+    from roboalign_policy.node_runner import PROFILE_VARS, dds_profile_env
+
+    env = dds_profile_env({})
+    assert set(env) == set(PROFILE_VARS) and len(set(env.values())) == 1
+    profile = next(iter(env.values()))
+    assert profile.endswith("config/fastdds.xml") and "<segment_size>8388608</segment_size>" in open(profile).read()
+    assert dds_profile_env({"FASTRTPS_DEFAULT_PROFILES_FILE": "/robot/mine.xml"}) == {}  # the user's wins
+    assert dds_profile_env({"ROBOALIGN_DDS_PROFILE": "0"}) == {}
+    assert dds_profile_env({"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}) == {}
+    assert dds_profile_env({"RMW_IMPLEMENTATION": "rmw_fastrtps_dynamic_cpp"}) == env

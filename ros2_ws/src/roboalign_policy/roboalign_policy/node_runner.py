@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import rclpy
@@ -80,20 +80,27 @@ def dds_profile_path(name: str = "fastdds.xml") -> Path:
     return Path(__file__).resolve().parents[1] / "config" / name
 
 
+def _profiles_wanted(environ: Mapping[str, str]) -> bool:
+    rmw = environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+    return environ.get("ROBOALIGN_DDS_PROFILE", "1") != "0" and "fastrtps" in rmw
+
+
+def dds_profile_env(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The variables that make a FastDDS process load config/fastdds.xml (the FastDDS 2.x and 3.x names), or
+    nothing when a profile is set already, another RMW is selected or ``ROBOALIGN_DDS_PROFILE=0``. Also what
+    real_robot.launch.py gives realsense-ros: the shared-memory segment belongs to the image publisher."""
+    if not _profiles_wanted(environ) or any(environ.get(var) for var in PROFILE_VARS):
+        return {}
+    return dict.fromkeys(PROFILE_VARS, str(dds_profile_path()))
+
+
 def use_dds_profile() -> str | None:
     """Before ``rclpy.init``: load config/fastdds.xml (a shared-memory segment that holds full-size camera
-    images, see the file) unless a FastDDS profile is set already or another RMW is selected, or
-    ``ROBOALIGN_DDS_PROFILE=0``; returns the profile in use (None: none of ours)."""
-    rmw = os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
-    if os.environ.get("ROBOALIGN_DDS_PROFILE", "1") == "0" or "fastrtps" not in rmw:
+    images, see the file) as :func:`dds_profile_env` says; returns the profile in use (None: none of ours)."""
+    os.environ.update(dds_profile_env())
+    if not _profiles_wanted(os.environ):
         return None
-    for var in PROFILE_VARS:
-        if os.environ.get(var):
-            return os.environ[var]
-    path = str(dds_profile_path())
-    for var in PROFILE_VARS:
-        os.environ[var] = path
-    return path
+    return next(os.environ[var] for var in PROFILE_VARS if os.environ.get(var))
 
 
 def run_node(make_node: Callable[[], Node], args: list[str] | None = None, threads: int = 4) -> int:
