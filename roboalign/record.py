@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         from roboalign_policy.operator_client import OperatorClient
 
         if sim:
-            procs = _launch_sim(out, args.set)
+            procs = _launch_sim(out, args.set, expert=args.operator == "expert")
         client = OperatorClient()
         client.wait_for_bridge(timeout=300.0)
         if client.wait_for_status(timeout=300.0) is None:
@@ -301,10 +301,17 @@ def main(argv: list[str] | None = None) -> int:
             procs.stop()
 
 
-def _launch_sim(out: Path, sets: list[str]):
+def _launch_sim(out: Path, sets: list[str], expert: bool = False):
+    """The sim stack recording into ``out/bags``; with the expert operator each sim step waits for its relay (sent
+    after the leader target), so the bridge never ticks before the target it must command is out."""
     from roboalign.trials import launch_sim
 
-    return launch_sim({"record_dir": str((out / "bags").resolve()), "render_every": "1"}, sets, out / "logs", "record")
+    args = {"record_dir": str((out / "bags").resolve()), "render_every": "1"}
+    if expert:
+        from roboalign_policy.expert_operator import LOCKSTEP_TOPIC
+
+        args["lockstep_topic"] = LOCKSTEP_TOPIC
+    return launch_sim(args, sets, out / "logs", "record")
 
 
 if __name__ == "__main__":

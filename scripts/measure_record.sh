@@ -6,17 +6,19 @@
 # success on init states 20.. (never in either training set).
 #
 #   scripts/run scripts/measure_record.sh          # N=5, ~1 h on 2 cores; each stage resumes / is skipped when done
+#   N=10 RUNS=runs/measure_record_n10 scripts/run scripts/measure_record.sh
 #
 # Recording through ROS runs at normal priority (its watchdogs fault when starved); collecting, training and
 # evaluation run under `nice -n 19` (NICE= to change) so they yield to the ROS stage and to other work.
 set -euo pipefail
 N=${N:-5}
 RUNS=${RUNS:-runs/measure_record}
-STEPS=${STEPS:-1000}
-EVAL_EPISODES=${EVAL_EPISODES:-5}
+STEPS=${STEPS:-600}
+EVAL_EPISODES=${EVAL_EPISODES:-2}
 CONFIG=training/configs/vla_tiny_joint.yaml
 NICE=${NICE-nice -n 19}
 mkdir -p "$RUNS"
+export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$((150 + $$ % 80))}  # the sim stack on its own DDS domain: other stacks stay out
 
 roboalign record --task all --episodes "$N" --out "$RUNS/ros" --launch sim --operator expert --mode leader
 $NICE roboalign collect --episodes "$N" --out "$RUNS/direct" --action-space joint_position

@@ -4,8 +4,10 @@ leader input, `roboalign record` keeps a demonstration (rosbag2 -> our episode f
 sim stack (sim_robot_node + policy_node + bridge_node processes, the graph of sim.launch.py).
 
 Small N (one demonstration, three training steps): it proves that the path connects and loses nothing on the way
-(every commanded step is in the episode, commanded and measured actions both kept), not that the head is good;
-the measured comparison with demos collected directly in sim is in the README.
+(every commanded step is in the episode, commanded and measured actions both kept), and that the demonstration is
+the expert's motion: every bridge command is the expert's target for that very tick (none a step late) and the take
+is as long as the same expert's run straight in LIBERO from the same init state; not that the head is good. The
+measured comparison with demos collected directly in sim is in the README.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pytest
 pytestmark = [pytest.mark.ros, pytest.mark.sim, pytest.mark.slow]
 
 rclpy = pytest.importorskip("rclpy", reason="needs ROS 2 (make setup)")
+from roboalign_policy.expert_operator import LOCKSTEP_TOPIC  # noqa: E402
 from roboalign_policy.graph import load_graph  # noqa: E402
 from roboalign_policy.operator_client import OperatorClient  # noqa: E402
 from roboalign_policy.process_graph import ProcessGraph  # noqa: E402
@@ -28,12 +31,14 @@ from roboalign.tasks import DEFAULT_TASKS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK = DEFAULT_TASKS.get("shelf_to_tray")
+STEPS_SLACK = 5  # steps at a take's start before the expert's first target reaches the bridge
 
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
     out = tmp_path_factory.mktemp("record")
-    procs = ProcessGraph(load_graph("sim"), {"record_dir": str(out / "bags"), "camera_size": "64"}, out / "logs")
+    procs = ProcessGraph(load_graph("sim"), {"record_dir": str(out / "bags"), "camera_size": "64",
+                                             "lockstep_topic": LOCKSTEP_TOPIC}, out / "logs")
     procs.start()
     client = OperatorClient()
     try:
@@ -43,6 +48,46 @@ def sim(tmp_path_factory):
     finally:
         client.close()
         procs.stop()
+
+
+def _stamp(t) -> float:
+    return t.sec + t.nanosec * 1e-9
+
+
+def expert_lag(bag) -> dict[int, int]:
+    """How many bridge commands of a recorded take are the expert's target of their own tick (0), of the tick one
+    step before (1), ...: the command at tick t equals row 0 of the chunk for the observation at t - lag * dt."""
+    chunks, cmds = bag.streams["/roboalign/action_chunk"], bag.streams["/fr3_arm_controller/joint_trajectory"]
+    rows = {}
+    for i in range(len(chunks)):
+        m = bag.decode(chunks, i)
+        rows.setdefault(round(_stamp(m.observation_stamp), 3), np.asarray(m.data[:7]))
+    lags: dict[int, int] = {}
+    for i in range(len(cmds)):
+        m = bag.decode(cmds, i)
+        t, cmd = _stamp(m.header.stamp), np.asarray(m.points[0].positions)
+        for lag in range(3):
+            row = rows.get(round(t - lag * 0.05, 3))
+            if row is not None and np.abs(row - cmd).max() < 1e-6:
+                lags[lag] = lags.get(lag, 0) + 1
+                break
+    return lags
+
+
+def direct_steps(init_state: int) -> int:
+    """Steps the same scripted expert takes driving LIBERO itself (``roboalign collect``), physics only."""
+    from roboalign.sim.collect import run_expert_episode
+    from roboalign.sim.expert import ExpertConfig, ScriptedExpert
+    from roboalign.sim.libero_env import LiberoEnv, LiberoEnvConfig
+
+    env = LiberoEnv(LiberoEnvConfig(task=TASK.name, action_space="joint_position", render=False))
+    try:
+        env.set_render(False)
+        ep = run_expert_episode(env, ScriptedExpert(ExpertConfig(action_space="joint_position")), init_state, 0)
+    finally:
+        env.close()
+    assert ep.success
+    return ep.actions["joint_position"].shape[0]
 
 
 def test_record_a_demo_train_export_and_deploy(sim) -> None:
@@ -58,6 +103,11 @@ def test_record_a_demo_train_export_and_deploy(sim) -> None:
 
     bag = read_bag_episode(out / "bags" / keep[0].bag)  # the leader input is in the raw log, as provenance
     assert len(bag.streams["/roboalign/teleop/leader_joint_states"]) > 50 and len(bag.by_role("joint_states")) == 1
+    # the demonstration is the expert's motion: no command a step late (the old clock-driven operator: ~55 %)
+    lags = expert_lag(bag)
+    assert sum(v for k, v in lags.items() if k > 0) <= 0.03 * keep[0].steps, lags
+    direct = direct_steps(keep[0].init_state)
+    assert keep[0].steps <= 1.1 * direct + STEPS_SLACK, (keep[0].steps, direct)
 
     ds = EpisodeDataset(out / "dataset")
     (ep,) = [ds[i] for i in range(len(ds))]
