@@ -194,3 +194,19 @@ def test_a_truncated_or_malformed_serialized_image_is_refused_with_the_field() -
     wrong = serialize_message(_image(_smooth(), "rgb8", 0)).replace(b"rgb8", b"yuv4")
     with pytest.raises(ValueError, match="encoding 'yuv4'"):
         conv.raw_image_to_rgb(wrong)
+
+
+@pytest.mark.parametrize("points", [1, 2, 16])
+@pytest.mark.parametrize("names", [[f"fr3_joint{i}" for i in range(1, 8)], ["a", "bb", "ccc"], ["abcd"]])  # both paddings
+@pytest.mark.parametrize("first", [0, 1])
+def test_a_trajectory_serialized_directly_reads_back_as_the_message(points: int, names: list[str], first: int) -> None:
+    from rclpy.serialization import deserialize_message
+    from trajectory_msgs.msg import JointTrajectory
+
+    rows = np.random.default_rng(points).normal(size=(points, len(names)))
+    stamp = conv.to_time(1_700_000_012.345678)
+    raw = conv.trajectory_cdr(names, rows, 0.05, stamp, first)
+    assert deserialize_message(raw, JointTrajectory) == conv.trajectory(names, rows, 0.05, stamp, first)
+    for bad, match in ((rows[:, :-1], "do not match"), (np.full_like(rows, np.nan), "non-finite")):
+        with pytest.raises(ValueError, match=match):
+            conv.trajectory_cdr(names, bad, 0.05, stamp)

@@ -338,7 +338,7 @@ class PolicyNode(QuietEvents, Node):
             rows = np.asarray(chunk.actions, np.float64)[:, arm]  # (T, 7)
             if rows.shape[1] == len(self.p["joint_names"]):
                 start = chunk.stamp + self.p["row_offset_steps"] * chunk.dt
-                self._traj_pub.publish(conv.trajectory(self.p["joint_names"], rows, chunk.dt, conv.to_time(start)))
+                self._traj_pub.publish(conv.trajectory_cdr(self.p["joint_names"], rows, chunk.dt, conv.to_time(start)))
         self._chunk_pub.publish(conv.chunk_to_msg(chunk, stamp, self._chunks, instruction, task_name(instruction),
                                                 backend=self.p["backend"]))
 
