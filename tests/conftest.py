@@ -11,6 +11,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+# FastDDS's default transports in tests for now: with the shipped 8 MiB shared-memory profile the busy "stall" is gone
+# (it was SVT-AV1's SCHED_FIFO, see _thread_stays_time_shared), but each of 3 full runs still had two ROS tests
+# time out (no joint state / no chunk in time) that pass alone; ROBOALIGN_DDS_PROFILE=1 runs the suite with it
+os.environ.setdefault("ROBOALIGN_DDS_PROFILE", "0")
 # A per-session domain keeps parallel test runs on one machine from hearing each other.
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1, 100)))
 
