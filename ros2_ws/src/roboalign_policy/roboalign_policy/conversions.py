@@ -99,7 +99,8 @@ class _CdrReader:
             raise ValueError(f"serialized message of {len(raw)} bytes has no CDR header")
         self.raw, self.off, self.endian = raw, 4, "<" if raw[1] & 1 else ">"
 
-    def scalar(self, fmt: str, size: int, what: str):
+    def scalar(self, fmt: str, what: str):
+        size = struct.calcsize(fmt)
         self.off = 4 + (self.off - 4 + size - 1) // size * size
         if self.off + size > len(self.raw):
             raise ValueError(f"serialized Image ends before {what} ({len(self.raw)} bytes)")
@@ -108,7 +109,7 @@ class _CdrReader:
         return value
 
     def sequence(self, what: str) -> memoryview:
-        n = self.scalar("I", 4, what)
+        n = self.scalar("I", what)
         if self.off + n > len(self.raw):
             raise ValueError(f"serialized Image.{what} has {len(self.raw) - self.off} of its {n} bytes")
         self.off += n
@@ -134,18 +135,18 @@ class _CdrWriter:
         self.buf += data
 
 
-
 def raw_image_to_rgb(raw: bytes) -> np.ndarray:
     """:func:`image_to_rgb` of a serialized sensor_msgs/Image, without deserialising it: the fields are read
     from the CDR bytes and the pixels viewed in place (a 640x480 frame is 0.9 MB; ``deserialize_message``
     copies it into a Python message first)."""
     r = _CdrReader(raw)
-    r.scalar("i", 4, "header.stamp"), r.scalar("I", 4, "header.stamp")
+    r.scalar("i", "header.stamp.sec")
+    r.scalar("I", "header.stamp.nanosec")
     r.sequence("header.frame_id")
-    height, width = r.scalar("I", 4, "height"), r.scalar("I", 4, "width")
+    height, width = r.scalar("I", "height"), r.scalar("I", "width")
     encoding = bytes(r.sequence("encoding")).rstrip(b"\0").decode("ascii", "replace")
-    r.scalar("B", 1, "is_bigendian")
-    step = r.scalar("I", 4, "step")
+    r.scalar("B", "is_bigendian")
+    step = r.scalar("I", "step")
     fields = SimpleNamespace(height=height, width=width, encoding=encoding, step=step, data=r.sequence("data"))
     return image_to_rgb(fields)  # the fields it reads, as plain attributes
 
@@ -251,7 +252,7 @@ def trajectory_cdr(joint_names: Sequence[str], rows: np.ndarray, dt: float, stam
     w.put("I", len(r))
     # every point: positions (length, then float64s on an 8-byte boundary), three empty sequences, the duration;
     # a point is a multiple of 8 bytes once its float64s start aligned, so only the first may need padding
-    pad = "4x" if (len(w.buf) - 4 + 4) % 8 else ""
+    pad = "4x" if len(w.buf) % 8 else ""  # the first float64 is at payload offset len(buf) - 4 + 4
     ns = np.rint((np.arange(len(r)) + first) * dt * 1e9).astype(np.int64)  # to_duration's rounding
     fmt = "<" + "".join(f"I{pad if k == 0 else ''}{r.shape[1]}dIIIiI" for k in range(len(r)))
     values = [v for k, row in enumerate(r.tolist())
