@@ -159,6 +159,24 @@ def test_bad_inputs_are_named(episodes, tmp_path):
         load_aligned(run_dir)
 
 
+def test_reasoning_detail_shortens_the_reasoning_only(episodes):
+    norm, fast = norm_and_fast(DATA, episodes)
+    aligned = prepare_aligned(build_backbone(SFTRunConfig().model), norm, fast, DATA, episodes)
+
+    def texts(detail: str) -> tuple[list[str], list[list[int]]]:
+        cfg = sample_config(replace(DATA, reasoning=detail))
+        samples = robot_samples(episodes[:1], norm, fast, aligned.template, aligned.action_vocab, cfg)
+        return [s["completion"][0]["content"][0]["text"] for s in samples], [s["target_fast"] for s in samples]
+
+    (full, t_full), (phase, t_phase), (obj, t_obj) = texts("full"), texts("phase"), texts("object")
+    assert t_full == t_phase == t_obj  # same targets, only the reasoning differs
+    assert all(" cm " in t for t in full[:1]) and not any(" cm " in t for t in phase + obj)
+    assert all("Phase:" in t for t in phase) and not any("Phase:" in t or "gripper" in t for t in obj)
+    assert all(t.startswith("<think>The target is the ") for t in obj)
+    with pytest.raises(ValueError, match="valid: full, phase, object"):
+        DataConfig(reasoning="long")
+
+
 def test_configs_load_and_validate(tmp_path):
     root = Path(__file__).parents[1] / "training" / "configs"
     sft7b = load_config(root / "sft_qwen25vl_7b.yaml")

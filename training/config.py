@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from roboalign.training.data_builders import ExtraDataset
+from roboalign.training.data_builders import REASONING_DETAILS, ExtraDataset
 
 from roboalign.models.action_head import ActionHeadConfig
 from roboalign.sim.default_dataset import DEFAULT as DEFAULT_DATASET
@@ -85,6 +85,7 @@ class DataConfig:
     fast_scale: float | None = None  # None: the preset's (10)
     mixture: dict[str, float] = field(default_factory=lambda: {"robot": 1.0, "vqa": 0.5})
     vqa_per_frame: int = 1
+    reasoning: str = "full"  # robot samples' reasoning: full | phase (no offsets) | object (target only)
     extra_datasets: tuple[ExtraDataset, ...] = ()
     include_state: bool = True
     max_samples: int | None = None  # cap after mixing (GRPO: 12.8 K in the paper)
@@ -93,6 +94,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         _check_choice("DataConfig", "action_space", self.action_space, ACTION_SPACES)
         _check_choice("DataConfig", "fast_preset", self.fast_preset, FAST_PRESETS)
+        _check_choice("DataConfig", "reasoning", self.reasoning, REASONING_DETAILS)
         object.__setattr__(self, "cameras", tuple(self.cameras))
         extras = tuple(e if isinstance(e, ExtraDataset) else ExtraDataset(**e) for e in self.extra_datasets)
         object.__setattr__(self, "extra_datasets", extras)

@@ -153,13 +153,22 @@ def coarse_direction(delta: np.ndarray, dead_zone_cm: float = 2.0) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
-def reasoning_text(ep: EpisodeView, t: int) -> str:
-    """The reasoning of a robot sample at step ``t``, from privileged facts (see module doc)."""
+REASONING_DETAILS = ("full", "phase", "object")  # all facts / no distances / the target object only
+
+
+def reasoning_text(ep: EpisodeView, t: int, detail: str = "full") -> str:
+    """The reasoning of a robot sample at step ``t``, from privileged facts (see module doc).
+
+    ``detail``: ``full`` (object, offsets in cm, gripper, phase), ``phase`` (no offsets) or ``object``."""
+    if detail not in REASONING_DETAILS:
+        raise ValueError(f"reasoning detail {detail!r}; valid: {', '.join(REASONING_DETAILS)}")
     obj, tgt = ep.object_name, ep.target_name
     parts = [f"The target is the {obj}."]
-    if ep.object_pos is not None and ep.eef_pos is not None:
+    if detail == "object":
+        return parts[0]
+    if detail == "full" and ep.object_pos is not None and ep.eef_pos is not None:
         parts.append(f"It is {direction_words(ep.object_pos[t] - ep.eef_pos[t])} the gripper.")
-    if ep.target_pos is not None and ep.object_pos is not None:
+    if detail == "full" and ep.target_pos is not None and ep.object_pos is not None:
         parts.append(f"The {tgt} is {direction_words(ep.target_pos[t] - ep.object_pos[t])} it.")
     if ep.gripper_open is not None:
         parts.append("The gripper is open." if bool(ep.gripper_open[t]) else "The gripper is closed.")
@@ -219,8 +228,11 @@ class SampleConfig:
     stride: int = 4
     vqa_per_frame: int = 1
     seed: int = 0
+    reasoning: str = "full"  # REASONING_DETAILS
 
     def __post_init__(self) -> None:
+        if self.reasoning not in REASONING_DETAILS:
+            raise ValueError(f"SampleConfig.reasoning={self.reasoning!r}; valid: {', '.join(REASONING_DETAILS)}")
         if not self.cameras:
             raise ValueError("SampleConfig.cameras must name at least one camera")
         if self.chunk_len < 1 or self.stride < 1 or self.vqa_per_frame < 0:
@@ -300,7 +312,7 @@ def robot_samples(
             where = f"episode {ep.name} step {t}"
             ids = encode_chunk(ep.actions[t : t + cfg.chunk_len], norm, fast, where)
             imgs = [ep.image(cam, t) for cam in cfg.cameras]
-            out.append(robot_sample(imgs, ep.instruction, ep.states[t], ids, reasoning_text(ep, t), template, vocab,
+            out.append(robot_sample(imgs, ep.instruction, ep.states[t], ids, reasoning_text(ep, t, cfg.reasoning), template, vocab,
                                     source=where))
     return out
 

@@ -111,7 +111,7 @@ def prepare_aligned(backbone: Backbone, norm: NormStats, fast: FastTokenizer, da
 
 def sample_config(data: DataConfig) -> SampleConfig:
     return SampleConfig(cameras=data.cameras, chunk_len=data.chunk_len, stride=data.stride,
-                        vqa_per_frame=data.vqa_per_frame, seed=data.seed)
+                        vqa_per_frame=data.vqa_per_frame, seed=data.seed, reasoning=data.reasoning)
 
 
 def build_mixture(aligned: AlignedModel, views: list[EpisodeView], data: DataConfig) -> list[dict[str, Any]]:
