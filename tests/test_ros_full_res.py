@@ -18,8 +18,8 @@ import pytest
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow, pytest.mark.skipif(
     __import__("os").environ.get("ROBOALIGN_DDS_PROFILE") == "0",
-    reason="ROBOALIGN_DDS_PROFILE=0 (the suite's default for now, see tests/conftest.py): without the shipped FastDDS "
-           "profile a 640x480 frame does not fit the default shared-memory segment; run it with ROBOALIGN_DDS_PROFILE=1")]
+    reason="ROBOALIGN_DDS_PROFILE=0: without the shipped FastDDS profile a 640x480 frame does not fit the default "
+           "shared-memory segment")]
 
 rclpy = pytest.importorskip("rclpy", reason="needs ROS 2 (make setup)")
 from roboalign_msgs.msg import PolicyStatus  # noqa: E402

@@ -64,6 +64,7 @@ class OperatorClient:
         self._ctx = Context()
         rclpy.init(context=self._ctx)
         self.node = rclpy.create_node(f"roboalign_operator_{threading.get_ident() % 100000}", context=self._ctx)
+        self._nodes = [self.node]  # every node of this context: close() destroys them all
         self._cmd = self.node.create_client(TaskCommand, command_service)
         self._estop = self.node.create_client(SetBool, estop_service)
         self._cond = threading.Condition()
@@ -139,6 +140,7 @@ class OperatorClient:
         node = rclpy.create_node(name, context=self._ctx,
                                  parameter_overrides=[Parameter("use_sim_time", value=use_sim_time)])
         self._executor.add_node(node)
+        self._nodes.append(node)
         return node
 
     def _wait(self, fut, timeout: float, what: str):
@@ -195,9 +197,13 @@ class OperatorClient:
         return None
 
     def close(self) -> None:
+        if self._closing.is_set():
+            return
         self._closing.set()
         self._thread.join(timeout=1.0)
         self._executor.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
+        for node in self._nodes:  # a node left alive keeps the DDS participant (and its latched data) alive
+            node.destroy_node()
         rclpy.try_shutdown(context=self._ctx)
         self._thread.join(timeout=2.0)
+        self._ctx.destroy()  # the participant goes now, not whenever the context is garbage-collected
