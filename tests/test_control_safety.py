@@ -89,13 +89,14 @@ def test_controller_tracks_a_good_chunk_and_rejects_bad_ones() -> None:
     c.reset(HOME, now=0.0)
     ramp = HOME + np.outer(np.arange(20) * 0.01, np.r_[np.ones(7), 0.0])  # (20, 8) slow ramp
     assert c.offer_chunk(ramp, stamp=0.0, dt=0.05, now=0.01) is None
-    tick = c.track(0.02)  # before row 0 is due (observation + one dt): row 0 itself
+    tick = c.track(0.02)  # its command is for 0.04, before row 0 is due (observation + one dt): row 0 itself
     assert tick.status == "tracking" and tick.plan.shape == (3, 8)
     np.testing.assert_allclose(tick.command, HOME, atol=1e-9)
     t = 0.07
-    tick = c.track(t)
-    np.testing.assert_allclose(tick.command[:7], HOME[:7] + 0.01 * (t - 0.05) / 0.05, atol=1e-9)
-    np.testing.assert_allclose(tick.plan[1, :7], HOME[:7] + 0.01 * (t + 0.02 - 0.05) / 0.05, atol=1e-9)
+    tick = c.track(t)  # point k is the chunk's pose for t + k * PERIOD (k = 1..3): when the robot is to be there
+    for k in range(3):
+        due = t + (k + 1) * PERIOD
+        np.testing.assert_allclose(tick.plan[k, :7], HOME[:7] + 0.01 * (due - 0.05) / 0.05, atol=1e-9)
     bad = ramp.copy()
     bad[3, 0] = np.nan
     assert "non-finite" in c.offer_chunk(bad, stamp=0.02, dt=0.05, now=0.03)

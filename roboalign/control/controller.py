@@ -108,12 +108,13 @@ class ArmController:
         return Tick(plan, "holding" if reason is None else "fault", reason)
 
     def track(self, now: float) -> Tick:
-        """Command for ``now`` from the chunks (hold when starved)."""
+        """The plan at tick ``now`` from the chunks (hold when starved): point k (k = 1..K) is the chunks' pose
+        for ``now + k * period``, the time the robot is to reach it."""
         self._require_reset()
         self.executor.prune(now)
-        targets = [self.executor.sample(now + k * self.period) for k in range(self.lookahead)]
+        targets = [self.executor.sample(now + k * self.period) for k in range(1, self.lookahead + 1)]
         if targets[0] is None:
-            return Tick(self.hold(now).plan, "starved", "no chunk covers the current time")
+            return Tick(self.hold(now).plan, "starved", "no chunk covers the next control step")
         plan, fault = self._filtered_plan(targets, self._interval(now))
         if fault:
             return self.hold(now, fault)
