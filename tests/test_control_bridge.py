@@ -269,6 +269,21 @@ def test_instructions_follow_the_task_domain_and_mode() -> None:
     assert name == "bottle_to_basket" and text == rig.bridge.tasks.get(name).sim.instruction
 
 
+def test_a_sim_bridge_sends_the_instruction_of_its_scene_set() -> None:
+    """``scenes`` is the sim robot's scene set: on the LIBERO-Object stand-ins, can_to_bowl's sim instruction is the
+    stand-in's (into the basket), not the real-target scene's (into the bowl)."""
+    from roboalign.tasks import SCENE_SETS
+
+    for scenes, tasks in SCENE_SETS.items():
+        rig = Rig(sim=True, scenes=scenes, task_domain="sim")
+        name, text = rig.bridge.resolve(Request(0, task="can_to_bowl"))
+        assert name == "can_to_bowl" and text == tasks.get(name).sim.instruction, scenes
+    stand_in, target = (SCENE_SETS[k].get("can_to_bowl").sim.instruction for k in ("libero_object", "targets"))
+    assert stand_in != target and "basket" in stand_in, (stand_in, target)
+    with pytest.raises(ValueError, match="scenes"):
+        BridgeConfig(scenes="moon")
+
+
 def test_runtime_settings_apply_and_fixed_or_unsafe_ones_are_refused() -> None:
     rig = running(chunk_timeout_s=5.0)
     rig.bridge.reconfigure(chunk_timeout_s=0.1)

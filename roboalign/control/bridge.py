@@ -44,7 +44,7 @@ from roboalign.control.episode import EpisodeMachine, Phase, TransitionError
 from roboalign.control.safety import SafetyLimits
 from roboalign.control.teleop import JointTargets, TwistCommand, TwistFollower, leader_target
 from roboalign.control.watchdog import Watchdog
-from roboalign.tasks import DEFAULT_TASKS, TaskError, TaskSet
+from roboalign.tasks import TaskError, TaskSet, sim_task_set
 
 
 def to_joint_order(action_space: str, actions: np.ndarray, dim: int = 8) -> np.ndarray:
@@ -71,10 +71,11 @@ class Bridge:
     """The bridge's logic; one instance per robot. Not thread-safe: the adapter serialises calls."""
 
     def __init__(self, config: BridgeConfig | None = None, sim_ready: Callable[[], bool] | None = None,
-                 tasks: TaskSet = DEFAULT_TASKS) -> None:
-        """``sim_ready``: None for a real robot; for a simulator, whether its reset service answers now."""
+                 tasks: TaskSet | None = None) -> None:
+        """``sim_ready``: None for a real robot; for a simulator, whether its reset service answers now.
+        ``tasks``: default, the four tasks on ``config.scenes``."""
         self.config = c = config or BridgeConfig()
-        self.tasks = tasks
+        self.tasks = tasks if tasks is not None else sim_task_set(c.scenes)
         self._sim_ready = sim_ready
         self.space = make_joint_position(c.joint_names, JOINT_LIMITS[c.joint_limits])
         self.limits = SafetyLimits.from_action_space(

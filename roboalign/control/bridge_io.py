@@ -12,6 +12,7 @@ import numpy as np
 from roboalign.action_space import FR3_HOME, FR3_JOINT_NAMES, JOINT_LIMITS
 from roboalign.control.episode import Phase
 from roboalign.control.teleop import MODES, JointTargets, TwistCommand
+from roboalign.tasks import SCENE_SETS
 
 
 class Command(IntEnum):
@@ -73,6 +74,8 @@ class BridgeConfig:
                                choices=("real", "sim", "any"), runtime=True)
     instruction_mode: str = setting("canonical", "send the task's canonical instruction or the operator's words",
                                     choices=("canonical", "verbatim"), runtime=True)
+    scenes: str = setting("targets", "sim scene set whose instructions the bridge sends (the sim robot's scenes)",
+                          choices=tuple(SCENE_SETS))
     mode: str = setting("policy", "where a running episode's targets come from (taken at START): policy chunks, "
                         "teleop (end-effector twist, differential IK), leader (joint targets), kinesthetic (the arm "
                         "is moved by hand: nothing is sent, the episode is only recorded)", choices=MODES, runtime=True)
@@ -102,10 +105,10 @@ class BridgeConfig:
         bad = lim.violations(np.asarray(self.home_pose))
         if bad:
             return f"home_pose is outside the {lim.name} joint limits at joints {[j + 1 for j in bad]}"
-        if self.task_domain not in ("real", "sim", "any"):
-            return f"task_domain {self.task_domain!r}: valid are real, sim, any"
-        if self.instruction_mode not in ("canonical", "verbatim"):
-            return f"instruction_mode {self.instruction_mode!r}: valid are canonical, verbatim"
+        for f in fields(self):  # every setting with choices (task_domain, instruction_mode, scenes, mode)
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                return f"{f.name} {getattr(self, f.name)!r}: valid are {', '.join(choices)}"
         return None
 
     @classmethod
