@@ -86,3 +86,28 @@ def test_a_reliable_subscription_reports_a_best_effort_only_publisher(ros) -> No
                10, "the incompatible publisher on /diagnostics")
     assert w.status[-1].camera_frames[0] == 0
     pub_node.destroy_node()
+
+
+def test_every_frame_is_counted_while_a_slow_model_runs(ros) -> None:
+    """Frames are taken by the camera thread, not between inferences: with a model three frame periods long
+    and keep-last 1 queues, counting in the inference's thread would miss two frames of every three."""
+    from roboalign_msgs.msg import ActionChunk
+
+    from tests.ros_helpers.kinematic_robot import START, KinematicRobot
+
+    opts = {"goal": [float(x) + 0.3 for x in START], "speed": 0.1, "compute_s": 0.1}
+    pn = ros(PolicyNode(parameter_overrides=[
+        P("backend", value="reach"), P("backend_options", value=json.dumps(opts)), P("camera_names", value=["cam"]),
+        P("camera_topics", value=[CAM]), P("max_inference_rate_hz", value=50.0), P("status_rate_hz", value=10.0),
+        P("instruction", value="reach")]))
+    w = Watcher(ros)
+    chunks: list = []
+    w.node.create_subscription(ActionChunk, "/roboalign/action_chunk", chunks.append, 50)
+    robot = ros(KinematicRobot([CAM], rate_hz=30.0))
+    wait_until(lambda: len(chunks) >= 2 and w.status and w.status[-1].camera_frames, 20, "chunks and a status")
+    frames0, sent0, chunks0 = pn._cameras[0].stats.frames, len(robot.image_stamps), len(chunks)
+    wait_until(lambda: len(robot.image_stamps) - sent0 >= 90, 10, "90 more frames")  # ~3 s
+    frames, sent = pn._cameras[0].stats.frames - frames0, len(robot.image_stamps) - sent0
+    assert len(chunks) - chunks0 >= 5, "inference did not keep running"
+    assert frames >= 0.95 * sent - 2, f"the policy counted {frames} of {sent} frames while its model ran"
+    assert pn._waiter.wakeups > 0

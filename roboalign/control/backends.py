@@ -5,7 +5,7 @@
   ``joint_position`` by default); it reads privileged object poses from ``Observation.extras``, which only
   the simulator can provide (see sim_robot_node's privileged topic)
 - ``reach``: :class:`roboalign.control.reach_policy.ReachPolicy` (bring-up / tests; options: goal, speed,
-  horizon, gripper)
+  horizon, gripper, compute_s: a stand-in model time per chunk)
 Backends are imported only when asked for, so a robot without torch can still run ``onnxruntime``.
 """
 

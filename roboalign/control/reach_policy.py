@@ -29,6 +29,7 @@ class ReachPolicy:
     speed: float = 0.5  # rad/s per joint
     horizon: int = 16
     action_space: ActionSpace = joint_position
+    compute_s: float = 0.0  # stand-in model time: each chunk takes this long (sleeping, the GIL released, as a model)
 
     def __post_init__(self) -> None:
         g = np.asarray(self.goal, np.float64).reshape(-1)
@@ -38,8 +39,9 @@ class ReachPolicy:
         if self.action_space.joint_limits is not None and self.action_space.joint_limits.violations(g):
             raise ValueError(f"ReachPolicy goal {g.tolist()} is outside the joint limits at joints "
                              f"{self.action_space.joint_limits.violations(g)}")
-        if not (self.speed > 0 and self.horizon >= 1):
-            raise ValueError(f"speed must be > 0 and horizon >= 1, got {self.speed}, {self.horizon}")
+        if not (self.speed > 0 and self.horizon >= 1 and self.compute_s >= 0):
+            raise ValueError(f"speed must be > 0, horizon >= 1 and compute_s >= 0, got {self.speed}, "
+                             f"{self.horizon}, {self.compute_s}")
         self.goal = g
 
     def reset(self) -> None:
@@ -59,6 +61,8 @@ class ReachPolicy:
         actions = np.empty((self.horizon, self.action_space.dim), np.float32)  # (T, D)
         actions[:, self.action_space.arm_indices] = arm
         actions[:, self.action_space.gripper_index] = self.gripper
+        if self.compute_s:
+            time.sleep(self.compute_s)
         ms = (time.perf_counter() - t0) * 1e3
         # row k is the target for stamp + k * dt; row 0 already one step ahead of the observed pose
         return ActionChunk(actions, self.action_space.name, self.action_space.names, dt, stamp=obs.stamp,

@@ -70,9 +70,9 @@ class CameraInput:
     def ensure_subscribed(self) -> None:
         """Subscribe (or re-subscribe) with the QoS the publishers call for; call it periodically."""
         profile, self.note = q.camera_qos(self.node, self.topic, self.mode)
-        if profile is None or (self.profile is not None and profile.reliability == self.profile.reliability):
-            return
-        with self._sub_lock:
+        with self._sub_lock:  # the check too: the status timer and the camera thread both call this
+            if profile is None or (self.profile is not None and profile.reliability == self.profile.reliability):
+                return
             if self.sub is not None:
                 self.node.destroy_subscription(self.sub)
             if self._polled:

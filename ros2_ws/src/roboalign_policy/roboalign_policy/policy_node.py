@@ -8,12 +8,12 @@ object poses published by sim_robot_node). Publishes per chunk a roboalign_msgs/
 joint-position action space, a trajectory_msgs/JointTrajectory (one point per row, ``time_from_start =
 k * dt`` from the observation stamp), plus roboalign_msgs/PolicyStatus and /diagnostics.
 
-Inference runs in its own mutually-exclusive callback group of the multi-threaded executor: woken (guard
-condition) by a frame of the first camera, at most ``max_inference_rate_hz``, acting on the newest frames, or
-in the callback of the sim's privileged state (same group) when that completes an observation. Camera frames
-arrive serialized, in a group of their own: each one only updates the camera's statistics (rate, age, latency, drops: on /diagnostics
-and in PolicyStatus), and only the newest frame of each camera is deserialised and decoded, when an
-observation is assembled. The joint state is only needed as the newest message then, so the inference step
+Camera frames never pass through rclpy's Python executor: a thread of their own waits on the camera
+subscriptions alone (``roboalign_policy.frame_waiter``) and takes every frame serialized; each one only updates
+the camera's statistics (rate, age, latency, drops: on /diagnostics and in PolicyStatus). A frame of the first
+camera kicks the inference thread (at most ``max_inference_rate_hz``), which acts on the newest frames, as does
+the sim's privileged state when it completes an observation; only the newest frame of each camera is
+deserialised and decoded, when an observation is assembled. The joint state is only needed as the newest message then, so the inference step
 takes it itself (``roboalign_policy.polling``, stamped with its DDS reception time) instead of the executor
 waking up for each of them at 100 Hz; the instruction and the sim's privileged state stay on the executor
 (the instruction in another group, so it never waits for the model). The freshness rules (which input is
@@ -50,6 +50,7 @@ from roboalign_policy import conversions as conv
 from roboalign_policy import qos as q
 from roboalign_policy.cameras import CAMERA_QOS, CameraInput
 from roboalign_policy.diagnostics import ERROR, OK, WARN, DiagnosticUpdater
+from roboalign_policy.frame_waiter import SubscriptionWaiter, Worker
 from roboalign_policy.node_runner import run_node
 from roboalign_policy.params import CPU_AFFINITY, ParamSpec, declare_params
 from roboalign_policy.polling import PolledGroup, QuietEvents, arrival_s, polled_subscription, take_newest
@@ -146,24 +147,18 @@ class PolicyNode(QuietEvents, Node):
         self._chunk_pub = self.create_publisher(ActionChunkMsg, self.p["chunk_topic"], q.RELIABLE)
         self._traj_pub = self.create_publisher(JointTrajectory, self.p["trajectory_topic"], q.RELIABLE)
         self._status_pub = self.create_publisher(PolicyStatus, self.p["status_topic"], q.RELIABLE)
-        # Every camera's frames are counted in a group of their own (also while the model runs: a trigger in
-        # the inference group lost 12 % of its frames at load 12 on 2 cores); a frame of the first camera wakes
-        # the inference group through a guard condition, which then takes the newest frames and the state.
+        # Every camera's frames are counted by the camera thread, also while the model runs in the inference
+        # thread (counting in the inference's own thread lost 12 % of the frames at load 12 on 2 cores)
         self._sim_time = bool(self.get_parameter("use_sim_time").value)
-        polled = PolledGroup()  # taken in _poll_inputs, never by the executor
-        cams = MutuallyExclusiveCallbackGroup()
+        polled = PolledGroup()  # taken by the camera thread and _poll_inputs, never by the executor
         self._cameras = [
-            CameraInput(self, name, topic, self.p["camera_qos"], self.p["compressed_images"],
-                        group=cams, on_frame=self._on_trigger if i == 0 else None,
-                        expected_hz=self.p["camera_fps"], on_bad=self._bad_input)
-            for i, (name, topic) in enumerate(zip(self.p["camera_names"], self.p["camera_topics"], strict=True))]
-        self._wake_pending = False
-        self._wake = self.create_guard_condition(self._on_wake, callback_group=self._infer_group)
+            CameraInput(self, name, topic, self.p["camera_qos"], self.p["compressed_images"], group=polled,
+                        polled=True, expected_hz=self.p["camera_fps"], on_bad=self._bad_input)
+            for name, topic in zip(self.p["camera_names"], self.p["camera_topics"], strict=True)]
         self._state_sub = polled_subscription(self, polled, JointState, self.p["joint_states_topic"],
                                               qos_profile_sensor_data)
         self.create_subscription(String, self.p["instruction_topic"], self._on_instruction, q.LATCHED, callback_group=io)
         if self.p["privileged_topic"]:
-            # in the inference group: a completed observation runs the model in this callback (no extra hop)
             self.create_subscription(String, self.p["privileged_topic"], self._on_privileged,
                                      qos_profile_sensor_data, callback_group=self._infer_group)
         self._load_timer = self.create_timer(0.0, self._load, callback_group=self._infer_group)
@@ -174,6 +169,18 @@ class PolicyNode(QuietEvents, Node):
         self._diag.add_qos_check()
         self._status_timer = self.create_timer(1.0 / self.p["status_rate_hz"], self._publish_status,
                                                callback_group=MutuallyExclusiveCallbackGroup())
+        self._worker = Worker(self._infer, "policy_inference", self._thread_error)
+        self._waiter = SubscriptionWaiter(self.context, self._camera_subs, self._on_frames, "policy_cameras",
+                                          on_error=self._thread_error)
+
+    def close(self) -> None:
+        """Stop the camera and inference threads (before the node is destroyed); safe to call twice."""
+        self._waiter.close()
+        self._worker.close()
+
+    def destroy_node(self) -> None:
+        self.close()
+        super().destroy_node()
 
     # ------------------------------------------------------------------ parameters and loading
     def _on_params_changed(self, params: list[rclpy.parameter.Parameter]) -> None:
@@ -218,15 +225,17 @@ class PolicyNode(QuietEvents, Node):
         if state is not None:
             self._on_state(state[0], arrival_s(state[1], now, self._sim_time))
 
-    def _on_trigger(self, arrival: float) -> None:
-        """A frame of the first camera arrived: wake the inference group if inference is due."""
-        if self._due(arrival) and not self._wake_pending:
-            self._wake_pending = True
-            self._wake.trigger()
+    def _camera_subs(self) -> list[Any]:
+        return [cam.sub for cam in self._cameras if cam.sub is not None]
 
-    def _on_wake(self) -> None:
-        self._wake_pending = False
-        self._infer()  # in the inference group
+    def _on_frames(self) -> None:
+        """Camera thread: count every waiting frame; a new frame of the first camera starts inference if due."""
+        arrivals = [cam.poll() for cam in self._cameras]
+        if arrivals[0] is not None and self._due(arrivals[0]):
+            self._worker.kick()
+
+    def _thread_error(self, e: Exception) -> None:
+        self.get_logger().error(f"policy thread error (still running): {e!r}", throttle_duration_sec=2.0)
 
     def _due(self, now: float) -> bool:
         return self._policy is not None and bool(self._instruction) and \
@@ -252,7 +261,7 @@ class PolicyNode(QuietEvents, Node):
         with self._lock:
             self._extras = extras
         if self._due(self._now()):  # the image of the same instant may have arrived first
-            self._infer()  # we are in the inference group
+            self._worker.kick()
 
     def _on_instruction(self, msg: String) -> None:
         self._set_instruction(msg.data)
