@@ -8,7 +8,17 @@ import itertools
 import numpy as np
 import pytest
 
-from roboalign.evaluation.probe import dtw_path, dtw_phase_labels, knn_predict, knn_probe, transfer_labels
+from roboalign.evaluation.probe import (
+    ProbeSetting,
+    dtw_path,
+    dtw_phase_labels,
+    knn_predict,
+    knn_probe,
+    pooled_probe,
+    probe_splits,
+    project,
+    transfer_labels,
+)
 
 
 def _brute_force_dtw(a: np.ndarray, b: np.ndarray) -> float:
@@ -82,6 +92,90 @@ def test_knn_probe_separates_clusters_and_reports_chance():
     shuffled = [list(rng.permutation(lab)) for lab in labels]  # labels unrelated to features -> near chance
     assert knn_probe(feats, shuffled, test_episodes=[4, 5], k=3).accuracy < 0.7
     assert knn_predict(np.eye(2), ["x", "y"], np.array([[0.9, 0.1]]), k=1) == ["x"]
+
+
+def test_probe_splits_hold_out_each_tasks_last_episodes_or_one_task_per_fold():
+    task_of = ["a"] * 4 + ["b"] * 6
+    assert probe_splits(task_of, ProbeSetting()) == {"episodes": [2, 3, 7, 8, 9]}
+    assert probe_splits(task_of, ProbeSetting(split="tasks")) == {"a": [0, 1, 2, 3], "b": [4, 5, 6, 7, 8, 9]}
+    with pytest.raises(ValueError, match="two tasks"):
+        probe_splits(["a"] * 4, ProbeSetting(split="tasks"))
+    with pytest.raises(ValueError, match="split"):
+        ProbeSetting(split="frames")
+    with pytest.raises(ValueError, match="test_fraction"):
+        ProbeSetting(feature_dim=8, projections=0)
+
+
+def test_projection_is_one_fixed_map_for_every_backbone():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(5, 32)), rng.normal(size=(7, 32))
+    pa, pb = project([a, b], 8)
+    assert pa.shape == (5, 8) and pb.shape == (7, 8)
+    np.testing.assert_allclose(project([a], 8)[0], pa)  # the same seed: the same basis in a later call
+    np.testing.assert_allclose(project([a + b[:5]], 8)[0], pa + pb[:5], atol=1e-12)  # linear
+    assert project([a], 0)[0] is a
+
+
+def _phase_clusters(shared: bool, seed: int = 0) -> tuple[list[np.ndarray], list[list[str]], list[str]]:
+    """Two tasks x 4 episodes; each phase a cluster, in one space for both tasks (shared) or one space per task."""
+    rng = np.random.default_rng(seed)
+    feats, labels, task_of = [], [], []
+    for t, task in enumerate(("a", "b")):
+        for _ in range(4):
+            lab = ["approach"] * 8 + ["grasp"] * 4 + ["lift"] * 8
+            offset = 0 if shared else 3 * t  # per task: the phases sit on other axes
+            feats.append(np.stack([np.eye(6)[offset + ("approach", "grasp", "lift").index(x)]
+                                   + 0.05 * rng.normal(size=6) for x in lab]))
+            labels.append(lab)
+            task_of.append(task)
+    return feats, labels, task_of
+
+
+def test_leave_one_task_out_measures_whether_phases_transfer_across_tasks():
+    for shared in (True, False):
+        feats, labels, task_of = _phase_clusters(shared)
+        within = pooled_probe(feats, labels, probe_splits(task_of, ProbeSetting()), k=3)
+        across = pooled_probe(feats, labels, probe_splits(task_of, ProbeSetting(split="tasks")), k=3)
+        assert within["accuracy"] == 1.0 and within["n_test"] == 80  # 2 of 4 episodes of each task held out
+        assert set(across["per_fold"]) == {"a", "b"} and across["n_test"] == 160
+        assert across["chance"] == pytest.approx(0.4)
+        # a task's own phases are always easy; only phases that look alike across tasks survive the task split
+        assert (across["accuracy"] == 1.0) if shared else (across["accuracy"] < 0.7)
+
+
+def test_projected_probe_averages_projections_and_pairs_backbones_by_test_episode():
+    from roboalign.evaluation.probe import paired_deltas, projected_probe
+
+    feats, labels, task_of = _phase_clusters(shared=True)
+    rng = np.random.default_rng(3)
+    noisy = [f + 0.6 * rng.normal(size=f.shape) for f in feats]  # a worse "backbone" on the same frames
+    setting = ProbeSetting(feature_dim=3, projections=4, k=3)
+    folds = probe_splits(task_of, setting)
+    good, bad = (projected_probe(f, labels, folds, setting) for f in (feats, noisy))
+    assert sorted(good["per_episode"]) == [2, 3, 6, 7] and good["accuracy_sd"] >= 0.0
+    manual = np.mean([pooled_probe(project(noisy, 3, seed=s), labels, folds, 3)["accuracy"] for s in range(4)])
+    assert bad["accuracy"] == pytest.approx(manual) and bad["accuracy"] < good["accuracy"]
+    d = paired_deltas({"good": good, "bad": bad})["bad"]
+    per_ep = [bad["per_episode"][i] - good["per_episode"][i] for i in (2, 3, 6, 7)]
+    assert d["vs"] == "good" and d["delta"] == pytest.approx(np.mean(per_ep)) and d["delta"] < 0
+    assert d["se"] == pytest.approx(np.std(per_ep, ddof=1) / 2)
+
+
+def test_run_probe_end_to_end_with_a_harder_setting(tmp_path):
+    from test_vla import _write_dataset
+
+    from roboalign.evaluation.probe import run_probe
+
+    root = _write_dataset(tmp_path / "ds", per_task=4, length=12)
+    setting = ProbeSetting(cameras=("agentview",), image_size=(56, 56), feature_dim=8, split="tasks", k=3)
+    res = run_probe(str(root), ["bottle_to_basket", "box_to_plate"], {"base": "tiny"}, setting=setting,
+                    out=str(tmp_path / "probe"), progress=False)
+    r = res["backbones"]["base"]
+    assert set(r["per_fold"]) == {"bottle_to_basket", "box_to_plate"} and r["n_test"] == 2 * 4 * 12
+    assert r["n_train"] == 4 * 12  # each fold trains on the other task's frames only
+    assert 0.0 <= r["accuracy"] <= 1.0 and 0.0 < r["chance"] < 1.0
+    assert res["setting"]["feature_dim"] == 8 and res["setting"]["cameras"] == ("agentview",)
+    assert "split by tasks" in (tmp_path / "probe" / "probe.md").read_text()
 
 
 def test_offline_mse_on_held_out_episodes(tmp_path):

@@ -141,7 +141,8 @@ def _offline(args: argparse.Namespace) -> int:
 def _probe(args: argparse.Namespace) -> int:
     import torch
 
-    from roboalign.evaluation.probe import run_probe
+    from roboalign.evaluation.probe import ProbeSetting, run_probe
+    from roboalign.tasks import DEFAULT_TASKS
 
     torch.set_num_threads(args.threads)
     backbones = {}
@@ -151,10 +152,16 @@ def _probe(args: argparse.Namespace) -> int:
             return 2
         name, src = item.split("=", 1)
         backbones[name] = src
-    res = run_probe(args.dataset, args.task, backbones, layer=args.layer, episodes=args.episodes, k=args.k,
-                    prompt_state=args.prompt_state, out=args.out)
+    setting = ProbeSetting(cameras=tuple(args.cameras), prompt_state=args.prompt_state, feature_dim=args.feature_dim,
+                           projections=args.projections, split=args.split, k=args.k)
+    tasks = list(DEFAULT_TASKS.names) if args.task == "all" else args.task.split(",")
+    res = run_probe(args.dataset, tasks, backbones, layer=args.layer, episodes=args.episodes, setting=setting,
+                    out=args.out)
     for name, r in res["backbones"].items():
-        print(f"probe: {name} layer={r['layer']} knn_acc={r['accuracy']:.3f} chance={r['chance']:.3f}")
+        d = res["paired_deltas"].get(name)
+        paired = f" delta_vs_{d['vs']}={d['delta']:+.3f} delta_se={d['se']:.3f}" if d else ""
+        print(f"probe: {name} layer={r['layer']} knn_acc={r['accuracy']:.3f} chance={r['chance']:.3f}{paired} "
+              f"split={args.split} features={args.feature_dim or 'all'} cameras={','.join(args.cameras)}")
     return 0
 
 
@@ -224,12 +231,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("probe", help="KNN phase probe on backbone features (DTW phase labels)")
     pr.add_argument("--dataset", required=True)
-    pr.add_argument("--task", required=True)
+    pr.add_argument("--task", required=True, help="a task, comma-separated tasks, or all")
     pr.add_argument("--backbone", action="append", help="name=tiny|folder (repeat: base, sft, grpo)")
     pr.add_argument("--layer", type=int, default=None, help="hidden-state index k (default: N-1)")
     pr.add_argument("--episodes", type=int, default=20)
     pr.add_argument("--k", type=int, default=5)
     pr.add_argument("--prompt-state", choices=("none", "raw"), default="none")
+    pr.add_argument("--cameras", nargs="+", default=["agentview", "wrist"], help="cameras in the prompt")
+    pr.add_argument("--feature-dim", type=int, default=0,
+                    help="project the pooled features to this many dimensions (one seeded random projection; 0: all)")
+    pr.add_argument("--projections", type=int, default=5, help="--feature-dim: average over this many projections")
+    pr.add_argument("--split", choices=("episodes", "tasks"), default="episodes",
+                    help="episodes: hold out each task's last half; tasks: leave one task out (needs 2+ tasks)")
     pr.add_argument("--threads", type=int, default=1)
     pr.add_argument("--out", default=None)
     pr.set_defaults(fn=_probe)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -115,6 +115,7 @@ class ProbeResult:
     n_train: int
     n_test: int
     per_phase: dict[str, float]
+    per_episode: dict[int, float] = field(default_factory=dict)  # test episode index -> its frames' accuracy
 
 
 def knn_probe(features: Sequence[np.ndarray], labels: Sequence[Sequence[str]], test_episodes: Sequence[int],
@@ -131,8 +132,10 @@ def knn_probe(features: Sequence[np.ndarray], labels: Sequence[Sequence[str]], t
     hits = np.asarray(pred) == np.asarray(te_y)
     majority = Counter(tr_y).most_common(1)[0][0]
     per_phase = {p: float(hits[np.asarray(te_y) == p].mean()) for p in sorted(set(te_y))}
+    owner = np.concatenate([[i] * len(ls) for i, ls in enumerate(labels) if i in test])
+    per_episode = {int(i): float(hits[owner == i].mean()) for i in sorted(test)}
     return ProbeResult(accuracy=float(hits.mean()), chance=float(np.mean(np.asarray(te_y) == majority)),
-                       n_train=len(tr_y), n_test=len(te_y), per_phase=per_phase)
+                       n_train=len(tr_y), n_test=len(te_y), per_phase=per_phase, per_episode=per_episode)
 
 
 # ---------------------------------------------------------------------------------------------- features + run
@@ -181,43 +184,157 @@ def episode_features(backbone: Any, episodes: Any, layer: int, spec: Any, batch:
     return out
 
 
-def run_probe(dataset: str, task: str, backbones: dict[str, str], layer: int | None = None, episodes: int = 20,
-              ref_episode: int = 0, k: int = 5, test_fraction: float = 0.5, prompt_state: str = "none",
-              cameras: tuple[str, ...] = ("agentview", "wrist"), image_size: tuple[int, int] = (112, 112),
-              out: str | None = None, progress: bool = True) -> dict[str, Any]:
-    """The Table-8 probe for several backbones (name -> ``tiny`` or a local folder) on one task."""
-    from roboalign.data import EpisodeDataset
-    from roboalign.models.vla_inputs import VLAInputSpec
-    from roboalign.sim.default_dataset import resolve_dataset
-    from roboalign.training.vla import load_any_backbone
+@dataclass(frozen=True)
+class ProbeSetting:
+    """What the probe sees and how it is split: the knobs that move it off saturation (see ``run_probe``)."""
 
-    ds = EpisodeDataset(resolve_dataset(dataset), tasks=[task])
-    if len(ds) < 4:
-        raise ValueError(f"{dataset}: task {task!r} has {len(ds)} successful episodes, the probe needs >= 4")
-    ds = ds.subset(list(range(min(episodes, len(ds)))))
+    cameras: tuple[str, ...] = ("agentview", "wrist")
+    image_size: tuple[int, int] = (112, 112)
+    prompt_state: str = "none"
+    feature_dim: int = 0  # > 0: fixed random projections to this many dimensions (the same for every backbone)
+    projections: int = 5  # feature_dim > 0: results are the mean over this many seeded projections
+    split: str = "episodes"  # episodes: the last test_fraction of each task's episodes; tasks: leave one task out
+    k: int = 5
+    test_fraction: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.split not in ("episodes", "tasks"):
+            raise ValueError(f"split must be 'episodes' or 'tasks', got {self.split!r}")
+        if self.feature_dim < 0 or self.projections < 1 or not 0.0 < self.test_fraction < 1.0:
+            raise ValueError(f"feature_dim >= 0, projections >= 1 and 0 < test_fraction < 1 needed, got "
+                             f"{self.feature_dim}, {self.projections}, {self.test_fraction}")
+
+
+def project(features: Sequence[np.ndarray], dim: int, seed: int = 0) -> list[np.ndarray]:
+    """``features`` through one seeded Gaussian projection to ``dim`` dimensions (``dim`` 0: unchanged)."""
+    if dim <= 0:
+        return list(features)
+    width = features[0].shape[1]
+    basis = np.random.default_rng(seed).standard_normal((width, dim)) / np.sqrt(dim)
+    return [f @ basis for f in features]
+
+
+def probe_splits(task_of: Sequence[str], setting: ProbeSetting) -> dict[str, list[int]]:
+    """Held-out episode indices per fold: one fold of each task's last episodes, or one fold per task."""
+    tasks = list(dict.fromkeys(task_of))
+    by_task = {t: [i for i, x in enumerate(task_of) if x == t] for t in tasks}
+    if setting.split == "tasks":
+        if len(tasks) < 2:
+            raise ValueError("split 'tasks' (leave one task out) needs episodes of at least two tasks")
+        return {t: idx for t, idx in by_task.items()}
+    held = [i for idx in by_task.values() for i in idx[len(idx) - max(1, round(setting.test_fraction * len(idx))):]]
+    return {"episodes": held}
+
+
+def pooled_probe(features: Sequence[np.ndarray], labels: Sequence[Sequence[str]], folds: dict[str, list[int]],
+                 k: int) -> dict[str, Any]:
+    """``knn_probe`` on every fold; accuracy and chance pooled over all test frames, plus each fold's."""
+    res = {name: knn_probe(features, labels, held, k=k) for name, held in folds.items()}
+    n = sum(r.n_test for r in res.values())
+    return {"accuracy": sum(r.accuracy * r.n_test for r in res.values()) / n,
+            "chance": sum(r.chance * r.n_test for r in res.values()) / n, "n_test": n,
+            "n_train": int(np.mean([r.n_train for r in res.values()])),
+            "per_fold": {name: r.accuracy for name, r in res.items()},
+            "per_phase": res[next(iter(res))].per_phase if len(res) == 1 else {},
+            "per_episode": {i: a for r in res.values() for i, a in r.per_episode.items()}}
+
+
+def projected_probe(features: Sequence[np.ndarray], labels: Sequence[Sequence[str]], folds: dict[str, list[int]],
+                    setting: ProbeSetting) -> dict[str, Any]:
+    """:func:`pooled_probe` averaged over ``setting.projections`` seeded projections (one when not projecting);
+    ``accuracy_sd``: the spread over the projections."""
+    seeds = range(setting.projections if setting.feature_dim else 1)
+    runs = [pooled_probe(project(features, setting.feature_dim, seed=s), labels, folds, setting.k) for s in seeds]
+    acc = [r["accuracy"] for r in runs]
+    episodes = runs[0]["per_episode"]
+    return {**runs[0], "accuracy": float(np.mean(acc)), "accuracy_sd": float(np.std(acc)),
+            "per_fold": {f: float(np.mean([r["per_fold"][f] for r in runs])) for f in runs[0]["per_fold"]},
+            "per_episode": {i: float(np.mean([r["per_episode"][i] for r in runs])) for i in episodes}}
+
+
+def paired_deltas(backbones: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Each backbone's accuracy minus the first's, paired over the same test episodes: mean and standard error."""
+    names = list(backbones)
+    ref = backbones[names[0]]["per_episode"]
+    out = {}
+    for name in names[1:]:
+        d = np.array([backbones[name]["per_episode"][i] - ref[i] for i in ref])
+        out[name] = {"vs": names[0], "delta": float(d.mean()),
+                     "se": float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")}
+    return out
+
+
+def _task_labels(ds: Any, ref_episode: int) -> tuple[list[list[str]], float | None]:
+    """DTW phase labels of one task's episodes and their agreement with the expert's own phases."""
     eps = [ds.load(i, images=False) for i in range(len(ds))]
     if eps[ref_episode].phases is None:
         raise ValueError(f"{ds.episodes[ref_episode].path}: the reference episode has no phase labels")
     labels = dtw_phase_labels([e.state for e in eps], ref_episode, eps[ref_episode].phases)
     agree = [np.mean(np.asarray(lab) == np.asarray(e.phases)) for i, (lab, e) in enumerate(zip(labels, eps, strict=True))
              if i != ref_episode and e.phases is not None]
-    n_test = max(1, int(round(test_fraction * len(eps))))
-    test_eps = list(range(len(eps) - n_test, len(eps)))
-    spec = VLAInputSpec(cameras=cameras, image_size=image_size, prompt_state=prompt_state)
-    results: dict[str, Any] = {"task": task, "episodes": len(eps), "test_episodes": test_eps, "k": k,
-                               "prompt_state": prompt_state,
-                               "dtw_label_agreement_with_expert": float(np.mean(agree)) if agree else None,
+    return labels, float(np.mean(agree)) if agree else None
+
+
+def _task_datasets(dataset: str, tasks: Sequence[str], episodes: int) -> list[Any]:
+    from roboalign.data import EpisodeDataset
+    from roboalign.sim.default_dataset import resolve_dataset
+
+    out = []
+    for task in tasks:
+        ds = EpisodeDataset(resolve_dataset(dataset), tasks=[task])
+        if len(ds) < 4:
+            raise ValueError(f"{dataset}: task {task!r} has {len(ds)} successful episodes, the probe needs >= 4")
+        out.append(ds.subset(list(range(min(episodes, len(ds))))))
+    return out
+
+
+def run_probe(dataset: str, tasks: str | Sequence[str], backbones: dict[str, str], layer: int | None = None,
+              episodes: int = 20, ref_episode: int = 0, setting: ProbeSetting | None = None,
+              out: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """The Table-8 probe for several backbones (name -> ``tiny`` or a local folder) on one or more tasks.
+
+    Each task's episodes get DTW labels from that task's reference episode; the frames of all tasks are
+    pooled. ``setting.split`` 'tasks' trains on the other tasks' frames and tests on each task in turn
+    (phases of an unseen object and scene), which, with one camera and a few projected dimensions, keeps the
+    probe off the ceiling that the default split reaches at tiny scale (neighbouring frames of the same task
+    look alike).
+    """
+    from roboalign.models.vla_inputs import VLAInputSpec
+    from roboalign.training.vla import load_any_backbone
+
+    tasks = [tasks] if isinstance(tasks, str) else list(tasks)
+    setting = setting or ProbeSetting()
+    per_task = _task_datasets(dataset, tasks, episodes)
+    labels, task_of, agree = [], [], {}
+    for task, ds in zip(tasks, per_task, strict=True):
+        lab, agree[task] = _task_labels(ds, ref_episode)
+        labels += lab
+        task_of += [task] * len(lab)
+    folds = probe_splits(task_of, setting)
+    spec = VLAInputSpec(cameras=setting.cameras, image_size=setting.image_size, prompt_state=setting.prompt_state)
+    results: dict[str, Any] = {"task": ",".join(tasks), "tasks": tasks, "episodes": len(labels),
+                               "setting": {**setting.__dict__}, "k": setting.k, "prompt_state": setting.prompt_state,
+                               "test_episodes": folds, "dtw_label_agreement_with_expert": _mean_or_none(agree),
                                "backbones": {}}
     for name, src in backbones.items():
         bb = load_any_backbone(src)
         lay = bb.num_layers - 1 if layer is None else layer
-        feats = episode_features(bb, ds, lay, spec, progress=progress)
-        r = knn_probe(feats, labels, test_eps, k=k)
-        results["backbones"][name] = {"source": src, "layer": lay, "accuracy": r.accuracy, "chance": r.chance,
-                                      "n_train": r.n_train, "n_test": r.n_test, "per_phase": r.per_phase}
+        feats = [f for ds in per_task for f in episode_features(bb, ds, lay, spec, progress=progress)]
+        r = projected_probe(feats, labels, folds, setting)
+        results["backbones"][name] = {"source": src, "layer": lay, **r}
+    results["paired_deltas"] = paired_deltas(results["backbones"])
     if out is not None:
         write_probe_report(results, out)
     return results
+
+
+def _mean_or_none(values: dict[str, float | None]) -> float | None:
+    known = [v for v in values.values() if v is not None]
+    return float(np.mean(known)) if known else None
+
+
+def _delta_text(d: dict[str, float] | None) -> str:
+    return "" if d is None else f"{100 * d['delta']:+.1f} ± {100 * d['se']:.1f} vs {d['vs']}"
 
 
 def write_probe_report(results: dict[str, Any], out: str) -> None:
@@ -233,11 +350,16 @@ def write_probe_report(results: dict[str, Any], out: str) -> None:
     d.mkdir(parents=True, exist_ok=True)
     (d / "probe.json").write_text(json.dumps(results, indent=2))
     rows = results["backbones"]
+    st = results.get("setting", {})
     lines = [f"KNN phase probe, task {results['task']}, {results['episodes']} episodes "
-             f"(k={results['k']}, DTW labels; agreement with expert phases "
+             f"(cameras {','.join(st.get('cameras', ()))}, features {st.get('feature_dim') or 'all'}, "
+             f"split by {st.get('split', 'episodes')}, "
+             f"k={results['k']}, DTW labels; agreement with expert phases "
              f"{100 * (results['dtw_label_agreement_with_expert'] or 0):.1f} %)", "",
-             "| backbone | layer | KNN accuracy % | chance % |", "|---|---|---|---|"]
-    lines += [f"| {n} | {r['layer']} | {100 * r['accuracy']:.1f} | {100 * r['chance']:.1f} |" for n, r in rows.items()]
+             "| backbone | layer | KNN accuracy % (± sd over projections) | chance % | paired Δ ± se (test episodes) |", "|---|---|---|---|---|"]
+    deltas = results.get("paired_deltas", {})
+    lines += [f"| {n} | {r['layer']} | {100 * r['accuracy']:.1f} ± {100 * r.get('accuracy_sd', 0):.1f} | "
+              f"{100 * r['chance']:.1f} | {_delta_text(deltas.get(n))} |" for n, r in rows.items()]
     (d / "probe.md").write_text("\n".join(lines) + "\n")
     with open(d / "probe.csv", "w") as f:
         f.write("backbone,source,layer,accuracy,chance,n_train,n_test\n")
