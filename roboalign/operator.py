@@ -16,6 +16,8 @@ import argparse
 import re
 import sys
 
+from roboalign.topics import COMMAND_SERVICE, EPISODE_STATUS
+
 ACTIONS = ("stop", "home", "reset", "estop", "release_estop")
 
 
@@ -28,8 +30,8 @@ def _parser() -> argparse.ArgumentParser:
                        help=f"send {a.upper()}")
     p.add_argument("--no-wait", action="store_true", help="return once the command is accepted")
     p.add_argument("--timeout", type=float, default=600.0, help="give up following after this many seconds")
-    p.add_argument("--service", default="/roboalign/command", help="the bridge's TaskCommand service")
-    p.add_argument("--status-topic", default="/roboalign/episode_status")
+    p.add_argument("--service", default=COMMAND_SERVICE, help="the bridge's TaskCommand service")
+    p.add_argument("--status-topic", default=EPISODE_STATUS)
     return p
 
 

@@ -13,6 +13,7 @@ from roboalign.action_space import FR3_HOME, FR3_JOINT_NAMES, JOINT_LIMITS
 from roboalign.control.episode import Phase
 from roboalign.control.teleop import MODES, JointTargets, TwistCommand
 from roboalign.tasks import SCENE_SETS
+from roboalign.topics import JOINT_STATES
 
 
 class Command(IntEnum):
@@ -85,7 +86,7 @@ class BridgeConfig:
     teleop_max_angular_speed: float = setting(0.6, "teleop end-effector rotation speed limit [rad/s]", 0.001, 3.0)
     # set by the adapter from its wiring, not parameters of their own
     watch_cameras: bool = False  # camera arrivals are watched for staleness while running
-    joint_states_topic: str = "/joint_states"  # named in messages only
+    joint_states_topic: str = JOINT_STATES  # named in messages only
     sim_reset_service: str = ""  # named in messages only
 
     def __post_init__(self) -> None:

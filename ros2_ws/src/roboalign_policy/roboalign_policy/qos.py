@@ -19,30 +19,31 @@ from rclpy.qos import (
     qos_profile_sensor_data,
 )
 
+from roboalign.topics import (  # noqa: F401  (the default topic names, re-exported)
+    ACTION_CHUNK,
+    CAMERA_NAMES,
+    COMMAND,
+    COMMAND_SERVICE,
+    DIAGNOSTICS,
+    EPISODE_STATUS,
+    ESTOP,
+    ESTOP_SERVICE,
+    GRIPPER_COMMAND,
+    INSTRUCTION,
+    JOINT_STATES,
+    POLICY_STATUS,
+    POLICY_TRAJECTORY,
+    TELEOP_GRIPPER,
+    TELEOP_LEADER,
+    TELEOP_TWIST,
+)
+
 # commands, chunks, statuses: every message matters, a short queue absorbs a slow reader
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # the current instruction: a late joiner gets the last one
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 # joint states (100 Hz+): only the newest matters
 SENSOR = qos_profile_sensor_data
-
-# ---------------------------------------------------------------- default topic names (realsense-ros, ros2_control)
-CAMERA_NAMES = ("agentview", "wrist")
-JOINT_STATES = "/joint_states"
-COMMAND = "/fr3_arm_controller/joint_trajectory"  # JointTrajectoryController input
-GRIPPER_COMMAND = "/roboalign/gripper_command"
-ACTION_CHUNK = "/roboalign/action_chunk"
-POLICY_TRAJECTORY = "/roboalign/policy/joint_trajectory"
-POLICY_STATUS = "/roboalign/policy_status"
-INSTRUCTION = "/roboalign/instruction"
-EPISODE_STATUS = "/roboalign/episode_status"
-COMMAND_SERVICE = "/roboalign/command"
-ESTOP = "/roboalign/estop"
-ESTOP_SERVICE = "/roboalign/set_estop"
-DIAGNOSTICS = "/diagnostics"
-TELEOP_TWIST = "/roboalign/teleop/twist"  # geometry_msgs/TwistStamped, end-effector velocity, base frame
-TELEOP_LEADER = "/roboalign/teleop/leader_joint_states"  # sensor_msgs/JointState, a leader arm's joints
-TELEOP_GRIPPER = "/roboalign/teleop/gripper"  # std_msgs/Float64, -1 open .. +1 closed
 
 # ---------------------------------------------------------------- cameras
 CAMERA_QOS_MODES = ("auto", "reliable", "best_effort")
