@@ -139,9 +139,9 @@ def knn_probe(features: Sequence[np.ndarray], labels: Sequence[Sequence[str]], t
 
 
 # ---------------------------------------------------------------------------------------------- features + run
-def episode_features(backbone: Any, episodes: Any, layer: int, spec: Any, batch: int = 16,
+def episode_features(backbone: Any, datasets: Sequence[Any], layer: int, spec: Any, batch: int = 16,
                      progress: bool = True) -> list[np.ndarray]:
-    """Mean-pooled layer-``layer`` hidden states (T_i, D) of every frame of every episode.
+    """Mean-pooled layer-``layer`` hidden states (T_i, D) of every frame of every episode of ``datasets``, in order.
 
     The backbone is truncated at ``layer`` in place (``TruncatedBackbone``); the prompt is the VLA prompt
     (``VLAInputSpec`` ``spec``: cameras, image size, whether the state is printed); pooling runs over the
@@ -160,9 +160,9 @@ def episode_features(backbone: Any, episodes: Any, layer: int, spec: Any, batch:
     template = PromptTemplate()
     vs_id = int(backbone.tokenizer.convert_tokens_to_ids("<|vision_start|>"))
     out = []
-    bar = tqdm(total=sum(e.length for e in episodes.episodes), desc=f"probe features L{layer}", disable=not progress)
-    for e in range(len(episodes)):
-        ep = episodes.load(e, images=True)
+    bar = tqdm(total=sum(e.length for ds in datasets for e in ds.episodes), desc=f"probe features L{layer}",
+               disable=not progress)
+    for ep in (ds.load(e, images=True) for ds in datasets for e in range(len(ds))):
         stats = NormStats.from_data(ep.state.astype(np.float64))  # only to satisfy preprocess; unused here
         feats = []
         for i in range(0, ep.length, batch):
@@ -221,7 +221,7 @@ def probe_splits(task_of: Sequence[str], setting: ProbeSetting) -> dict[str, lis
     if setting.split == "tasks":
         if len(tasks) < 2:
             raise ValueError("split 'tasks' (leave one task out) needs episodes of at least two tasks")
-        return {t: idx for t, idx in by_task.items()}
+        return by_task
     held = [i for idx in by_task.values() for i in idx[len(idx) - max(1, round(setting.test_fraction * len(idx))):]]
     return {"episodes": held}
 
@@ -254,13 +254,14 @@ def projected_probe(features: Sequence[np.ndarray], labels: Sequence[Sequence[st
 
 def paired_deltas(backbones: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Each backbone's accuracy minus the first's, paired over the same test episodes: mean and standard error."""
+    from roboalign.training.evaluate import paired_difference
+
     names = list(backbones)
     ref = backbones[names[0]]["per_episode"]
     out = {}
     for name in names[1:]:
-        d = np.array([backbones[name]["per_episode"][i] - ref[i] for i in ref])
-        out[name] = {"vs": names[0], "delta": float(d.mean()),
-                     "se": float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")}
+        delta, se = paired_difference([ref[i] for i in ref], [backbones[name]["per_episode"][i] for i in ref])
+        out[name] = {"vs": names[0], "delta": delta, "se": se}
     return out
 
 
@@ -294,10 +295,10 @@ def run_probe(dataset: str, tasks: str | Sequence[str], backbones: dict[str, str
     """The Table-8 probe for several backbones (name -> ``tiny`` or a local folder) on one or more tasks.
 
     Each task's episodes get DTW labels from that task's reference episode; the frames of all tasks are
-    pooled. ``setting.split`` 'tasks' trains on the other tasks' frames and tests on each task in turn
-    (phases of an unseen object and scene), which, with one camera and a few projected dimensions, keeps the
-    probe off the ceiling that the default split reaches at tiny scale (neighbouring frames of the same task
-    look alike).
+    pooled. At tiny scale one task with all features sits at the ceiling (neighbouring frames of the same
+    task look alike); pooling the tasks and projecting to a few dimensions (``setting.feature_dim``) moves it
+    off. ``setting.split`` 'tasks' trains on the other tasks' frames and tests on each task in turn (phases of
+    an unseen object and scene).
     """
     from roboalign.models.vla_inputs import VLAInputSpec
     from roboalign.training.vla import load_any_backbone
@@ -313,13 +314,12 @@ def run_probe(dataset: str, tasks: str | Sequence[str], backbones: dict[str, str
     folds = probe_splits(task_of, setting)
     spec = VLAInputSpec(cameras=setting.cameras, image_size=setting.image_size, prompt_state=setting.prompt_state)
     results: dict[str, Any] = {"task": ",".join(tasks), "tasks": tasks, "episodes": len(labels),
-                               "setting": {**setting.__dict__}, "k": setting.k, "prompt_state": setting.prompt_state,
-                               "test_episodes": folds, "dtw_label_agreement_with_expert": _mean_or_none(agree),
+                               "setting": {**setting.__dict__}, "test_episodes": folds, "dtw_label_agreement_with_expert": _mean_or_none(agree),
                                "backbones": {}}
     for name, src in backbones.items():
         bb = load_any_backbone(src)
         lay = bb.num_layers - 1 if layer is None else layer
-        feats = [f for ds in per_task for f in episode_features(bb, ds, lay, spec, progress=progress)]
+        feats = episode_features(bb, per_task, lay, spec, progress=progress)
         r = projected_probe(feats, labels, folds, setting)
         results["backbones"][name] = {"source": src, "layer": lay, **r}
     results["paired_deltas"] = paired_deltas(results["backbones"])
@@ -350,15 +350,14 @@ def write_probe_report(results: dict[str, Any], out: str) -> None:
     d.mkdir(parents=True, exist_ok=True)
     (d / "probe.json").write_text(json.dumps(results, indent=2))
     rows = results["backbones"]
-    st = results.get("setting", {})
+    st = results["setting"]
     lines = [f"KNN phase probe, task {results['task']}, {results['episodes']} episodes "
-             f"(cameras {','.join(st.get('cameras', ()))}, features {st.get('feature_dim') or 'all'}, "
-             f"split by {st.get('split', 'episodes')}, "
-             f"k={results['k']}, DTW labels; agreement with expert phases "
+             f"(cameras {','.join(st['cameras'])}, features {st['feature_dim'] or 'all'}, split by {st['split']}, "
+             f"k={st['k']}, DTW labels; agreement with expert phases "
              f"{100 * (results['dtw_label_agreement_with_expert'] or 0):.1f} %)", "",
              "| backbone | layer | KNN accuracy % (± sd over projections) | chance % | paired Δ ± se (test episodes) |", "|---|---|---|---|---|"]
-    deltas = results.get("paired_deltas", {})
-    lines += [f"| {n} | {r['layer']} | {100 * r['accuracy']:.1f} ± {100 * r.get('accuracy_sd', 0):.1f} | "
+    deltas = results["paired_deltas"]
+    lines += [f"| {n} | {r['layer']} | {100 * r['accuracy']:.1f} ± {100 * r['accuracy_sd']:.1f} | "
               f"{100 * r['chance']:.1f} | {_delta_text(deltas.get(n))} |" for n, r in rows.items()]
     (d / "probe.md").write_text("\n".join(lines) + "\n")
     with open(d / "probe.csv", "w") as f:
