@@ -40,20 +40,19 @@ Frame = tuple[np.ndarray, float, float]  # (rgb (H, W, 3) uint8, header stamp, a
 class CameraInput:
     """One camera topic of a node (see the module docstring).
 
-    ``on_frame(arrival)`` is called from the subscription's callback for every frame (``group`` is the callback
-    group it runs in); with ``polled`` the subscription is never run by the executor and :meth:`poll` takes it.
+    The subscription is polled: ``group`` is a ``polling.PolledGroup``, no executor runs it, and :meth:`poll`
+    (the owner's thread: the policy's camera thread, the bridge's control tick) takes every waiting frame.
     ``on_bad(what, error)`` is told about frames that do not decode.
     """
 
     def __init__(self, node: Node, name: str, topic: str, mode: str = "auto", compressed: bool = False,
-                 group: Any = None, on_frame: Callable[[float], None] | None = None, polled: bool = False,
-                 expected_hz: float = 0.0, on_bad: Callable[[str, Exception], None] | None = None) -> None:
+                 group: Any = None, expected_hz: float = 0.0, on_bad: Callable[[str, Exception], None] | None = None) -> None:
         if mode not in q.CAMERA_QOS_MODES:
             raise ValueError(f"camera_qos {mode!r} is not valid; valid: {', '.join(q.CAMERA_QOS_MODES)}")
         self.node, self.name, self.mode, self.compressed = node, name, mode, compressed
         self.topic = q.compressed_topic(topic) if compressed else topic
         self._msg_type = CompressedImage if compressed else Image
-        self._group, self._on_frame, self._polled, self._on_bad = group, on_frame, polled, on_bad
+        self._group, self._on_bad = group, on_bad
         self._sim_time = bool(node.get_parameter("use_sim_time").value)
         self.stats = StreamStats(expected_hz=expected_hz)
         self._lock = threading.Lock()
@@ -75,20 +74,11 @@ class CameraInput:
                 return
             if self.sub is not None:
                 self.node.destroy_subscription(self.sub)
-            if self._polled:
-                self.sub = polled_subscription(self.node, self._group, self._msg_type, self.topic, profile, raw=True)
-            else:
-                self.sub = self.node.create_subscription(self._msg_type, self.topic, self._on_raw, profile,
-                                                         callback_group=self._group, raw=True)
+            self.sub = polled_subscription(self.node, self._group, self._msg_type, self.topic, profile, raw=True)
             self.profile = profile
 
     def _now(self) -> float:
         return self.node.get_clock().now().nanoseconds * 1e-9
-
-    def _on_raw(self, raw: bytes, info: dict[str, Any]) -> None:
-        arrival = self._add(raw, info, self._now())
-        if arrival is not None and self._on_frame is not None:
-            self._on_frame(arrival)
 
     def _add(self, raw: bytes, info: dict[str, Any], now: float) -> float | None:
         try:
@@ -103,7 +93,7 @@ class CameraInput:
         return arrival
 
     def poll(self) -> float | None:
-        """Polled inputs: take every waiting frame into the statistics; the newest frame's arrival, or None."""
+        """Take every waiting frame into the statistics; the newest frame's arrival, or None."""
         now, newest = self._now(), None
         if self.sub is None and now - self._last_try >= RETRY_S:  # auto: subscribe soon after a publisher appears
             self._last_try = now
@@ -172,7 +162,7 @@ def watched_cameras(node: Node, topics: list[str], mode: str, group: Any, diag: 
                     max_age_s: Callable[[], float]) -> list[CameraInput]:
     """Polled camera inputs for a node that needs only their arrivals (the bridge's watchdog), each with a
     /diagnostics check ``camera <topic>`` that also keeps its subscription following the publisher."""
-    cams = [CameraInput(node, topic, topic, mode, group=group, polled=True) for topic in topics]
+    cams = [CameraInput(node, topic, topic, mode, group=group) for topic in topics]
 
     def check(cam: CameraInput) -> tuple[int, str, dict[str, Any]]:
         cam.ensure_subscribed()

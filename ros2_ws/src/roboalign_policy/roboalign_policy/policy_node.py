@@ -153,7 +153,7 @@ class PolicyNode(QuietEvents, Node):
         polled = PolledGroup()  # taken by the camera thread and _poll_inputs, never by the executor
         self._cameras = [
             CameraInput(self, name, topic, self.p["camera_qos"], self.p["compressed_images"], group=polled,
-                        polled=True, expected_hz=self.p["camera_fps"], on_bad=self._bad_input)
+                        expected_hz=self.p["camera_fps"], on_bad=self._bad_input)
             for name, topic in zip(self.p["camera_names"], self.p["camera_topics"], strict=True)]
         self._state_sub = polled_subscription(self, polled, JointState, self.p["joint_states_topic"],
                                               qos_profile_sensor_data)
