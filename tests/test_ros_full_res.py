@@ -82,12 +82,24 @@ def _frames(statuses: list[PolicyStatus]) -> tuple[float, np.ndarray]:
     return time.time(), np.array(s.camera_frames, dtype=np.int64)
 
 
+def _start(client, task: str, timeout: float = 10.0):
+    """START, retried only while the bridge has no first joint state yet (its subscription still matching the
+    stand-in's publisher after start-up); any other answer is returned at once."""
+    deadline = time.monotonic() + timeout
+    while True:
+        res = client.command("start", task=task)
+        if res.accepted or "no joint state" not in res.message or time.monotonic() > deadline:
+            return res
+        time.sleep(0.2)
+
+
 def test_full_size_cameras_reach_the_policy_through_the_real_robot_graph(graph) -> None:
     procs, probe, client, statuses = graph
     client.wait_for_bridge(60.0)
     wait_until(lambda: statuses and statuses[-1].state == PolicyStatus.STATE_READY and
                all(statuses[-1].camera_frames), 90, "the policy loaded and receiving both cameras")
-    assert client.command("start", task="bottle_to_basket").accepted
+    res = _start(client, "bottle_to_basket")
+    assert res.accepted, res.message
     assert client.wait_for_status(lambda s: s.phase == "running", timeout=30.0), client.status
     wait_until(lambda: probe.rec["chunks"], 10, "chunks from the policy")
     probe.clear()
