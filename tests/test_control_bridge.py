@@ -219,6 +219,22 @@ def test_commands_need_a_joint_state_a_valid_task_and_a_simulator_for_init_state
     assert rig.phase is Phase.IDLE
 
 
+def test_start_waits_for_a_first_camera_image_when_the_cameras_are_watched() -> None:
+    rig = Rig()
+    rig.cameras_on = False  # the joint states are there, the camera subscriptions still matching
+    rig.step()
+    assert rig.bridge.ready_for(Command.HOME) and not rig.bridge.ready_for(Command.START)
+    refused = rig.command(Command.START, task="bottle_to_basket")
+    assert not refused.accepted and "no camera image yet" in refused.message and rig.phase is Phase.IDLE
+    rig.cameras_on = True
+    rig.step()
+    assert rig.bridge.ready_for(Command.START) and rig.command(Command.START, task="bottle_to_basket").accepted
+    blind = Rig(cameras=False)  # cameras not watched: a joint state is all START needs
+    assert not blind.bridge.ready_for(Command.START) and blind.bridge.ready_for(Command.STOP)
+    blind.step()
+    assert blind.bridge.ready_for(Command.START)
+
+
 def test_a_bad_joint_state_is_counted_and_reported_and_changes_nothing() -> None:
     rig = running()
     rig.step(1, joint_state_error="JointState has non-finite positions for ['fr3_joint3']")

@@ -1,7 +1,8 @@
 """Full-size camera streams through the real-robot graph: 2 x 640x480 rgb8 at 30 Hz (RealSense's default
 profile, one camera with a padded row stride) into policy_node + bridge_node started as processes from
 config/real_robot_graph.yaml (tiny ONNX model on the CPU, ``dry_run`` off), with an operator episode on a stiff
-position-controlled stand-in robot (``roboalign_policy.bench_probe.Probe``, the hardware boundary).
+position-controlled stand-in robot (``roboalign_policy.bench_robot.StandInRobot`` inside
+``roboalign_policy.bench_probe.Probe``, the hardware boundary).
 
 Asserts: no fault for 20 s, >= 90 % of the frames published reach the policy (PolicyStatus.camera_frames),
 every command inside the FR3 limits; then bad input on one camera (wrong encoding, truncated data) is counted
@@ -82,23 +83,12 @@ def _frames(statuses: list[PolicyStatus]) -> tuple[float, np.ndarray]:
     return time.time(), np.array(s.camera_frames, dtype=np.int64)
 
 
-def _start(client, task: str, timeout: float = 10.0):
-    """START, retried only while the bridge has no first joint state yet (its subscription still matching the
-    stand-in's publisher after start-up); any other answer is returned at once."""
-    deadline = time.monotonic() + timeout
-    while True:
-        res = client.command("start", task=task)
-        if res.accepted or "no joint state" not in res.message or time.monotonic() > deadline:
-            return res
-        time.sleep(0.2)
-
-
 def test_full_size_cameras_reach_the_policy_through_the_real_robot_graph(graph) -> None:
     procs, probe, client, statuses = graph
     client.wait_for_bridge(60.0)
     wait_until(lambda: statuses and statuses[-1].state == PolicyStatus.STATE_READY and
                all(statuses[-1].camera_frames), 90, "the policy loaded and receiving both cameras")
-    res = _start(client, "bottle_to_basket")
+    res = client.command("start", task="bottle_to_basket")
     assert res.accepted, res.message
     assert client.wait_for_status(lambda s: s.phase == "running", timeout=30.0), client.status
     wait_until(lambda: probe.rec["chunks"], 10, "chunks from the policy")
@@ -108,7 +98,9 @@ def test_full_size_cameras_reach_the_policy_through_the_real_robot_graph(graph) 
     time.sleep(SECONDS)
     with probe.lock:
         published = len(probe.rec["published"])
-        faults, commands = list(probe.rec["faults"]), len(probe.rec["cmd_times"])
+        faults = list(probe.rec["faults"])
+    with probe.robot.lock:
+        commands = len(probe.robot.rec["cmd_times"])
     _, frames1 = _frames(statuses)
     assert not faults, faults
     assert client.status.phase == "running", client.status
@@ -120,7 +112,7 @@ def test_full_size_cameras_reach_the_policy_through_the_real_robot_graph(graph) 
     window = statuses[n0:]
     assert all(min(s.camera_rate_hz) > 0 for s in window) and all(s.camera_qos == ["reliable"] * 2 for s in window)
     assert all(s.state == PolicyStatus.STATE_RUNNING for s in window[2:]), [s.message for s in window]
-    cmd = probe.q  # the stand-in follows every command: where the bridge took it is inside the limits
+    cmd = probe.robot.q  # the stand-in follows every command: where the bridge took it is inside the limits
     assert np.all(cmd >= np.array(FR3_LIMITS.lower)) and np.all(cmd <= np.array(FR3_LIMITS.upper))
     _bad_wrist_frames_are_skipped(probe, client, procs)
 

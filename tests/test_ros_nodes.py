@@ -239,6 +239,30 @@ def test_a_real_robot_bridge_refuses_an_init_state(ros) -> None:
     assert not res.accepted and "needs a simulator" in res.message
 
 
+def test_a_start_sent_before_the_first_joint_state_waits_for_it_then_is_refused_with_the_reason(ros) -> None:
+    ros(bridge(start_wait_s=5.0))  # start-up: the robot's joint states are not there yet
+    listen = Listener(ros)
+    wait_until(lambda: listen.estatus, 10, "episode status")
+    assert listen.cmd.wait_for_service(timeout_sec=10.0)
+    fut = listen.cmd.call_async(R(command=R.START, task="bottle_to_basket"))
+    time.sleep(0.5)
+    assert not fut.done()  # the bridge waits for a first joint state instead of refusing at once
+    ros(KinematicRobot([CAM]))
+    wait_until(fut.done, 10, "the START answer")
+    assert fut.result().accepted, fut.result().message
+    assert listen.command(R.STOP).accepted
+
+
+def test_a_start_with_no_robot_is_refused_after_start_wait_s(ros) -> None:
+    ros(bridge(start_wait_s=0.3, joint_states_topic="/nobody/joint_states"))
+    listen = Listener(ros)
+    wait_until(lambda: listen.estatus, 10, "episode status")
+    t0 = time.monotonic()
+    res = listen.command(R.START, task="bottle_to_basket")
+    assert not res.accepted and "no joint state on /nobody/joint_states yet" in res.message, res.message
+    assert time.monotonic() - t0 >= 0.3
+
+
 def test_stale_camera_holds_within_100_ms_reports_on_diagnostics_and_keeps_the_recording(ros, tmp_path) -> None:
     from rosbags.rosbag2 import Reader
 

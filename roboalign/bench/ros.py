@@ -5,18 +5,21 @@ whether full-size camera streams reach the policy.
                         [--backend onnxruntime|reach] [--pin auto|none] [--out runs/bench_ros]
 
 The ROS side runs in a process of the ROS package (``roboalign_policy.bench_probe``; the core never imports
-rclpy): policy_node and bridge_node as separate processes (as deployed) and a robot publishing ``--cameras``
-rgb8 cameras at ``--fps`` (``--compressed``: also JPEG on ``<topic>/compressed``, which the policy then
-reads) and /joint_states at 100 Hz, taking the bridge's 50 Hz commands. The policy runs the tiny exported
-VLA on ONNX Runtime (``--backend reach``: a trivial policy). With ``--pin auto`` (2+ CPUs) the policy node
-runs on the last CPU and the bridge and the robot on the others (the nodes' ``cpu_affinity``).
-Arrival times are DDS reception timestamps, so the probe's own Python executor adds nothing.
+rclpy): policy_node and bridge_node as separate processes (as deployed), a camera driver publishing
+``--cameras`` rgb8 cameras at ``--fps`` (``--compressed``: also JPEG on ``<topic>/compressed``, which the
+policy then reads), and the robot as a process of its own (``roboalign_policy.bench_robot``: /joint_states at
+100 Hz, the bridge's 50 Hz commands taken; its DDS receive threads at SCHED_FIFO ``--robot-priority``, as a
+robot controller's on a real-time kernel). The policy runs the tiny exported VLA on ONNX Runtime
+(``--backend reach``: a trivial policy). With ``--pin auto`` (2+ CPUs) the policy node runs on the last CPU
+and the bridge, the cameras and the robot on the others (the nodes' ``cpu_affinity``). Arrival times are DDS
+reception timestamps, so no Python executor of the probe adds anything.
 
 - overhead: camera image published -> the policy's JointTrajectory for that image received, minus the
   policy's own time (``ActionChunk.preprocess_ms + model_latency_ms`` = all of ``Policy.act``): two DDS
   hops, image decoding, observation assembly and message building, all in Python.
-- jitter: |period - 20 ms| of the bridge's 50 Hz JointTrajectory stream received here, while inference runs
-  (also at the sender, from the header stamps on the bridge's deadline grid).
+- jitter: |period - 20 ms| of the bridge's 50 Hz JointTrajectory stream as the robot receives it, while
+  inference runs; split into the bridge's side (its write() times, DDS source timestamps, against its
+  deadline grid, the header stamps) and the transport (write() -> reception).
 - cam_rx_hz_min: the lowest per-camera receive rate the policy reported (PolicyStatus, 5 s windows).
 - faults: bridge episode faults and policy faults during the run (the episode is restarted after one).
 
@@ -72,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=10.0, help="policy inference rate [Hz]")
     p.add_argument("--realtime-priority", type=int, default=50,
                    help="bridge control thread SCHED_FIFO priority (0: normal scheduling)")
+    p.add_argument("--robot-priority", type=int, default=45,
+                   help="SCHED_FIFO priority of the robot stand-in's DDS receive threads, as a robot controller's on "
+                        "a real-time kernel (0: normal scheduling)")
     p.add_argument("--pin", choices=("auto", "none"), default="auto",
                    help="auto (2+ CPUs): the policy node on the last CPU, the bridge and the robot on the others; "
                         "none: let the scheduler place everything")
@@ -116,7 +122,8 @@ def _config(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     return {"policy_node": _policy_params(args, policy_cpus), "bridge_node": bridge, "out": str(out),
             "image_size": list(args.image_size), "camera_topics": _topics(args.cameras), "fps": args.fps,
             "compressed": args.compressed, "publisher_qos": args.publisher_qos, "seconds": args.seconds,
-            "control_cpus": control_cpus, "policy_cpus": policy_cpus, "task": "bottle_to_basket"}
+            "control_cpus": control_cpus, "policy_cpus": policy_cpus, "task": "bottle_to_basket",
+            "robot_priority": args.robot_priority}
 
 
 def _nearest(keys: np.ndarray, values: np.ndarray, key: int, tol_ns: int = 2_000) -> float | None:
@@ -159,7 +166,10 @@ def summarize(raw: dict[str, Any], args: argparse.Namespace, cfg: dict[str, Any]
     if len(over) < 10 or len(periods) < 50:
         raise RuntimeError(f"too few samples ({len(over)} chunks, {len(periods)} commands); see {cfg['out']}")
     jitter = np.abs(periods - 20.0)
-    sent = np.abs(np.diff(np.sort(cmd_stamps)) * 1e3 - 20.0)  # at the bridge (header stamps)
+    order = np.argsort(cmd_stamps)
+    sent = np.abs(np.diff(cmd_stamps[order]) * 1e3 - 20.0)  # the bridge's deadline grid (header stamps)
+    written = np.asarray(raw["cmd_sent"])[order]  # the bridge's write() (DDS source timestamps)
+    transport = (cmd_times[order] - written) * 1e3  # write() -> reception stamp at the robot
     rates = np.array([c[1] for c in raw["cam_rates"] if len(c[1]) == args.cameras]).reshape(-1, args.cameras)
     latency = np.array([c[3] for c in raw["cam_rates"] if len(c[3]) == args.cameras]).reshape(-1, args.cameras)
     w, h = args.image_size
@@ -174,6 +184,11 @@ def summarize(raw: dict[str, Any], args: argparse.Namespace, cfg: dict[str, Any]
             "overhead_ms_median": float(np.median(over)), "overhead_ms_p99": float(np.percentile(over, 99)),
             "cmd_period_jitter_ms_p99": float(np.percentile(jitter, 99)),
             "cmd_stamp_jitter_ms_p99": float(np.percentile(sent, 99)),
+            "cmd_write_jitter_ms_p99": float(np.percentile(np.abs(np.diff(written) * 1e3 - 20.0), 99)),
+            "cmd_write_late_ms_p99": float(np.percentile((written - cmd_stamps[order]) * 1e3, 99)),
+            "cmd_transport_ms_median": float(np.median(transport)),
+            "cmd_transport_ms_p99": float(np.percentile(transport, 99)),
+            "robot_priority": cfg["robot_priority"],
             "cpu_ms_per_s": {k: v * 1e3 / args.seconds for k, v in raw["cpu_s"].items()},
             "faults": len(raw["faults"]), "fault_messages": raw["faults"][:20], "restarts": raw["restarts"],
             "cmd_period_ms_median": float(np.median(periods)), "cmd_period_ms_max": float(periods.max()),
@@ -264,7 +279,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{[round(x, 2) for x in r['image_latency_ms_median']]} ms (the probe published "
           f">= {r['pub_hz_min']:.1f} Hz in every 5 s); bridge command "
           f"period median {r['cmd_period_ms_median']:.2f} ms, max {r['cmd_period_ms_max']:.1f} ms over "
-          f"{r['commands']} commands (jitter p99 at the sender {r['cmd_stamp_jitter_ms_p99']:.2f} ms); CPU ms per s "
+          f"{r['commands']} commands (at the bridge: write() jitter p99 {r['cmd_write_jitter_ms_p99']:.2f} ms, "
+          f"p99 {r['cmd_write_late_ms_p99']:.2f} ms after its deadline; write() -> the robot's reception median "
+          f"{r['cmd_transport_ms_median']:.2f} ms, p99 {r['cmd_transport_ms_p99']:.2f} ms; the robot receiving at "
+          f"SCHED_FIFO {r['robot_priority']}); CPU ms per s "
           f"{ {k: round(v, 1) for k, v in r['cpu_ms_per_s'].items()} }; faults "
           f"{r['fault_messages']}; load average {r['load_avg_1min']:.1f} on {r['cpus']} CPUs; policy on CPUs "
           f"{r['policy_cpus'] or 'any'}, bridge + robot on {r['control_cpus'] or 'any'}; targets {TARGETS}; "

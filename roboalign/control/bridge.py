@@ -25,6 +25,7 @@ import numpy as np
 
 from roboalign.action_space import ACTION_SPACES, JOINT_LIMITS, make_joint_position
 from roboalign.control.bridge_io import (  # noqa: F401  (re-exported: the bridge's whole interface in one import)
+    NEEDS_STATE,
     RUNTIME_SETTINGS,
     BridgeConfig,
     Command,
@@ -117,6 +118,16 @@ class Bridge:
     def has_state(self) -> bool:
         return self._state is not None
 
+    def ready_for(self, command: int) -> bool:
+        """Whether ``command`` has the inputs it needs: a joint state (START, HOME) and, when the cameras are
+        watched, a first image (START)."""
+        if command not in NEEDS_STATE:
+            return True
+        return self.has_state and (command != Command.START or self._seen_images())
+
+    def _seen_images(self) -> bool:
+        return not self.config.watch_cameras or self.watchdog.age("image", 0.0) is not None
+
     def reconfigure(self, **changes: Any) -> None:
         """Apply runtime settings (``RUNTIME_SETTINGS``); raises ValueError naming a fixed or invalid one."""
         fixed = sorted(set(changes) - RUNTIME_SETTINGS)
@@ -152,6 +163,8 @@ class Bridge:
         task, instruction = self.resolve(req)
         if self._state is None:
             raise TransitionError(f"no joint state on {self.config.joint_states_topic} yet; is the robot up?")
+        if not self._seen_images():
+            raise TransitionError("no camera image yet (the bridge watches the cameras); are the cameras up?")
         self._require_sim()
         self._check_init_state(req)
         self.machine.start(task, instruction, now)

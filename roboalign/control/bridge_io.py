@@ -27,6 +27,9 @@ class Command(IntEnum):
     RELEASE_ESTOP = 5
 
 
+NEEDS_STATE = frozenset({Command.START, Command.HOME})  # commands refused until the robot's first joint state
+
+
 def setting(default: Any, doc: str, lo: float | None = None, hi: float | None = None,
             choices: tuple[str, ...] | None = None, runtime: bool = False) -> Any:
     """A config field with what a parameter declaration needs: description, range, choices, runtime-settable."""
@@ -60,6 +63,9 @@ class BridgeConfig:
                                      runtime=True)
     state_timeout_s: float = setting(0.1, "joint state older than this faults a moving episode", 0.001, 60.0,
                                      runtime=True)
+    start_wait_s: float = setting(2.0, "a START (HOME) sent before the first joint state and camera image (joint "
+                                  "state) waits this long for them before it is refused (at start-up the "
+                                  "subscriptions may still be matching)", 0.0, 60.0, runtime=True)
     chunk_timeout_s: float = setting(1.0, "no accepted chunk for this long faults a running episode", 0.001, 60.0,
                                      runtime=True)
     sim_reset_timeout_s: float = setting(30.0, "a sim reset not done in this time faults the episode", 0.1, 600.0,

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from roboalign_policy import qos as q
+from roboalign_policy.bench_robot import StandInRobot, between
 from roboalign_policy.graph import ros_value
 
 
@@ -52,19 +53,18 @@ class Probe:
     def __init__(self, cfg: dict[str, Any]) -> None:
         import rclpy
         from roboalign_msgs.msg import ActionChunk, EpisodeStatus, PolicyStatus
-        from sensor_msgs.msg import CompressedImage, Image, JointState
+        from sensor_msgs.msg import CompressedImage, Image
         from trajectory_msgs.msg import JointTrajectory
 
         from roboalign_policy import conversions as conv
 
-        self.conv = conv
         self.node = n = rclpy.create_node("bench_ros_probe")
-        self.q = np.array([0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785])
+        # the robot in this process (tests), or in a process of its own (the bench: ``bench_robot``)
+        self.robot = StandInRobot(n) if cfg.get("robot", True) else None
         width, height = cfg["image_size"]
         img = camera_image(width, height)
         self.topics = cfg["camera_topics"]
-        self.rec: dict[str, list] = {k: [] for k in ("published", "policy_traj", "chunks", "cmd_times", "cmd_stamps",
-                                                      "cam_rates", "faults")}
+        self.rec: dict[str, list] = {k: [] for k in ("published", "policy_traj", "chunks", "cam_rates", "faults")}
         self.dt_ns = 0
         self.phase = ""
         self.policy_state = -1
@@ -77,34 +77,28 @@ class Probe:
             self.cams += [(n.create_publisher(CompressedImage, q.compressed_topic(t), profile),
                            conv.compressed_image(img, None, f"cam{i}_color_optical_frame"))
                           for i, t in enumerate(self.topics)]
-        self.js = n.create_publisher(JointState, q.JOINT_STATES, q.SENSOR)
         n.create_subscription(JointTrajectory, q.POLICY_TRAJECTORY, self._on_policy_traj, 50)
         n.create_subscription(ActionChunk, q.ACTION_CHUNK, self._on_chunk, 50)
-        n.create_subscription(JointTrajectory, q.COMMAND, self._on_cmd, 50)
         n.create_subscription(PolicyStatus, q.POLICY_STATUS, self._on_policy_status, 10)
         n.create_subscription(EpisodeStatus, q.EPISODE_STATUS, self._on_episode, 10)
         self._fps = cfg["fps"]
         self._stop = threading.Event()
-        self._sensor_thread = threading.Thread(target=self._sensor_loop, name="bench_sensors", daemon=True)
-        self._sensor_thread.start()
+        self._camera_thread = threading.Thread(target=self._camera_loop, name="bench_cameras", daemon=True)
+        self._camera_thread.start()
 
-    def _sensor_loop(self) -> None:
-        """Images at ``fps`` and 100 Hz joint states, each on its own absolute schedule."""
-        period_img, period_js = 1 / self._fps, 1 / 100
-        next_img = next_js = time.monotonic()
+    def _camera_loop(self) -> None:
+        """Images at ``fps`` on absolute deadlines, as a camera driver."""
+        period, deadline = 1 / self._fps, time.monotonic()
         while not self._stop.is_set():
-            now = time.monotonic()
-            if now >= next_js:
-                self._publish_state()
-                next_js = max(next_js + period_js, now - period_js)  # no burst after a stall
-            if now >= next_img:
-                self._publish_images()
-                next_img = max(next_img + period_img, now - period_img)
-            self._stop.wait(max(0.0, min(next_js, next_img) - time.monotonic()))
+            self._publish_images()
+            deadline = max(deadline + period, time.monotonic() - period)  # no burst after a stall
+            self._stop.wait(max(0.0, deadline - time.monotonic()))
 
     def stop(self) -> None:
         self._stop.set()
-        self._sensor_thread.join(timeout=2.0)
+        self._camera_thread.join(timeout=2.0)
+        if self.robot is not None:
+            self.robot.stop()
 
     @staticmethod
     def _ns(t) -> int:
@@ -120,10 +114,6 @@ class Probe:
         with self.lock:
             self.rec["published"].append((self._ns(stamp), t))
 
-    def _publish_state(self) -> None:
-        names = [f"fr3_joint{i}" for i in range(1, 8)] + ["fr3_finger_joint1", "fr3_finger_joint2"]
-        self.js.publish(self.conv.joint_state(names, np.r_[self.q, 0.04, 0.04], self.node.get_clock().now().to_msg()))
-
     def _on_policy_traj(self, msg, info) -> None:
         with self.lock:
             self.rec["policy_traj"].append((self._ns(msg.header.stamp), info["received_timestamp"] * 1e-9))
@@ -132,13 +122,6 @@ class Probe:
         with self.lock:
             self.rec["chunks"].append((self._ns(msg.observation_stamp), float(msg.preprocess_ms + msg.model_latency_ms)))
             self.dt_ns = int(round(msg.dt * 1e9))
-
-    def _on_cmd(self, msg, info) -> None:
-        _, pos = self.conv.trajectory_rows(msg, [f"fr3_joint{i}" for i in range(1, 8)])
-        with self.lock:
-            self.rec["cmd_times"].append(info["received_timestamp"] * 1e-9)
-            self.rec["cmd_stamps"].append(self._ns(msg.header.stamp) * 1e-9)
-            self.q = pos[0]
 
     def _on_policy_status(self, msg) -> None:
         with self.lock:
@@ -160,15 +143,20 @@ class Probe:
         with self.lock:
             for v in self.rec.values():
                 v.clear()
+        if self.robot is not None:
+            self.robot.clear()
 
 
 def _start(cfg: dict[str, Any], out: Path) -> list[subprocess.Popen]:
-    """policy_node (on the policy host: ``policy_prefix``, e.g. ``ip netns exec ...``) and bridge_node."""
+    """The robot stand-in (``bench_robot``), policy_node (on the policy host: ``policy_prefix``, e.g.
+    ``ip netns exec ...``) and bridge_node."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    prefix = {"policy_node": cfg.get("policy_prefix", []), "bridge_node": []}
-    return [subprocess.Popen([*prefix[name], *node_cmd(name, cfg[name])], env=env,
-                             stdout=open(out / f"{name}.log", "w"), stderr=subprocess.STDOUT)  # noqa: SIM115
-            for name in ("policy_node", "bridge_node")]
+    robot = [sys.executable, "-m", "roboalign_policy.bench_robot", str(out / "robot.json"),
+             "--priority", str(cfg.get("robot_priority", 0)), "--cpus", *map(str, cfg["control_cpus"])]
+    cmds = {"robot": robot, "policy_node": [*cfg.get("policy_prefix", []), *node_cmd("policy_node", cfg["policy_node"])],
+            "bridge_node": node_cmd("bridge_node", cfg["bridge_node"])}
+    return [subprocess.Popen(cmd, env=env, stdout=open(out / f"{name}.log", "w"),  # noqa: SIM115
+                             stderr=subprocess.STDOUT) for name, cmd in cmds.items()]
 
 
 def two_host_env() -> None:
@@ -227,7 +215,7 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
     procs = _start(cfg, out)
     use_dds_profile()  # this process is the camera driver: the shared-memory segment must hold a frame
     rclpy.init()
-    probe = Probe(cfg)
+    probe = Probe({**cfg, "robot": False})
     why = pin_process(cfg["control_cpus"])  # the robot sits on the control path's cores
     if why:
         print(f"bench ros: {why}", file=sys.stderr)
@@ -242,9 +230,11 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
         _first_chunks(probe, client, procs, cfg["task"], out)
         time.sleep(2.0)  # warm-up (the policy's 5 s rate window fills meanwhile), then measure
         probe.clear()
-        cpu0 = [cpu_s(p.pid) for p in procs]
+        cpu0, t0 = [cpu_s(p.pid) for p in procs], time.time()
         restarts = _measure(probe, client, cfg["seconds"], cfg["task"])
-        cpu = {name: cpu_s(p.pid) - c0 for name, p, c0 in zip(("policy_node", "bridge_node"), procs, cpu0, strict=True)}
+        cpu = {name: cpu_s(p.pid) - c0 for name, p, c0 in zip(("robot", "policy_node", "bridge_node"), procs, cpu0,
+                                                                  strict=True)}
+        t1 = time.time()
         client.command("stop")
     finally:
         client.close()
@@ -261,7 +251,12 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
         probe.node.destroy_node()
         rclpy.try_shutdown()
     with probe.lock:
-        return {**{k: list(v) for k, v in probe.rec.items()}, "dt_ns": probe.dt_ns, "restarts": restarts, "cpu_s": cpu}
+        rec = {k: list(v) for k, v in probe.rec.items()}
+    try:
+        robot = between(json.loads((out / "robot.json").read_text()), t0, t1)
+    except (OSError, ValueError) as e:
+        raise RuntimeError(f"the robot stand-in left no record ({e}); see {out / 'robot.log'}") from None
+    return {**rec, **robot, "dt_ns": probe.dt_ns, "restarts": restarts, "cpu_s": cpu}
 
 
 def main(argv: list[str] | None = None) -> int:

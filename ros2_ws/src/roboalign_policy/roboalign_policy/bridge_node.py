@@ -174,6 +174,9 @@ class BridgeNode(QuietEvents, Node):
                 self.core.success(self._now())
 
     def _on_command(self, req: TaskCommand.Request, res: TaskCommand.Response) -> TaskCommand.Response:
+        deadline = time.monotonic() + self.core.config.start_wait_s  # the control thread takes the inputs
+        while not self.core.ready_for(req.command) and time.monotonic() < deadline:
+            time.sleep(0.01)
         reply = self._locked(lambda now: self.core.command(Request(req.command, req.task, req.instruction,
                                                                    req.init_state), now))
         res.accepted, res.message, res.task, res.instruction = reply.accepted, reply.message, reply.task, reply.instruction
