@@ -1,8 +1,10 @@
 """GRPO raises the reward it is given (issue 18): a test that fails when GRPO is wired wrong.
 
 Setting: the 8 robot prompts of one scripted episode (distinct states, one object), an SFT model trained
-briefly on exactly these prompts (sampled r_a ~0.89 at temperature 1, with spread within groups), then
-GRPO (TRL, the RoboAlign reward r = (r_f + r_a) / 2, 8 generations per prompt) on the same prompts.
+briefly on exactly these prompts, then GRPO (TRL, the RoboAlign reward r = (r_f + r_a) / 2, 8 generations
+per prompt, every prompt in every step) on the same prompts. The SFT model must have room to improve: SFT
+runs SFT_STEPS (most first) until its sampled r_a lands in ROOM, because where a run lands is chaotic (the
+same 60 steps gave 0.89 on one install and 0.93 on the next; from 0.93 GRPO can gain only noise-level r_a).
 
 Statistic, on these fixed prompts: per prompt p, r_p = mean r_a of K completions sampled at temperature 1
 (seeded); delta = mean_p (r_p after - r_p before); its standard error is the sampling noise of the two
@@ -10,8 +12,7 @@ measurements, se = sqrt(sum_p (s2_p,after + s2_p,before) / K) / P. The real run 
 the same run with the advantage sign flipped (rewards negated: the group-normalised advantage is odd in
 r) or with rewards shuffled across the completions of a batch must not (delta < 1 se). Breaking the
 completion mask, scoring the wrong completion's tokens or shifting the FAST-id <-> token mapping each made
-the real run fail (numbers in docs/alignment.md).
-"""
+the real run fail (numbers in docs/alignment.md)."""
 
 from __future__ import annotations
 
@@ -32,11 +33,13 @@ from roboalign.training.evaluate import evaluate  # noqa: E402
 from roboalign.training.grpo import GRPO_COLUMNS, grpo_samples, make_grpo_trainer  # noqa: E402
 from roboalign.training.sft import run_sft  # noqa: E402
 
-from roboalign.models.aligned import load_aligned  # noqa: E402
+from roboalign.models.aligned import AlignedModel, load_aligned  # noqa: E402
 
 DATA = DataConfig(dataset="toy", chunk_len=4, stride=4, fast_vocab_size=64, mixture={"robot": 1.0})
 K = 128  # completions per prompt for each measurement
 Z_PASS, Z_CONTROL = 3.0, 1.0
+GRPO_LR, GRPO_STEPS, GRPO_BATCH = 3e-4, 45, 64  # 8 prompts x 8 generations per step
+SFT_STEPS, ROOM = (60, 50, 40, 30), (0.25, 0.85)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -52,14 +55,27 @@ def setting(tmp_path_factory):
     return make_setting(tmp_path_factory.mktemp("sft"))
 
 
-def make_setting(sft_dir: Path) -> tuple[Path, list[dict], np.ndarray]:
-    """(SFT folder, the 8 prompts, r_a of the SFT model: P x K)."""
+def make_setting(root: Path) -> tuple[Path, list[dict], np.ndarray]:
+    """(SFT folder, the 8 prompts, r_a of the SFT model: P x K) for the longest SFT_STEPS run within ROOM."""
     episodes = make_episodes(1, steps=32, privileged=False)
-    run_sft(SFTRunConfig(output_dir=str(sft_dir), data=DATA, learning_rate=5e-3, lr_scheduler_type="constant",
-                         warmup_ratio=0.0, max_steps=60, per_device_train_batch_size=8, save_steps=10_000), train=episodes)
-    sft = load_aligned(sft_dir)
-    prompts = grpo_samples(sft, episodes, GRPORunConfig(data=DATA))
-    return sft_dir, prompts, sampled_accuracy(sft, prompts)
+    seen = []
+    for steps in SFT_STEPS:
+        sft_dir = root / f"sft{steps}"
+        sft = sft_model(sft_dir, steps, episodes)
+        prompts = grpo_samples(sft, episodes, GRPORunConfig(data=DATA))
+        before = sampled_accuracy(sft, prompts)
+        if ROOM[0] < before.mean() < ROOM[1]:
+            return sft_dir, prompts, before
+        seen.append(f"{steps} steps: {before.mean():.3f}")
+    raise AssertionError(f"no SFT run has sampled r_a within {ROOM}: {', '.join(seen)}")
+
+
+def sft_model(out: Path, steps: int, episodes: list) -> AlignedModel:
+    """SFT from the tiny base for ``steps`` steps (lr 5e-3, constant), loaded back from ``out``."""
+    run_sft(SFTRunConfig(output_dir=str(out), data=DATA, learning_rate=5e-3, lr_scheduler_type="constant",
+                         warmup_ratio=0.0, max_steps=steps, per_device_train_batch_size=8, save_steps=10_000),
+            train=episodes)
+    return load_aligned(out)
 
 
 def sampled_accuracy(aligned, prompts: list[dict], seed: int = 123) -> np.ndarray:
@@ -109,7 +125,7 @@ def run(setting, tmp_path: Path, rewards: str = "real", patch: Callable | None =
     random.seed(0)
     aligned = load_aligned(sft_dir)
     cfg = GRPORunConfig(init_checkpoint=str(sft_dir), output_dir=str(tmp_path / rewards), data=DATA,
-                        learning_rate=1e-4, max_steps=90, num_generations=8, per_device_train_batch_size=16,
+                        learning_rate=GRPO_LR, max_steps=GRPO_STEPS, num_generations=8, per_device_train_batch_size=GRPO_BATCH,
                         max_completion_length=48, beta=0.0, logging_steps=10, save_steps=10_000, seed=1)
     trainer = make_grpo_trainer(aligned, to_hf_dataset(prompts, GRPO_COLUMNS), cfg)
     if rewards == "negated":
@@ -125,7 +141,7 @@ def run(setting, tmp_path: Path, rewards: str = "real", patch: Callable | None =
 def test_the_setting_has_reward_spread(setting):
     _, prompts, before = setting
     assert len(prompts) == 8
-    assert 0.5 < before.mean() < 0.95, before.mean()  # room to improve
+    assert ROOM[0] < before.mean() < ROOM[1], before.mean()  # room to improve
     assert (before.std(1) > 0).sum() >= 6  # most prompts' completions differ in r_a
 
 
