@@ -15,11 +15,11 @@ test: setup
 
 ## make demo: set everything up, then run the full ROS 2 stack on the simulated robot (Ctrl-C stops)
 demo: setup
-	$(RUN) python -m roboalign.demo
+	$(RUN) python -m roboalign demo
 
 ## make bench: every benchmark, one summary line each
 bench: setup
-	$(RUN) python -m roboalign.cli bench all
+	$(RUN) python -m roboalign bench all
 
 lint: setup
 	$(RUN) ruff check .

@@ -30,10 +30,10 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
-from roboalign_policy.graph import load_graph
-from roboalign_policy.node_runner import dds_profile_env
 
 from launch import LaunchDescription
+from roboalign_policy.graph import load_graph
+from roboalign_policy.node_runner import dds_profile_env
 
 GRAPH = "real_robot"
 

@@ -11,9 +11,9 @@ not installed. Then: `roboalign say "put the alphabet soup in the basket"`.
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
-from roboalign_policy.graph import load_graph
 
 from launch import LaunchDescription
+from roboalign_policy.graph import load_graph
 
 GRAPH = "sim"
 

@@ -81,7 +81,7 @@ if ! stamp_ok project "$PROJECT_HASH" || ! "$PY" -c "import roboalign, transform
   stamp_set project "$PROJECT_HASH"
 fi
 if [[ -z "${ROBOALIGN_SKIP_LIBERO_SETUP:-}" && -f "$ROOT/roboalign/sim/libero_setup.py" ]]; then
-  "$PY" -m roboalign.sim.libero_setup >/dev/null || die "LIBERO setup failed: run '$PY -m roboalign.sim.libero_setup' to see why"
+  "$PY" -m roboalign.sim.libero_check >/dev/null || die "LIBERO setup failed: run '$PY -m roboalign.sim.libero_check' to see why"
 fi
 
 # ---------------------------------------------------------------- 5. ROS 2

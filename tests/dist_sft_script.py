@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import torch
+
 from roboalign.training.config import DataConfig, SFTRunConfig
 from roboalign.training.sft import run_sft
 

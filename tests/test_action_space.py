@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from roboalign.action_space import (
+from roboalign.spec.action_space import (
     ACTION_SPACES,
     FR3_HOME,
     FR3_JOINT_NAMES,

@@ -10,15 +10,15 @@ import pytest
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from roboalign.action_vocab import (
+from roboalign.models.backbone import build_tiny_qwen25vl, build_tiny_tokenizer
+from roboalign.spec.action_vocab import (
     ActionVocab,
     ActionVocabSpec,
     ParseStatus,
     add_action_vocabulary,
 )
-from roboalign.fast import FastConfig, FastTokenizer
-from roboalign.models.backbone import build_tiny_qwen25vl, build_tiny_tokenizer
-from roboalign.normalization import NormStats
+from roboalign.spec.fast import FastConfig, FastTokenizer
+from roboalign.spec.normalization import NormStats
 
 V = 300  # FAST ids in these tests
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from roboalign.action_vocab import ACTION_END, ACTION_START, FAST_TOKEN_FORMAT
 from roboalign.control import backends as control_backends
 from roboalign.runtime.policy import BACKENDS
-from roboalign.runtime.types import RUNTIME_BACKENDS
-from roboalign.tasks import task_name
+from roboalign.spec.action_vocab import ACTION_END, ACTION_START, FAST_TOKEN_FORMAT
+from roboalign.spec.policy_io import RUNTIME_BACKENDS
+from roboalign.spec.tasks import task_name
 
 REPO = Path(__file__).resolve().parents[1]
 CORE = REPO / "roboalign"
@@ -84,7 +84,7 @@ def code_strings() -> dict[str, list[str]]:
 
 def test_action_markers_have_one_definition(code_strings):
     for token in (ACTION_START, ACTION_END, FAST_TOKEN_FORMAT):
-        assert code_strings.get(token) == ["roboalign/action_vocab.py"], token
+        assert code_strings.get(token) == ["roboalign/spec/action_vocab.py"], token
 
 
 def test_backend_names_have_one_definition(code_strings):
@@ -96,7 +96,7 @@ def test_backend_names_have_one_definition(code_strings):
     libero = build_parser()._subparsers._group_actions[0].choices["libero"]
     assert next(a for a in libero._actions if a.dest == "backend").choices == RUNTIME_BACKENDS
     # the tuple is spelled out once; everything else refers to it
-    spelled = [p for p in code_strings.get("tensorrt", []) if p != "roboalign/runtime/types.py"]
+    spelled = [p for p in code_strings.get("tensorrt", []) if p != "roboalign/spec/policy_io.py"]
     assert "roboalign/control/backends.py" not in spelled and "roboalign/evaluation/cli.py" not in spelled
 
 

@@ -14,12 +14,12 @@ def test_sim_time_recording_is_complete_ordered_and_on_the_sim_clock(ros, tmp_pa
     from rclpy.node import Node
     from rclpy.parameter import Parameter
     from rclpy.qos import qos_profile_sensor_data
-    from roboalign_policy.bag_recorder import BagRecorder
     from rosbags.rosbag2 import Reader
     from rosbags.typesys import Stores, get_typestore
     from rosgraph_msgs.msg import Clock
     from std_msgs.msg import String
 
+    from roboalign_policy.bag_recorder import BagRecorder
     from tests.ros_helpers.executor import wait_until
 
     node = Node("recorder_sim", parameter_overrides=[Parameter("use_sim_time", value=True)])
@@ -81,10 +81,10 @@ def test_sigkill_of_the_bridge_during_an_episode_is_recovered_and_marked_incompl
     import numpy as np
     from rclpy.node import Node
     from roboalign_msgs.msg import EpisodeStatus
-    from roboalign_policy.bag_recorder import BagRecorder
     from rosbags.rosbag2 import Reader
 
     from roboalign.data.rosbag_episodes import bag_to_episode
+    from roboalign_policy.bag_recorder import BagRecorder
     from tests.ros_helpers.executor import wait_until
     from tests.ros_helpers.kinematic_robot import KinematicRobot
     from tests.test_ros_nodes import CAM, Listener, R, reach_policy

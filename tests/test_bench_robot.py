@@ -1,4 +1,4 @@
-"""The bench's robot stand-in as its own process (``roboalign_policy.bench_robot``): it follows the commands it
+"""The bench's robot stand-in as its own process (``roboalign_policy.tools.bench_robot``): it follows the commands it
 receives, publishes where they put it, records each command's DDS timestamps, and writes them on SIGINT."""
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import pytest
 pytestmark = pytest.mark.ros
 
 rclpy = pytest.importorskip("rclpy", reason="needs ROS 2 (make setup)")
-from roboalign_policy import conversions as conv  # noqa: E402
-from roboalign_policy import qos as q  # noqa: E402
-from roboalign_policy.bench_robot import between  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
-from roboalign.action_space import FR3_HOME, FR3_JOINT_NAMES  # noqa: E402
+from roboalign.spec.action_space import FR3_HOME, FR3_JOINT_NAMES  # noqa: E402
+from roboalign_policy import conversions as conv  # noqa: E402
+from roboalign_policy import qos as q  # noqa: E402
+from roboalign_policy.tools.bench_robot import between  # noqa: E402
 from tests.ros_helpers.executor import wait_until  # noqa: E402
 
 
@@ -32,7 +32,7 @@ def _trajectory(node, pos: np.ndarray) -> JointTrajectory:
 
 def test_the_robot_process_follows_commands_and_writes_their_timestamps_on_sigint(ros, tmp_path) -> None:
     out = tmp_path / "robot.json"
-    proc = subprocess.Popen([sys.executable, "-m", "roboalign_policy.bench_robot", str(out), "--priority", "0"],
+    proc = subprocess.Popen([sys.executable, "-m", "roboalign_policy.tools.bench_robot", str(out), "--priority", "0"],
                             env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     node = ros(rclpy.create_node("bench_robot_test"))
     states: list[JointState] = []

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from roboalign.action_space import FR3_HOME, FR3_LIMITS
 from roboalign.control.bridge import Bridge, BridgeConfig, Command, Inputs, Request, SimResetResult
 from roboalign.control.episode import Phase
+from roboalign.spec.action_space import FR3_HOME, FR3_LIMITS
 
 DT = 0.02
 START = np.array(FR3_HOME)
@@ -137,7 +137,7 @@ def test_bad_chunks_are_rejected_with_a_reason_and_the_episode_keeps_running() -
 
 def test_chunk_columns_are_reordered_from_the_action_space_to_arm_then_gripper() -> None:
     rig = running()
-    from roboalign.action_space import ACTION_SPACES
+    from roboalign.spec.action_space import ACTION_SPACES
 
     space = ACTION_SPACES["joint_position"]
     row = np.zeros(space.dim)
@@ -288,7 +288,7 @@ def test_instructions_follow_the_task_domain_and_mode() -> None:
 def test_a_sim_bridge_sends_the_instruction_of_its_scene_set() -> None:
     """``scenes`` is the sim robot's scene set: on the LIBERO-Object stand-ins, can_to_bowl's sim instruction is the
     stand-in's (into the basket), not the real-target scene's (into the bowl)."""
-    from roboalign.tasks import SCENE_SETS
+    from roboalign.spec.tasks import SCENE_SETS
 
     for scenes, tasks in SCENE_SETS.items():
         rig = Rig(sim=True, scenes=scenes, task_domain="sim")

@@ -8,9 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from roboalign.action_space import FR3_HOME, FR3_LIMITS, eef_delta, joint_position
 from roboalign.control.controller import ArmController
 from roboalign.control.safety import SafetyFilter, SafetyLimits
+from roboalign.spec.action_space import FR3_HOME, FR3_LIMITS, eef_delta, joint_position
 
 NAMES = tuple(f"fr3_joint{i}" for i in range(1, 8)) + ("gripper",)
 LOWER = np.array([*FR3_LIMITS.lower, -1.0])

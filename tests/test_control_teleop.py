@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from roboalign.action_space import FR3_HOME, FR3_LIMITS
 from roboalign.control.bridge import Command
 from roboalign.control.episode import Phase
 from roboalign.control.kinematics import FR3Kinematics
 from roboalign.control.teleop import JointTargets, TwistCommand, TwistFollower
+from roboalign.spec.action_space import FR3_HOME, FR3_LIMITS
 from tests.test_control_bridge import DT, START, Rig
 
 KIN = FR3Kinematics()

@@ -93,7 +93,7 @@ def test_trajectory_points_are_k_dt_apart_and_parse_back() -> None:
 
 
 def test_action_chunk_round_trip_and_size_checks() -> None:
-    from roboalign.runtime.types import ActionChunk
+    from roboalign.spec.policy_io import ActionChunk
 
     a = np.random.default_rng(2).normal(size=(16, 8))
     chunk = ActionChunk(a, "joint_position", tuple(f"j{i}" for i in range(8)), dt=0.05, stamp=7.25,
@@ -148,6 +148,7 @@ def test_jpeg_round_trip_keeps_the_colours_and_bad_data_names_the_field() -> Non
 
 def test_camera_qos_follows_the_publishers() -> None:
     from rclpy.qos import ReliabilityPolicy as R
+
     from roboalign_policy import qos as q
 
     assert q.choose_reliability("auto", []) == (None, "no publisher yet")

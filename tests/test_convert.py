@@ -157,7 +157,7 @@ def test_sigkilled_bag_writer_is_salvaged_and_kept_out_of_training(tmp_path: Pat
         ds = EpisodeDataset(tmp_path / "ours", success_only=False)
     assert len(ds) == 0 and ds.num_incomplete == 1 and "incomplete" in str(w[0].message)
 
-    from roboalign.dataset_cli import main
+    from roboalign.commands.dataset import main
 
     assert main(["repair", str(tmp_path / "rec")]) == 0  # what the recorder also does on its next start
     assert (folder / "bag.crashed").is_dir() and repair_bag(folder / "bag") is None  # complete now
@@ -167,7 +167,7 @@ def test_sigkilled_bag_writer_is_salvaged_and_kept_out_of_training(tmp_path: Pat
 
 
 def test_cli_detects_reports_and_converts_every_way(tmp_path: Path, capsys) -> None:
-    from roboalign.dataset_cli import main
+    from roboalign.commands.dataset import main
 
     rec = tmp_path / "rec"
     write_bag_episode(rec / "episode_0001_a", steps=20)
@@ -224,7 +224,7 @@ def test_record_converts_each_episode_as_it_goes(tmp_path: Path) -> None:
 def test_repair_leaves_an_episode_of_a_live_recorder_alone(tmp_path: Path, capsys) -> None:
     import os
 
-    from roboalign.dataset_cli import main
+    from roboalign.commands.dataset import main
 
     folder = write_bag_episode(tmp_path / "rec" / "episode_0001_a", steps=10, outcome="running")
     meta = json.loads((folder / "episode.json").read_text()) | {"pid": os.getppid()}  # a live process, not us

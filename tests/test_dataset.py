@@ -8,7 +8,6 @@ import h5py
 import numpy as np
 import pytest
 
-from roboalign.action_space import STATE_NAMES
 from roboalign.data import (
     ChunkDataset,
     CorruptEpisodeError,
@@ -19,7 +18,8 @@ from roboalign.data import (
     validate_dir,
     write_episode,
 )
-from roboalign.normalization import NormStats
+from roboalign.spec.action_space import STATE_NAMES
+from roboalign.spec.normalization import NormStats
 
 
 def make_episode(rng, task="bottle_to_basket", t=12, success=True) -> Episode:

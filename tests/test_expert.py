@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from roboalign.runtime.types import BasePolicy, Observation
 from roboalign.sim.expert import PHASES, ExpertConfig, ScriptedExpert, narrowest_direction
+from roboalign.spec.policy_io import BasePolicy, Observation
 
 pytestmark = pytest.mark.sim
 

@@ -1,4 +1,4 @@
-"""The scripted expert as teleoperator (roboalign_policy.expert_operator): which leader target it publishes for an
+"""The scripted expert as teleoperator (roboalign_policy.tools.expert_operator): which leader target it publishes for an
 expert chunk, and that it publishes the moment the chunk arrives, before the sim's clock reaches the chunk's stamp
 (the bridge's tick at ``t`` takes the newest leader target; one published on the clock came a step late)."""
 
@@ -12,13 +12,13 @@ pytestmark = pytest.mark.ros
 rclpy = pytest.importorskip("rclpy", reason="needs ROS 2 (make setup)")
 from rclpy.parameter import Parameter  # noqa: E402
 from roboalign_msgs.msg import ActionChunk as ActionChunkMsg  # noqa: E402
-from roboalign_policy import conversions as conv  # noqa: E402
-from roboalign_policy import qos  # noqa: E402
-from roboalign_policy.expert_operator import ExpertOperator, LeaderSampler  # noqa: E402
 from std_msgs.msg import Float64, String  # noqa: E402
 
-from roboalign.action_space import FR3_JOINT_NAMES  # noqa: E402
-from roboalign.runtime.types import ActionChunk  # noqa: E402
+from roboalign.spec.action_space import FR3_JOINT_NAMES  # noqa: E402
+from roboalign.spec.policy_io import ActionChunk  # noqa: E402
+from roboalign_policy import conversions as conv  # noqa: E402
+from roboalign_policy import qos  # noqa: E402
+from roboalign_policy.tools.expert_operator import ExpertOperator, LeaderSampler  # noqa: E402
 from tests.ros_helpers.executor import wait_until  # noqa: E402
 
 DT = 0.05

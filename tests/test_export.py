@@ -19,10 +19,10 @@ from roboalign.export.modules import VisionEncoderExport
 from roboalign.export.parity import module_parity
 from roboalign.export.trt_compat import check_file, check_model, tensorrt_ops
 from roboalign.models.vla import load_vla
+from roboalign.runtime.checkpoint_specs import RuntimeSpecs
 from roboalign.runtime.manifest import MODULES, load_manifest
 from roboalign.runtime.ort_backend import make_session
 from roboalign.runtime.preprocess import ImageProcessorSpec, patchify, synthetic_observations
-from roboalign.runtime.specs import RuntimeSpecs
 from roboalign.runtime.tensorrt_engines import (
     TensorRTUnavailable,
     TRTBuildConfig,

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from roboalign.bench.fast import synthetic_episodes, windows
-from roboalign.fast import (
+from roboalign.spec.fast import (
     DecodeStatus,
     FastConfig,
     FastDecodeError,
@@ -23,7 +23,7 @@ from roboalign.fast import (
     quantize,
     roundtrip_error_bound,
 )
-from roboalign.normalization import NormStats
+from roboalign.spec.normalization import NormStats
 
 T, D = 8, 3  # small chunks for the property tests
 

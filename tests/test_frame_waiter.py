@@ -12,10 +12,10 @@ pytestmark = pytest.mark.ros
 
 rclpy = pytest.importorskip("rclpy", reason="needs ROS 2 (make setup)")
 from rclpy.qos import QoSProfile  # noqa: E402
-from roboalign_policy.frame_waiter import SubscriptionWaiter, Worker  # noqa: E402
-from roboalign_policy.polling import PolledGroup, polled_subscription, take_all  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
+from roboalign_policy.frame_waiter import SubscriptionWaiter, Worker  # noqa: E402
+from roboalign_policy.polling import PolledGroup, polled_subscription, take_all  # noqa: E402
 from tests.ros_helpers.executor import wait_until  # noqa: E402
 
 

@@ -18,12 +18,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from align_fixtures import make_episode, make_episodes  # noqa: E402
+
+from roboalign.models.aligned import load_aligned, missing_files  # noqa: E402
 from roboalign.training.config import DataConfig, GRPORunConfig, SFTRunConfig  # noqa: E402
 from roboalign.training.evaluate import evaluate  # noqa: E402
 from roboalign.training.grpo import grpo_samples, run_grpo  # noqa: E402
 from roboalign.training.sft import run_sft  # noqa: E402
-
-from roboalign.models.aligned import load_aligned, missing_files  # noqa: E402
 
 DATA = DataConfig(dataset="toy", chunk_len=4, stride=4, fast_vocab_size=64, mixture={"robot": 1.0})
 

@@ -27,13 +27,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from align_fixtures import make_episodes  # noqa: E402
+
+from roboalign.models.aligned import AlignedModel, load_aligned  # noqa: E402
 from roboalign.training.config import DataConfig, GRPORunConfig, SFTRunConfig  # noqa: E402
 from roboalign.training.data_builders import to_hf_dataset  # noqa: E402
 from roboalign.training.evaluate import evaluate  # noqa: E402
 from roboalign.training.grpo import GRPO_COLUMNS, grpo_samples, make_grpo_trainer  # noqa: E402
 from roboalign.training.sft import run_sft  # noqa: E402
-
-from roboalign.models.aligned import AlignedModel, load_aligned  # noqa: E402
 
 DATA = DataConfig(dataset="toy", chunk_len=4, stride=4, fast_vocab_size=64, mixture={"robot": 1.0})
 K = 128  # completions per prompt for each measurement

@@ -41,7 +41,7 @@ def libero_datasets(tmp_path, monkeypatch):
 def test_import_names_tasks_and_carries_the_suite_task_set(libero_datasets):
     from roboalign.data import EpisodeDataset
     from roboalign.sim.libero_import import as_episode_folder, is_libero_source
-    from roboalign.tasks import TaskSet
+    from roboalign.spec.tasks import TaskSet
 
     assert is_libero_source(libero_datasets)
     out = as_episode_folder(libero_datasets)
@@ -79,9 +79,8 @@ def test_import_resumes_and_bad_sources_are_named(libero_datasets, tmp_path):
 
 def test_train_vla_on_libero_demo_files(libero_datasets, tmp_path):
     """`roboalign train vla --data <LIBERO datasets>`: a tiny head trains and its tasks.json holds the suite tasks."""
-    from roboalign.training.vla import VLATrainConfig, train
-
-    from roboalign.tasks import TaskSet
+    from roboalign.spec.tasks import TaskSet
+    from roboalign.training.vla_head import VLATrainConfig, train
 
     cfg = VLATrainConfig(dataset=str(libero_datasets), output_dir=str(tmp_path / "run"), steps=1, batch_size=2,
                          eval_every=1, val_fraction=0.0, frame_stride=6, head_overrides={"num_layers": 2, "horizon": 4})

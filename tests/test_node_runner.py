@@ -66,7 +66,7 @@ def test_repeated_sigterm_does_not_cut_the_clean_up_short() -> None:
 
     prog = textwrap.dedent("""
         import sys, time
-        from roboalign_policy.process_graph import interrupt_on_sigterm
+        from roboalign_policy.tools.process_graph import interrupt_on_sigterm
         interrupt_on_sigterm()
         try:
             print("ready", flush=True)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from roboalign.normalization import NormStats
+from roboalign.spec.normalization import NormStats
 
 
 @pytest.fixture

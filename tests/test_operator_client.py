@@ -9,8 +9,9 @@ import pytest
 pytestmark = pytest.mark.ros
 
 rclpy = pytest.importorskip("rclpy", reason="needs ROS 2 (make setup)")
-from roboalign_policy.operator_client import OperatorClient  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
+
+from roboalign_policy.tools.operator_client import OperatorClient  # noqa: E402
 
 
 def _wait(predicate, timeout: float = 10.0) -> bool:
@@ -45,6 +46,7 @@ def test_callback_errors_are_logged_not_swallowed(capfd):
 def _latched_listener(topic: str):
     """A node in a context of its own with a latched subscription to ``topic``; returns (context, node, seen)."""
     from rclpy.context import Context
+
     from roboalign_policy import qos
 
     ctx = Context()

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from roboalign.models.backbone import build_processor, build_tiny_tokenizer
-from roboalign.prompts import FILE_NAME, PromptTemplate
-from roboalign.rewards import format_reward
+from roboalign.spec.prompts import FILE_NAME, PromptTemplate
+from roboalign.spec.rewards import format_reward
 
 
 def test_completion_has_the_rewarded_format():
@@ -58,8 +58,8 @@ def test_save_load_and_validation(tmp_path):
 
 
 def test_markers_have_one_definition_and_a_checkpoint_must_agree():
-    from roboalign.action_vocab import ACTION_END, ACTION_START, ActionVocabSpec
-    from roboalign.prompts import check_markers
+    from roboalign.spec.action_vocab import ACTION_END, ACTION_START, ActionVocabSpec
+    from roboalign.spec.prompts import check_markers
 
     t, spec = PromptTemplate(), ActionVocabSpec(num_fast_tokens=4)
     assert (t.action_start, t.action_end) == (spec.start_token, spec.end_token) == (ACTION_START, ACTION_END)

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from roboalign.csv_rows import append_row, read_rows
-from roboalign.record import (
+from roboalign.commands.csv_rows import append_row, read_rows
+from roboalign.commands.record import (
     Take,
     append_take,
     bag_of,
@@ -72,7 +72,7 @@ def test_bags_without_a_take_are_found_and_a_finished_recording_is_waited_for(tm
     (["--task", "all", "--operator", "expert"], "use --launch sim --mode leader"),
 ])
 def test_bad_arguments_end_in_one_line_before_anything_starts(tmp_path, capsys, argv, error) -> None:
-    from roboalign.record import main
+    from roboalign.commands.record import main
 
     assert main([*argv, "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err

@@ -21,13 +21,12 @@ import pytest
 pytestmark = [pytest.mark.ros, pytest.mark.sim, pytest.mark.slow]
 
 rclpy = pytest.importorskip("rclpy", reason="needs ROS 2 (make setup)")
-from roboalign_policy.expert_operator import LOCKSTEP_TOPIC  # noqa: E402
+from roboalign.commands.record import ExpertOperatorRole, Recorder, read_takes  # noqa: E402
+from roboalign.spec.tasks import DEFAULT_TASKS  # noqa: E402
 from roboalign_policy.graph import load_graph  # noqa: E402
-from roboalign_policy.operator_client import OperatorClient  # noqa: E402
-from roboalign_policy.process_graph import ProcessGraph  # noqa: E402
-
-from roboalign.record import ExpertOperatorRole, Recorder, read_takes  # noqa: E402
-from roboalign.tasks import DEFAULT_TASKS  # noqa: E402
+from roboalign_policy.tools.expert_operator import LOCKSTEP_TOPIC  # noqa: E402
+from roboalign_policy.tools.operator_client import OperatorClient  # noqa: E402
+from roboalign_policy.tools.process_graph import ProcessGraph  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK = DEFAULT_TASKS.get("shelf_to_tray")
@@ -119,8 +118,7 @@ def test_record_a_demo_train_export_and_deploy(sim) -> None:
     cmd, meas = ep.robot["joint_position_command"][:, :7], ep.actions["joint_position"][:, :7]
     assert np.ptp(meas, axis=0).max() > 0.1 and np.abs(cmd - meas).max() < 0.2
 
-    from roboalign.training.cli import main as train
-
+    from roboalign.commands.train import main as train
     from roboalign.export.cli import main as export
 
     head = out / "head"
@@ -129,7 +127,7 @@ def test_record_a_demo_train_export_and_deploy(sim) -> None:
     assert json.loads((head / "metrics.json").read_text())["steps"] == 3 and (head / "checkpoint").is_dir()
     assert export(["--checkpoint", str(head / "checkpoint"), "--out", str(out / "export")]) == 0
 
-    from roboalign.trials import RESULTS_MD, read_trials, run_trials
+    from roboalign.commands.trials import RESULTS_MD, read_trials, run_trials
 
     client.set_parameters("bridge_node", {"mode": "policy"})
     opts = {"providers": ["cpu"], "num_threads": 1}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from roboalign.action_vocab import ActionVocab, ActionVocabSpec
 from roboalign.models.backbone import build_tiny_tokenizer
-from roboalign.rewards import (
+from roboalign.spec.action_vocab import ActionVocab, ActionVocabSpec
+from roboalign.spec.rewards import (
     RoboAlignRewards,
     completion_text,
     format_reward,

@@ -15,11 +15,11 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.parameter import Parameter as P  # noqa: E402
 from rclpy.qos import ReliabilityPolicy  # noqa: E402
 from roboalign_msgs.msg import PolicyStatus  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+
 from roboalign_policy import conversions as conv  # noqa: E402
 from roboalign_policy import qos as q  # noqa: E402
 from roboalign_policy.policy_node import PolicyNode  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
-
 from tests.ros_helpers.executor import wait_until  # noqa: E402
 
 CAM = "/camera/qos_test/color/image_raw"

@@ -24,20 +24,20 @@ pytestmark = [pytest.mark.ros, pytest.mark.sim, pytest.mark.slow]
 
 rclpy = pytest.importorskip("rclpy", reason="needs ROS 2 (make setup)")
 from roboalign_msgs.msg import ActionChunk, PolicyStatus  # noqa: E402
-from roboalign_policy import conversions as conv  # noqa: E402
-from roboalign_policy.graph import load_graph  # noqa: E402
-from roboalign_policy.operator_client import OperatorClient  # noqa: E402
-from roboalign_policy.process_graph import ProcessGraph  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
-from roboalign.action_space import PANDA_LIMITS  # noqa: E402
+from roboalign.spec.action_space import PANDA_LIMITS  # noqa: E402
+from roboalign_policy import conversions as conv  # noqa: E402
+from roboalign_policy.graph import load_graph  # noqa: E402
+from roboalign_policy.tools.operator_client import OperatorClient  # noqa: E402
+from roboalign_policy.tools.process_graph import ProcessGraph  # noqa: E402
 
 ARM = [f"fr3_joint{i}" for i in range(1, 8)]
 
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_SOURCES = ["roboalign/control/tiny_model.py", "roboalign/export/*.py", "roboalign/models/**/*.py",
-                "roboalign/action_space.py", "roboalign/normalization.py", "roboalign/fast.py"]
+                "roboalign/spec/action_space.py", "roboalign/spec/normalization.py", "roboalign/spec/fast.py"]
 
 
 def _tiny_export(request, tmp_path_factory) -> Path:
@@ -152,8 +152,8 @@ def test_trials_with_the_scripted_expert_write_the_results_table(stack, tmp_path
     from rclpy.parameter import Parameter
     from rclpy.parameter_client import AsyncParameterClient
 
-    from roboalign.tasks import DEFAULT_TASKS
-    from roboalign.trials import RESULTS_MD, RESULTS_PNG, read_trials, run_trials
+    from roboalign.commands.trials import RESULTS_MD, RESULTS_PNG, read_trials, run_trials
+    from roboalign.spec.tasks import DEFAULT_TASKS
 
     procs, client, _ = stack
     procs.restart("policy_node", {"backend": "expert", "checkpoint": "",

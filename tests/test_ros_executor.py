@@ -31,8 +31,9 @@ def test_busy_subscriptions_are_all_delivered_without_requeueing(rcl) -> None:
     ~250 of these 900 and made >100 000 submissions; each callback must run once per message here."""
     from rclpy.callback_groups import ReentrantCallbackGroup
     from rclpy.qos import QoSProfile
-    from roboalign_policy.executor import QueueAwareExecutor
     from std_msgs.msg import String
+
+    from roboalign_policy.executor import QueueAwareExecutor
 
     node = rcl.create_node("queue_aware_test")
     got: dict[str, list[str]] = {f"t{i}": [] for i in range(3)}
@@ -85,8 +86,9 @@ def test_busy_subscriptions_are_all_delivered_without_requeueing(rcl) -> None:
 def test_coroutine_callbacks_resume_and_callback_errors_propagate(rcl) -> None:
     from rclpy.callback_groups import ReentrantCallbackGroup
     from rclpy.task import Future
-    from roboalign_policy.executor import QueueAwareExecutor
     from std_msgs.msg import String
+
+    from roboalign_policy.executor import QueueAwareExecutor
 
     node = rcl.create_node("queue_aware_coro")
     gate, done = Future(), threading.Event()

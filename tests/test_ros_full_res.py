@@ -1,8 +1,8 @@
 """Full-size camera streams through the real-robot graph: 2 x 640x480 rgb8 at 30 Hz (RealSense's default
 profile, one camera with a padded row stride) into policy_node + bridge_node started as processes from
 config/real_robot_graph.yaml (tiny ONNX model on the CPU, ``dry_run`` off), with an operator episode on a stiff
-position-controlled stand-in robot (``roboalign_policy.bench_robot.StandInRobot`` inside
-``roboalign_policy.bench_probe.Probe``, the hardware boundary).
+position-controlled stand-in robot (``roboalign_policy.tools.bench_robot.StandInRobot`` inside
+``roboalign_policy.tools.bench_probe.Probe``, the hardware boundary).
 
 Asserts: no fault for 20 s, >= 90 % of the frames published reach the policy (PolicyStatus.camera_frames),
 every command inside the FR3 limits; then bad input on one camera (wrong encoding, truncated data) is counted
@@ -24,14 +24,14 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow, pytest.mark.skipif(
 
 rclpy = pytest.importorskip("rclpy", reason="needs ROS 2 (make setup)")
 from roboalign_msgs.msg import PolicyStatus  # noqa: E402
-from roboalign_policy import conversions as conv  # noqa: E402
-from roboalign_policy.bench_probe import Probe, camera_image  # noqa: E402
-from roboalign_policy.graph import load_graph  # noqa: E402
-from roboalign_policy.operator_client import OperatorClient  # noqa: E402
-from roboalign_policy.process_graph import ProcessGraph  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from roboalign.action_space import FR3_LIMITS  # noqa: E402
+from roboalign.spec.action_space import FR3_LIMITS  # noqa: E402
+from roboalign_policy import conversions as conv  # noqa: E402
+from roboalign_policy.graph import load_graph  # noqa: E402
+from roboalign_policy.tools.bench_probe import Probe, camera_image  # noqa: E402
+from roboalign_policy.tools.operator_client import OperatorClient  # noqa: E402
+from roboalign_policy.tools.process_graph import ProcessGraph  # noqa: E402
 from tests.ros_helpers.executor import wait_until  # noqa: E402
 from tests.test_ros_e2e import _tiny_export  # noqa: E402
 

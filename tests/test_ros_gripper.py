@@ -22,9 +22,9 @@ from franka_msgs.action import Grasp, Homing, Move  # noqa: E402
 from rclpy.action import ActionServer, GoalResponse  # noqa: E402
 from rclpy.callback_groups import ReentrantCallbackGroup  # noqa: E402
 from rclpy.parameter import Parameter as P  # noqa: E402
-from roboalign_policy.gripper_relay import GripperRelay  # noqa: E402
 from std_msgs.msg import Float64MultiArray  # noqa: E402
 
+from roboalign_policy.gripper_relay import GripperRelay  # noqa: E402
 from tests.ros_helpers.executor import wait_until  # noqa: E402
 
 TOPIC = "/roboalign/gripper_command"

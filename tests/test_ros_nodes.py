@@ -22,16 +22,16 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.parameter import Parameter as P  # noqa: E402
 from roboalign_msgs.msg import ActionChunk, EpisodeStatus, PolicyStatus  # noqa: E402
 from roboalign_msgs.srv import TaskCommand  # noqa: E402
-from roboalign_policy import conversions as conv  # noqa: E402
-from roboalign_policy.bridge_node import BridgeNode  # noqa: E402
-from roboalign_policy.policy_node import PolicyNode  # noqa: E402
-from roboalign_policy.qos import LATCHED  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import Bool, String  # noqa: E402
 from std_srvs.srv import SetBool  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
-from roboalign.action_space import FR3_LIMITS  # noqa: E402
+from roboalign.spec.action_space import FR3_LIMITS  # noqa: E402
+from roboalign_policy import conversions as conv  # noqa: E402
+from roboalign_policy.bridge_node import BridgeNode  # noqa: E402
+from roboalign_policy.policy_node import PolicyNode  # noqa: E402
+from roboalign_policy.qos import LATCHED  # noqa: E402
 from tests.ros_helpers.executor import wait_until  # noqa: E402
 from tests.ros_helpers.kinematic_robot import START, KinematicRobot  # noqa: E402
 
@@ -425,10 +425,9 @@ class ScriptedOperator:
 
 
 def test_real_mode_trials_ask_the_operator_and_write_the_table(ros, tmp_path) -> None:
-    from roboalign_policy.operator_client import OperatorClient
-
-    from roboalign.tasks import DEFAULT_TASKS
-    from roboalign.trials import RESULTS_MD, read_trials, run_trials
+    from roboalign.commands.trials import RESULTS_MD, read_trials, run_trials
+    from roboalign.spec.tasks import DEFAULT_TASKS
+    from roboalign_policy.tools.operator_client import OperatorClient
 
     ros(reach_policy(), bridge(max_episode_s=1.0, task_domain="real"), KinematicRobot([CAM]))
     client = OperatorClient()

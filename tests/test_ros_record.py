@@ -14,10 +14,9 @@ import pytest
 pytestmark = pytest.mark.ros
 
 rclpy = pytest.importorskip("rclpy", reason="needs ROS 2 (make setup)")
-from roboalign_policy.operator_client import OperatorClient  # noqa: E402
-
-from roboalign.record import HumanOperator, Recorder, read_takes  # noqa: E402
-from roboalign.tasks import DEFAULT_TASKS  # noqa: E402
+from roboalign.commands.record import HumanOperator, Recorder, read_takes  # noqa: E402
+from roboalign.spec.tasks import DEFAULT_TASKS  # noqa: E402
+from roboalign_policy.tools.operator_client import OperatorClient  # noqa: E402
 from tests.ros_helpers.executor import wait_until  # noqa: E402
 from tests.ros_helpers.kinematic_robot import START, KinematicRobot  # noqa: E402
 from tests.test_ros_nodes import CAM, bridge  # noqa: E402

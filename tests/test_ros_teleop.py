@@ -14,12 +14,12 @@ pytestmark = pytest.mark.ros
 rclpy = pytest.importorskip("rclpy", reason="needs ROS 2 (make setup)")
 from geometry_msgs.msg import TwistStamped  # noqa: E402
 from roboalign_msgs.msg import EpisodeStatus  # noqa: E402
-from roboalign_policy import conversions as conv  # noqa: E402
-from roboalign_policy import qos  # noqa: E402
 from std_msgs.msg import Float64  # noqa: E402
 
-from roboalign.action_space import FR3_JOINT_NAMES  # noqa: E402
 from roboalign.control.kinematics import FR3Kinematics  # noqa: E402
+from roboalign.spec.action_space import FR3_JOINT_NAMES  # noqa: E402
+from roboalign_policy import conversions as conv  # noqa: E402
+from roboalign_policy import qos  # noqa: E402
 from tests.ros_helpers.executor import wait_until  # noqa: E402
 from tests.ros_helpers.kinematic_robot import START, KinematicRobot  # noqa: E402
 from tests.test_ros_nodes import CAM, Listener, R, bridge  # noqa: E402
@@ -95,8 +95,9 @@ def test_leader_targets_are_followed_and_kinesthetic_sends_nothing(ros) -> None:
 
 
 def test_teleop_node_turns_joy_into_a_twist_that_moves_the_arm(ros) -> None:
-    from roboalign_policy.teleop_node import TeleopNode
     from sensor_msgs.msg import Joy
+
+    from roboalign_policy.teleop_node import TeleopNode
 
     robot = KinematicRobot([CAM])
     teleop = TeleopNode(parameter_overrides=[rclpy.parameter.Parameter("device", value="joy")])

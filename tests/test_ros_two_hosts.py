@@ -15,9 +15,8 @@ import pytest
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 pytest.importorskip("rclpy", reason="needs ROS 2 (make setup)")
-from roboalign_policy.node_runner import PROFILE_VARS, dds_profile_path  # noqa: E402
-
 from roboalign.bench.netns import NetnsUnavailable, two_hosts  # noqa: E402
+from roboalign_policy.node_runner import PROFILE_VARS, dds_profile_path  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +32,7 @@ def _stream(hosts, *extra: str) -> dict:
     robot, policy = hosts
     udp = str(dds_profile_path("fastdds_udp.xml"))  # shared memory would bypass the link
     env = {**os.environ, **{v: udp for v in PROFILE_VARS}, "ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"}
-    check = [sys.executable, "-m", "roboalign_policy.stream_check"]
+    check = [sys.executable, "-m", "roboalign_policy.tools.stream_check"]
     pub = subprocess.Popen([*robot.prefix, *check, "pub", "--qos", "reliable", "--seconds", "12", *extra], env=env,
                            stdout=subprocess.PIPE, text=True)
     try:

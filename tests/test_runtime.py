@@ -15,13 +15,13 @@ from export_fixtures import copy_export, tiny_checkpoint_and_export
 
 from roboalign.models.vla import load_vla
 from roboalign.runtime import Policy, SpecMismatchError
+from roboalign.runtime.checkpoint_specs import check_specs
 from roboalign.runtime.manifest import ManifestError
 from roboalign.runtime.ort_backend import OnnxRuntimeBackend, resolve_providers
 from roboalign.runtime.preprocess import draw_noise, synthetic_observations
-from roboalign.runtime.specs import check_specs
 from roboalign.runtime.tensorrt_engines import TensorRTUnavailable
 from roboalign.runtime.torch_backend import preprocessor_for_vla
-from roboalign.runtime.types import ActionChunk, BasePolicy, Observation
+from roboalign.spec.policy_io import ActionChunk, BasePolicy, Observation
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -18,6 +18,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from align_fixtures import make_episode, make_episodes, write_dataset  # noqa: E402
+
+from roboalign.models.aligned import load_aligned, missing_files  # noqa: E402
 from roboalign.training.config import DataConfig, SFTRunConfig, load_config  # noqa: E402
 from roboalign.training.data_builders import (  # noqa: E402
     DataError,
@@ -36,8 +38,6 @@ from roboalign.training.sft import (  # noqa: E402
     run_sft,
     sample_config,
 )
-
-from roboalign.models.aligned import load_aligned, missing_files  # noqa: E402
 
 DATA = DataConfig(dataset="toy", chunk_len=8, stride=8, fast_vocab_size=96, mixture={"robot": 1.0, "vqa": 0.5})
 
@@ -197,7 +197,7 @@ def test_configs_load_and_validate(tmp_path):
 
 def test_cli_runs_the_tiny_config(tmp_path):
     """``roboalign train sft --config training/configs/sft_tiny.yaml`` with a dataset and 1 step."""
-    from roboalign.training import cli
+    from roboalign.commands import train as cli
 
     data = write_dataset(tmp_path / "data", 4, steps=16)
     out = tmp_path / "cli"

@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from roboalign.action_space import ActionSpace, get_action_space
 from roboalign.models.action_head import ActionHeadConfig
 from roboalign.models.vla_inputs import VLAInputSpec
-from roboalign.normalization import NormStats
-from roboalign.prompts import PromptTemplate
-from roboalign.spec_io import SpecError, SpecNotFound, build, check_format, load_spec, read_spec_file
-from roboalign.tasks import DEFAULT_TASKS, TaskSet
+from roboalign.spec.action_space import ActionSpace, get_action_space
+from roboalign.spec.loader import SpecError, SpecNotFound, build, check_format, load_spec, read_spec_file
+from roboalign.spec.normalization import NormStats
+from roboalign.spec.prompts import PromptTemplate
+from roboalign.spec.tasks import DEFAULT_TASKS, TaskSet
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from roboalign.tasks import (
+from roboalign.spec.tasks import (
     DEFAULT_TASKS,
     LIBERO_OBJECT_OBJECTS,
     LIBERO_OBJECT_TASKS,

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+from roboalign.commands.cli import main as roboalign_main
+from roboalign.spec.loader import SpecError
 from roboalign.training.config import DataConfig, SFTRunConfig, VLATrainConfig, load_config
 from roboalign.training.overrides import apply_sets, parse_run_config
-
-from roboalign.cli import main as roboalign_main
-from roboalign.spec_io import SpecError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs"
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from roboalign.tasks import DEFAULT_TASKS
-from roboalign.trials import (
+from roboalign.commands.trials import (
     RESULTS_MD,
     RESULTS_PNG,
     TRIALS_CSV,
@@ -18,6 +17,7 @@ from roboalign.trials import (
     summarize,
     write_results,
 )
+from roboalign.spec.tasks import DEFAULT_TASKS
 
 
 def test_plan_follows_the_paper_protocol() -> None:

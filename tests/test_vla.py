@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 import torch
 
-from roboalign.action_space import eef_delta
 from roboalign.data import Episode, write_episode
 from roboalign.models.action_head import ActionHeadConfig
 from roboalign.models.backbone import build_tiny_backbone, language_layers
 from roboalign.models.vla import build_vla, load_vla, save_vla
 from roboalign.models.vla_inputs import VLAInputSpec
-from roboalign.normalization import NormStats
 from roboalign.runtime.policy import Policy
 from roboalign.runtime.torch_backend import TorchBackend
-from roboalign.runtime.types import Observation
 from roboalign.sim.libero_env import STATE_NAMES
+from roboalign.spec.action_space import eef_delta
+from roboalign.spec.normalization import NormStats
+from roboalign.spec.policy_io import Observation
 
 INSTR = "pick up the ketchup and place it in the basket"
 
@@ -168,7 +168,7 @@ def _write_dataset(root, tasks=("bottle_to_basket", "box_to_plate"), per_task=3,
 
 @pytest.mark.parametrize("space", ["eef_delta", "joint_position"])
 def test_train_end_to_end_both_action_spaces(tmp_path, space):
-    from roboalign.training.vla import VLATrainConfig, train
+    from roboalign.training.vla_head import VLATrainConfig, train
 
     ds = _write_dataset(tmp_path / "ds")
     cfg = VLATrainConfig(dataset=str(ds), output_dir=str(tmp_path / "run"), action_space=space, steps=12,
@@ -188,9 +188,8 @@ def test_train_end_to_end_both_action_spaces(tmp_path, space):
 
 
 def test_cached_features_equal_online_features(tmp_path):
-    from roboalign.training.vla import FeatureSource, VLATrainConfig, build_model, frame_table
-
     from roboalign.data import EpisodeDataset
+    from roboalign.training.vla_head import FeatureSource, VLATrainConfig, build_model, frame_table
 
     ds_root = _write_dataset(tmp_path / "ds", tasks=("bottle_to_basket",), per_task=1, length=12)
     ds = EpisodeDataset(ds_root)

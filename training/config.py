@@ -6,7 +6,7 @@ code runs both, only values differ). Unknown keys are errors that list the valid
 TRL's ``SFTConfig``/``GRPOConfig`` we don't model go in ``trainer_overrides`` and are passed through.
 
 The VLA head's run (``VLATrainConfig``, ``kind: vla``) is a flat set of keys. Every file is read through
-``roboalign.spec_io`` (unknown keys refused listing the valid ones, nested sections on top of their defaults);
+``roboalign.spec.loader`` (unknown keys refused listing the valid ones, nested sections on top of their defaults);
 command-line ``--set key=value`` overrides (``training/overrides.py``) apply to the same raw mapping first.
 
 Defaults are the paper's (arXiv 2603.21341): SFT cosine LR 2e-5, warmup 3 %, 1 epoch, vision frozen; GRPO LR
@@ -24,11 +24,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from roboalign.training.data_builders import REASONING_DETAILS, ExtraDataset
-
 from roboalign.models.action_head import ActionHeadConfig
 from roboalign.sim.default_dataset import DEFAULT as DEFAULT_DATASET
-from roboalign.spec_io import SpecError, build, read_spec_file
+from roboalign.spec.loader import SpecError, build, read_spec_file
+from roboalign.training.data_builders import REASONING_DETAILS, ExtraDataset
 
 DTYPES = ("float32", "bfloat16", "float16")
 ACTION_SPACES = ("eef_delta", "joint_position")

@@ -43,10 +43,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from roboalign.action_vocab import ActionVocab
-from roboalign.fast import FastConfig, FastTokenizer
-from roboalign.normalization import NormStats
-from roboalign.prompts import PromptTemplate
+from roboalign.spec.action_vocab import ActionVocab
+from roboalign.spec.fast import FastConfig, FastTokenizer
+from roboalign.spec.normalization import NormStats
+from roboalign.spec.prompts import PromptTemplate
 
 
 class DataError(ValueError):

@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from roboalign.models.aligned import AlignedModel
-from roboalign.rewards import format_reward, prefix_accuracy, total_reward
+from roboalign.spec.rewards import format_reward, prefix_accuracy, total_reward
 
 
 @dataclass(frozen=True)

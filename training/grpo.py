@@ -2,7 +2,7 @@
 
 Starts from an SFT checkpoint folder (``roboalign.models.aligned``). Prompts are robot samples (images +
 instruction + state) with their target FAST ids in the ``target_fast`` column; for each prompt the policy
-samples ``num_generations`` (5) completions, scored by ``roboalign.rewards`` (r = (r_f + r_a) / 2 via
+samples ``num_generations`` (5) completions, scored by ``roboalign.spec.rewards`` (r = (r_f + r_a) / 2 via
 ``reward_weights=[0.5, 0.5]``), advantages are group-normalised, and the clipped policy-gradient loss
 plus ``beta`` × KL to the frozen SFT model (TRL's k3 estimator = EasyR1's ``low_var_kl``) is minimised.
 All parameters are trained (the paper: "all parameters trained") unless ``freeze_vision`` is set.
@@ -22,16 +22,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from roboalign.models.aligned import AlignedModel, load_aligned, save_aligned, save_specs
+from roboalign.models.backbone import freeze_vision_tower
+from roboalign.spec.rewards import RoboAlignRewards
 from roboalign.training.config import GRPORunConfig, config_to_dict
 from roboalign.training.curves import CurveLogger
 from roboalign.training.data_builders import EpisodeView, Mixture, robot_samples, to_hf_dataset
 from roboalign.training.overrides import parse_run_config
 from roboalign.training.resume import resolve_checkpoint, restore_weights
 from roboalign.training.sft import RUN_CONFIG_FILE, is_main_process, sample_config
-
-from roboalign.models.aligned import AlignedModel, load_aligned, save_aligned, save_specs
-from roboalign.models.backbone import freeze_vision_tower
-from roboalign.rewards import RoboAlignRewards
 
 log = logging.getLogger(__name__)
 GRPO_COLUMNS = ("prompt", "images", "target_fast")
@@ -110,7 +110,7 @@ def make_grpo_trainer(aligned: AlignedModel, train_dataset: Any, cfg: GRPORunCon
 
 def run_grpo(cfg: GRPORunConfig, train: list[EpisodeView] | None = None) -> AlignedModel:
     """The whole GRPO stage; returns the aligned model (stage ``grpo``) saved in ``cfg.output_dir``."""
-    from roboalign.training.episodes import load_views
+    from roboalign.training.episode_views import load_views
 
     out = Path(cfg.output_dir)
     aligned = load_aligned(cfg.init_checkpoint, freeze_vision=False)
@@ -149,6 +149,6 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":  # e.g. under accelerate launch: user errors in one line as with `roboalign train`
     import sys
 
-    from roboalign.cli_errors import run_main
+    from roboalign.spec.user_errors import run_main
 
     raise SystemExit(run_main("roboalign.training.grpo", main, sys.argv[1:]))

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from roboalign.spec_io import SpecError, field_type
+from roboalign.spec.loader import SpecError, field_type
 
 # shortcut option -> config key, per stage (only keys the stage's config has)
 SHORTCUTS: dict[str, dict[str, str]] = {

@@ -23,6 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from roboalign.models.aligned import FAST_DIR, AlignedModel, AlignSpec, save_aligned, save_specs
+from roboalign.models.backbone import Backbone, TinyBackboneConfig, build_tiny_backbone, load_backbone
+from roboalign.spec.action_vocab import ActionVocabSpec, add_action_vocabulary
+from roboalign.spec.fast import FastTokenizer
+from roboalign.spec.normalization import FILE_NAME as NORM_FILE
+from roboalign.spec.normalization import NormStats
+from roboalign.spec.prompts import PromptTemplate
 from roboalign.training.config import DataConfig, ModelConfig, SFTRunConfig, config_to_dict
 from roboalign.training.curves import CurveLogger
 from roboalign.training.data_builders import (
@@ -37,14 +45,6 @@ from roboalign.training.data_builders import (
 )
 from roboalign.training.overrides import parse_run_config
 from roboalign.training.resume import resolve_checkpoint, restore_weights
-
-from roboalign.action_vocab import ActionVocabSpec, add_action_vocabulary
-from roboalign.fast import FastTokenizer
-from roboalign.models.aligned import FAST_DIR, AlignedModel, AlignSpec, save_aligned, save_specs
-from roboalign.models.backbone import Backbone, TinyBackboneConfig, build_tiny_backbone, load_backbone
-from roboalign.normalization import FILE_NAME as NORM_FILE
-from roboalign.normalization import NormStats
-from roboalign.prompts import PromptTemplate
 
 log = logging.getLogger(__name__)
 SFT_COLUMNS = ("prompt", "completion", "images")
@@ -166,8 +166,9 @@ def make_sft_trainer(aligned: AlignedModel, train_dataset: Any, cfg: SFTRunConfi
 
 def run_sft(cfg: SFTRunConfig, train: list[EpisodeView] | None = None) -> AlignedModel:
     """The whole SFT stage; returns the aligned model (stage ``sft``) saved in ``cfg.output_dir``."""
-    from roboalign.training.episodes import load_views
     from transformers import set_seed
+
+    from roboalign.training.episode_views import load_views
 
     out = Path(cfg.output_dir)
     set_seed(cfg.seed)  # the new action-token embeddings are drawn from the global RNG (mean resizing)
@@ -207,6 +208,6 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":  # e.g. under accelerate launch: user errors in one line as with `roboalign train`
     import sys
 
-    from roboalign.cli_errors import run_main
+    from roboalign.spec.user_errors import run_main
 
     raise SystemExit(run_main("roboalign.training.sft", main, sys.argv[1:]))

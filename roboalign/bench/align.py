@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     from roboalign.training.config import load_config
     from roboalign.training.curves import plot_curves, read_log, write_csv
     from roboalign.training.data_builders import robot_samples
-    from roboalign.training.episodes import load_views
+    from roboalign.training.episode_views import load_views
     from roboalign.training.grpo import run_grpo
     from roboalign.training.sft import build_backbone, norm_and_fast, prepare_aligned, run_sft, sample_config
 

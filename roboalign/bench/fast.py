@@ -8,7 +8,7 @@ recorded dataset is passed with ``--dataset`` (``.npz`` with ``actions`` (S, D) 
 Protocol: split episodes 80/20; fit the normalisation stats and the FAST BPE on the training episodes;
 measure on the held-out chunks (sliding windows of ``--chunk-len`` steps): FAST tokens per chunk, the
 naive per-dimension 256-bin tokenizer's tokens per chunk (T*D), the worst round-trip error (normalised
-units, against the rounding bound of ``roboalign.fast``) and batch encode+decode throughput, both
+units, against the rounding bound of ``roboalign.spec.fast``) and batch encode+decode throughput, both
 tokenizers side by side. Writes ``fast.png`` and ``fast.json`` to ``--out``. Final line:
 
     fast: tokens_per_chunk=<F> binning_tokens_per_chunk=<B> roundtrip_max_err=<E> encode_decode_chunks_per_s=<R>
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from roboalign.fast import FastConfig, FastTokenizer
-from roboalign.normalization import NormStats
+from roboalign.spec.fast import FastConfig, FastTokenizer
+from roboalign.spec.normalization import NormStats
 
 ACTION_NAMES = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
 

@@ -4,10 +4,10 @@ whether full-size camera streams reach the policy.
     roboalign bench ros [--seconds 20] [--image-size 640x480 (default)] [--cameras 2] [--fps 30] [--compressed]
                         [--backend onnxruntime|reach] [--pin auto|none] [--out runs/bench_ros]
 
-The ROS side runs in a process of the ROS package (``roboalign_policy.bench_probe``; the core never imports
+The ROS side runs in a process of the ROS package (``roboalign_policy.tools.bench_probe``; the core never imports
 rclpy): policy_node and bridge_node as separate processes (as deployed), a camera driver publishing
 ``--cameras`` rgb8 cameras at ``--fps`` (``--compressed``: also JPEG on ``<topic>/compressed``, which the
-policy then reads), and the robot as a process of its own (``roboalign_policy.bench_robot``: /joint_states at
+policy then reads), and the robot as a process of its own (``roboalign_policy.tools.bench_robot``: /joint_states at
 100 Hz, the bridge's 50 Hz commands taken; its DDS receive threads at SCHED_FIFO ``--robot-priority``, as a
 robot controller's on a real-time kernel). The policy runs the tiny exported VLA on ONNX Runtime
 (``--backend reach``: a trivial policy). With ``--pin auto`` (2+ CPUs) the policy node runs on the last CPU
@@ -234,7 +234,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cfg = _config(args, out)
     domain = os.environ.get("ROS_DOMAIN_ID") or str(150 + os.getpid() % 80)  # keep other stacks out
     env = {**os.environ, "ROS_DOMAIN_ID": domain}
-    cmd = [sys.executable, "-m", "roboalign_policy.bench_probe", str(out / "config.json"), str(out / "raw.json")]
+    cmd = [sys.executable, "-m", "roboalign_policy.tools.bench_probe", str(out / "config.json"), str(out / "raw.json")]
     if args.netns:
         from roboalign.bench.netns import NetnsUnavailable, two_hosts
 

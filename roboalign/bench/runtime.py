@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from roboalign.sim.spec import DEFAULT_CAMERAS
+from roboalign.sim.constants import DEFAULT_CAMERAS
 
 STAGES = ("preprocess", "vision", "llm", "head", "postprocess", "total")
 
@@ -40,12 +40,12 @@ def make_tiny_vla_checkpoint(path: str | Path, seed: int = 0, action_space: str 
     ``action_space``: ``eef_delta`` (7-D LIBERO deltas) or ``joint_position`` (7 FR3 joints + gripper);
     the normalisation stats span the space's bounds, the state is 7 joints + gripper.
     """
-    from roboalign.action_space import get_action_space
     from roboalign.models.action_head import ActionHeadConfig
     from roboalign.models.backbone import build_tiny_backbone
     from roboalign.models.vla import build_vla, save_vla
     from roboalign.models.vla_inputs import VLAInputSpec
-    from roboalign.normalization import NormStats
+    from roboalign.spec.action_space import get_action_space
+    from roboalign.spec.normalization import NormStats
 
     rng = np.random.default_rng(seed)
     backbone = build_tiny_backbone(family)

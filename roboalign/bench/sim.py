@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from roboalign.sim.spec import SIM_CAMERA_SIZE
-from roboalign.tasks import DEFAULT_TASKS, SCENE_SETS
+from roboalign.sim.constants import SIM_CAMERA_SIZE
+from roboalign.spec.tasks import DEFAULT_TASKS, SCENE_SETS
 
 EPISODE_COLS = ["task", "init_state", "success", "steps", "final_phase", "retries", "seconds"]
 

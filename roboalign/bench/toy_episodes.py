@@ -90,7 +90,7 @@ def write_dataset(root: str | Path, n: int, start: int = 0, steps: int = 40) -> 
     """Write ``n`` scripted episodes as a real episode dataset folder (``roboalign.data`` writer API).
 
     Tasks are named by the LIBERO-Object object (``milk``, ``cream_cheese``, …) so the reader resolves
-    the object names through ``roboalign.tasks``. Returns the folder.
+    the object names through ``roboalign.spec.tasks``. Returns the folder.
     """
     from roboalign.data import Episode, write_episode, write_meta
 

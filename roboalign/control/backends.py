@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from roboalign.runtime.types import RUNTIME_BACKENDS, BasePolicy
+from roboalign.spec.policy_io import RUNTIME_BACKENDS, BasePolicy
 
 BACKENDS = (*RUNTIME_BACKENDS, "expert", "reach")
 

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from roboalign.action_space import ACTION_SPACES, JOINT_LIMITS, make_joint_position
 from roboalign.control.bridge_io import (  # noqa: F401  (re-exported: the bridge's whole interface in one import)
     NEEDS_STATE,
     RUNTIME_SETTINGS,
@@ -45,7 +44,8 @@ from roboalign.control.episode import EpisodeMachine, Phase, TransitionError
 from roboalign.control.safety import SafetyLimits
 from roboalign.control.teleop import JointTargets, TwistCommand, TwistFollower, leader_target
 from roboalign.control.watchdog import Watchdog
-from roboalign.tasks import TaskError, TaskSet, sim_task_set
+from roboalign.spec.action_space import ACTION_SPACES, JOINT_LIMITS, make_joint_position
+from roboalign.spec.tasks import TaskError, TaskSet, sim_task_set
 
 
 def to_joint_order(action_space: str, actions: np.ndarray, dim: int = 8) -> np.ndarray:

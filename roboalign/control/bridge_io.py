@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from roboalign.action_space import FR3_HOME, FR3_JOINT_NAMES, JOINT_LIMITS
 from roboalign.control.episode import Phase
 from roboalign.control.teleop import MODES, JointTargets, TwistCommand
-from roboalign.tasks import SCENE_SETS
-from roboalign.topics import JOINT_STATES
+from roboalign.spec.action_space import FR3_HOME, FR3_JOINT_NAMES, JOINT_LIMITS
+from roboalign.spec.tasks import SCENE_SETS
+from roboalign.spec.topics import JOINT_STATES
 
 
 class Command(IntEnum):

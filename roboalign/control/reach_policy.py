@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from roboalign.action_space import ActionSpace, joint_position
-from roboalign.runtime.types import ActionChunk, Observation
+from roboalign.spec.action_space import ActionSpace, joint_position
+from roboalign.spec.policy_io import ActionChunk, Observation
 
 
 @dataclass

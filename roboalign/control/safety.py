@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from roboalign.action_space import ActionSpace
+from roboalign.spec.action_space import ActionSpace
 
 
 @dataclass(frozen=True)

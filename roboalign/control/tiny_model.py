@@ -22,11 +22,11 @@ MANIFEST = "manifest.json"
 
 def make_tiny_joint_checkpoint(path: str | Path, seed: int = 0, spread: float = 0.05) -> Path:
     """A random-weight tiny joint-position VLA checkpoint folder."""
-    from roboalign.action_space import get_action_space
     from roboalign.models.action_head import ActionHeadConfig
     from roboalign.models.backbone import build_tiny_backbone
     from roboalign.models.vla import build_vla, save_vla
-    from roboalign.normalization import NormStats
+    from roboalign.spec.action_space import get_action_space
+    from roboalign.spec.normalization import NormStats
 
     rng = np.random.default_rng(seed)
     space = get_action_space("joint_position")

@@ -10,7 +10,7 @@ Typical use by a trainer::
 
     ds = EpisodeDataset("/work/data/libero_object_4tasks")          # successful episodes only
     train, val = ds.split(val_fraction=0.1, seed=0)                  # by episode, per task
-    stats = train.norm_stats("actions.joint_position")               # roboalign.normalization.NormStats
+    stats = train.norm_stats("actions.joint_position")               # roboalign.spec.normalization.NormStats
     samples = ChunkDataset(train, horizon=16, action_space="eef_delta")
     s = samples[0]   # images {cam: (H,W,3)}, state (S,), actions (H,D), action_mask (H,), instruction, ...
 """
@@ -35,8 +35,8 @@ from roboalign.data.episodes import (
     read_episode,
     read_header,
 )
-from roboalign.normalization import NormStats
-from roboalign.spec_io import check_mapping, read_spec_file
+from roboalign.spec.loader import check_mapping, read_spec_file
+from roboalign.spec.normalization import NormStats
 
 META_FILE = "meta.json"
 STATS_DIR = "norm_stats"
@@ -185,7 +185,7 @@ class EpisodeDataset:
 
         key: ``state`` or ``actions.<space>`` (``actions.eef_delta``, ``actions.joint_position``).
         """
-        from roboalign.action_space import get_action_space
+        from roboalign.spec.action_space import get_action_space
 
         if not self.episodes:
             raise ValueError("dataset is empty")

@@ -94,7 +94,7 @@ def _column_keys(ep: Episode, action_space: str) -> dict[str, tuple[str, np.ndar
 
 
 def _names(key: str, src: str, ep: Episode, dim: int) -> list[str] | None:
-    from roboalign.action_space import ACTION_SPACES
+    from roboalign.spec.action_space import ACTION_SPACES
 
     if src.startswith("actions.") and src[8:] in ACTION_SPACES:
         return list(ACTION_SPACES[src[8:]].names)

@@ -35,7 +35,7 @@ def camera_of(key: str) -> str:
 
 
 def guess_action_space(names: list[str] | None, dim: int) -> str | None:
-    from roboalign.action_space import ACTION_SPACES
+    from roboalign.spec.action_space import ACTION_SPACES
 
     for space in ACTION_SPACES.values():
         if names is not None and list(names) == list(space.names):
@@ -235,7 +235,7 @@ def _matrix(table: Any, key: str, where: str) -> np.ndarray:
 def _to_fields(cols: dict[str, np.ndarray], layout: dict[str, str] | None, action_space: str,
                shapes: dict[str, list[int]]) -> dict[str, Any]:
     """Our Episode fields from the LeRobot columns (using the layout we wrote, or the naming convention)."""
-    from roboalign.action_space import ACTION_SPACES
+    from roboalign.spec.action_space import ACTION_SPACES
 
     out: dict[str, Any] = {"actions": {}, "robot": {}, "privileged": {}, "state": cols["observation.state"]}
     for key, v in cols.items():

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from roboalign.action_space import STATE_NAMES
 from roboalign.data.episodes import CorruptEpisodeError, Episode, open_hdf5
+from roboalign.spec.action_space import STATE_NAMES
 
 CAMERA_KEYS = {"agentview": "agentview_rgb", "wrist": "eye_in_hand_rgb"}
 REQUIRED_OBS = ("joint_states", "gripper_states")
@@ -51,7 +51,7 @@ def _instruction(path: Path, data) -> tuple[str, str]:
 
 def libero_task_name(problem: str, instruction: str) -> str:
     """Our task name when the demo is one of the four tasks' sim scenes (either scene set), else the file stem."""
-    from roboalign.tasks import SCENE_SETS
+    from roboalign.spec.tasks import SCENE_SETS
 
     for tasks in SCENE_SETS.values():
         for t in tasks:

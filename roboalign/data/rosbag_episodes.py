@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 
-from roboalign.action_space import FR3_JOINT_NAMES, STATE_NAMES, get_action_space
 from roboalign.data.bag_streams import (
     BagEpisode,
     Stream,
@@ -38,6 +37,7 @@ from roboalign.data.bag_streams import (
     sample_index,
 )
 from roboalign.data.episodes import Episode
+from roboalign.spec.action_space import FR3_JOINT_NAMES, STATE_NAMES, get_action_space
 
 DEFAULT_FPS = 20.0
 

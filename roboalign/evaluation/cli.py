@@ -20,10 +20,10 @@ import json
 import sys
 from pathlib import Path
 
-from roboalign.runtime.types import RUNTIME_BACKENDS, BasePolicy
-from roboalign.sim.spec import SIM_CAMERA_SIZE
+from roboalign.sim.constants import SIM_CAMERA_SIZE
 from roboalign.sim.suites import MAX_STEPS, SUITES
-from roboalign.tasks import SCENE_SETS
+from roboalign.spec.policy_io import RUNTIME_BACKENDS, BasePolicy
+from roboalign.spec.tasks import SCENE_SETS
 
 
 class PolicyFactory:
@@ -142,7 +142,7 @@ def _probe(args: argparse.Namespace) -> int:
     import torch
 
     from roboalign.evaluation.probe import ProbeSetting, run_probe
-    from roboalign.tasks import DEFAULT_TASKS
+    from roboalign.spec.tasks import DEFAULT_TASKS
 
     torch.set_num_threads(args.threads)
     backbones = {}

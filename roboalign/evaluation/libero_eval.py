@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 
 from roboalign.evaluation.suite_table import write_suite_table
-from roboalign.runtime.types import BasePolicy, Observation
-from roboalign.sim.spec import SIM_CAMERA_SIZE
-from roboalign.tasks import DEFAULT_TASKS, SimTask
+from roboalign.sim.constants import SIM_CAMERA_SIZE
+from roboalign.spec.policy_io import BasePolicy, Observation
+from roboalign.spec.tasks import DEFAULT_TASKS, SimTask
 
 OUR_MAX_STEPS = 300  # the four tasks: the expert needs 70-200 steps (README), demos stay under 300
 
@@ -58,7 +58,7 @@ class LiberoEvalConfig:
     seed: int = 0
     render_policy_steps_only: bool = True  # skip rendering frames the policy never sees (same rollout)
     render: bool = True  # False: the policy reads no images (the scripted expert); physics-only steps
-    scenes: str = "targets"  # scene set of the four tasks (roboalign.tasks.SCENE_SETS)
+    scenes: str = "targets"  # scene set of the four tasks (roboalign.spec.tasks.SCENE_SETS)
     resume: bool = True  # skip the (task, init state) pairs already in out/episodes_log*.csv
 
     def __post_init__(self) -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from roboalign.evaluation.suite_table import OUR_TASKS
-from roboalign.sim.spec import CAMERAS
+from roboalign.sim.constants import CAMERAS
 from roboalign.sim.suites import SUITES, suite_tasks
-from roboalign.tasks import SimTask, TaskError, TaskSet, sim_task_set
+from roboalign.spec.tasks import SimTask, TaskError, TaskSet, sim_task_set
 
 EVAL_SUITES: tuple[str, ...] = (OUR_TASKS, *SUITES)
 LIBERO_ACTION_SPACE = "eef_delta"  # LIBERO's demonstrations and published evaluations: OSC_POSE deltas

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from roboalign.models.vla import VLA
 from roboalign.runtime.preprocess import draw_noise
-from roboalign.runtime.types import Observation
+from roboalign.spec.policy_io import Observation
 
 
 def offline_mse(vla: VLA, episodes: Any, frame_stride: int = 4, batch: int = 16, seed: int = 0,

@@ -152,9 +152,9 @@ def episode_features(backbone: Any, datasets: Sequence[Any], layer: int, spec: A
 
     from roboalign.models.vla import TruncatedBackbone
     from roboalign.models.vla_inputs import preprocess, vl_token_start
-    from roboalign.normalization import NormStats
-    from roboalign.prompts import PromptTemplate
-    from roboalign.runtime.types import Observation
+    from roboalign.spec.normalization import NormStats
+    from roboalign.spec.policy_io import Observation
+    from roboalign.spec.prompts import PromptTemplate
 
     trunc = TruncatedBackbone(backbone, layer)
     template = PromptTemplate()
@@ -301,7 +301,7 @@ def run_probe(dataset: str, tasks: str | Sequence[str], backbones: dict[str, str
     an unseen object and scene).
     """
     from roboalign.models.vla_inputs import VLAInputSpec
-    from roboalign.training.vla import load_any_backbone
+    from roboalign.training.vla_head import load_any_backbone
 
     tasks = [tasks] if isinstance(tasks, str) else list(tasks)
     setting = setting or ProbeSetting()

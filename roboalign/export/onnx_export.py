@@ -241,7 +241,7 @@ def export_vla(vla: Any, out: str | Path, cfg: ExportConfig | None = None, check
     import torch
 
     from roboalign.export.trt_compat import check_file
-    from roboalign.runtime.specs import RuntimeSpecs
+    from roboalign.runtime.checkpoint_specs import RuntimeSpecs
     from roboalign.runtime.torch_backend import preprocessor_for_vla
 
     cfg = cfg or ExportConfig()
@@ -322,8 +322,8 @@ def export_vla(vla: Any, out: str | Path, cfg: ExportConfig | None = None, check
 
 def run_parity(vla: Any, out: str | Path, manifest: dict[str, Any], cfg: ExportConfig) -> dict[str, Any]:
     """Parity of the graphs in ``out`` with ``vla`` (batch 2 with padding, and batch 1)."""
+    from roboalign.runtime.checkpoint_specs import RuntimeSpecs
     from roboalign.runtime.ort_backend import make_session
-    from roboalign.runtime.specs import RuntimeSpecs
     from roboalign.runtime.torch_backend import preprocessor_for_vla
 
     specs = RuntimeSpecs.from_vla(vla)

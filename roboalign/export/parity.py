@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from roboalign.runtime.types import Observation
+from roboalign.spec.policy_io import Observation
 
 DEFAULT_MIN_COSINE = 0.999
 

@@ -38,7 +38,7 @@ from diffusers.models.embeddings import TimestepEmbedding, Timesteps, get_timest
 from diffusers.models.normalization import AdaLayerNorm
 from torch import nn
 
-from roboalign.spec_io import build
+from roboalign.spec.loader import build
 
 __all__ = ["ActionHeadConfig", "FlowMatchingActionHead", "sample_flow_time"]
 

@@ -25,18 +25,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from roboalign.action_vocab import FILE_NAME as ACTION_VOCAB_FILE
-from roboalign.action_vocab import ActionVocab
-from roboalign.fast import CONFIG_FILE as FAST_CONFIG_FILE
-from roboalign.fast import TOKENIZER_FILE as FAST_TOKENIZER_FILE
-from roboalign.fast import FastTokenizer
-from roboalign.folder_kind import wrong_kind
 from roboalign.models.backbone import Backbone, check_backbone_folder, load_backbone, save_backbone
-from roboalign.normalization import FILE_NAME as NORM_FILE
-from roboalign.normalization import NormStats
-from roboalign.prompts import FILE_NAME as PROMPT_FILE
-from roboalign.prompts import PromptTemplate, check_markers
-from roboalign.spec_io import build, load_spec
+from roboalign.spec.action_vocab import FILE_NAME as ACTION_VOCAB_FILE
+from roboalign.spec.action_vocab import ActionVocab
+from roboalign.spec.fast import CONFIG_FILE as FAST_CONFIG_FILE
+from roboalign.spec.fast import TOKENIZER_FILE as FAST_TOKENIZER_FILE
+from roboalign.spec.fast import FastTokenizer
+from roboalign.spec.folder_kind import wrong_kind
+from roboalign.spec.loader import build, load_spec
+from roboalign.spec.normalization import FILE_NAME as NORM_FILE
+from roboalign.spec.normalization import NormStats
+from roboalign.spec.prompts import FILE_NAME as PROMPT_FILE
+from roboalign.spec.prompts import PromptTemplate, check_markers
 
 SPEC_FILE = "align_spec.json"
 FAST_DIR = "fast"

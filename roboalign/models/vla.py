@@ -16,10 +16,10 @@ Checkpoint folder (``save_vla`` / ``load_vla``), everything the policy needs to 
                         rather than reference the source folder: the head is only valid for these exact
                         frozen weights, and a path reference silently breaks when the source moves or is
                         re-trained. For the 7B model this costs k/N of its size (~10 GB at k=18).
-- ``norm_stats_action.json`` / ``norm_stats_state.json``  :class:`roboalign.normalization.NormStats`.
-- ``prompt_template.json``  :class:`roboalign.prompts.PromptTemplate` (the backbone prompt).
-- ``action_space.json`` :class:`roboalign.action_space.ActionSpace` (names, units, limits, dt).
-- ``tasks.json``        :class:`roboalign.tasks.TaskSet` (the tasks the policy was trained on).
+- ``norm_stats_action.json`` / ``norm_stats_state.json``  :class:`roboalign.spec.normalization.NormStats`.
+- ``prompt_template.json``  :class:`roboalign.spec.prompts.PromptTemplate` (the backbone prompt).
+- ``action_space.json`` :class:`roboalign.spec.action_space.ActionSpace` (names, units, limits, dt).
+- ``tasks.json``        :class:`roboalign.spec.tasks.TaskSet` (the tasks the policy was trained on).
 
 ``load_vla`` checks every file and the consistency between them (dims, k, widths) and raises naming the
 offending file and field.
@@ -39,17 +39,17 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from roboalign.action_space import ActionSpace
-from roboalign.folder_kind import wrong_kind
 from roboalign.models.action_head import ActionHeadConfig, FlowMatchingActionHead
 from roboalign.models.backbone import Backbone, language_layers, load_backbone, save_backbone, text_config
 from roboalign.models.vla_inputs import VLAInputSpec, preprocess, vl_token_start
-from roboalign.normalization import NormStats
-from roboalign.prompts import FILE_NAME as PROMPT_FILE
-from roboalign.prompts import PromptTemplate
-from roboalign.runtime.types import Observation
-from roboalign.spec_io import build, check_format, read_spec_file
-from roboalign.tasks import DEFAULT_TASKS, TaskSet
+from roboalign.spec.action_space import ActionSpace
+from roboalign.spec.folder_kind import wrong_kind
+from roboalign.spec.loader import build, check_format, read_spec_file
+from roboalign.spec.normalization import NormStats
+from roboalign.spec.policy_io import Observation
+from roboalign.spec.prompts import FILE_NAME as PROMPT_FILE
+from roboalign.spec.prompts import PromptTemplate
+from roboalign.spec.tasks import DEFAULT_TASKS, TaskSet
 
 FORMAT = "roboalign.vla/1"
 ACTION_SPACES = ("eef_delta", "joint_position")

@@ -1,13 +1,13 @@
 """VLA pre-processing shared by every backend: camera images + instruction + state -> model inputs.
 
-One function (:func:`preprocess`) turns :class:`~roboalign.runtime.types.Observation` objects into the
+One function (:func:`preprocess`) turns :class:`~roboalign.spec.policy_io.Observation` objects into the
 numpy arrays the backbone and head take (token ids, attention mask, Qwen-VL pixel patches and grid,
 normalised state, embodiment id). The torch policy, the training feature cache and the onnxruntime
 backend all call it, so they cannot disagree on resizing, prompt text or state normalisation.
 
 Images: each configured camera's (H, W, 3) uint8 RGB frame is resized to ``image_size`` with OpenCV
 (INTER_AREA), then the backbone's own Qwen-VL image processor patchifies and normalises it.
-Prompt: the project's one prompt template (:class:`roboalign.prompts.PromptTemplate`, the same the
+Prompt: the project's one prompt template (:class:`roboalign.spec.prompts.PromptTemplate`, the same the
 aligned MLLM was trained with): system message, then a user message with one image per camera (in
 ``cameras`` order) and the task text (instruction + robot state as text when ``prompt_state`` says so).
 No generation prompt: the VLA reads the hidden states of the prompt, it does not generate.
@@ -25,10 +25,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from roboalign.normalization import NormStats
-from roboalign.prompts import PromptTemplate
-from roboalign.runtime.types import Observation
-from roboalign.spec_io import build
+from roboalign.spec.loader import build
+from roboalign.spec.normalization import NormStats
+from roboalign.spec.policy_io import Observation
+from roboalign.spec.prompts import PromptTemplate
 
 PROMPT_STATE_MODES = ("raw", "none")
 

@@ -23,7 +23,7 @@ def _b(n: int) -> str:
 
 
 def fast_vocab_size(data: Any) -> int:
-    from roboalign.fast import PRESETS
+    from roboalign.spec.fast import PRESETS
 
     return int(data.fast_vocab_size or PRESETS[data.fast_preset]["vocab_size"])
 
@@ -75,7 +75,7 @@ def counting_tokenizer() -> Any:
 def prompt_tokens(n_images: int, tokens_per_image: int) -> tuple[int, int]:
     """(text tokens, image tokens) of one robot prompt: the real template and chat format, counted with the
     tiny tokenizer (a 1 K-token BPE: an upper bound for Qwen's 151 K-token one); images exactly."""
-    from roboalign.prompts import PromptTemplate
+    from roboalign.spec.prompts import PromptTemplate
 
     tok = counting_tokenizer()
     msgs = PromptTemplate().robot_messages(INSTRUCTION, np.zeros(STATE_DIM), n_images)
@@ -87,8 +87,8 @@ def prompt_tokens(n_images: int, tokens_per_image: int) -> tuple[int, int]:
 def answer_tokens(chunk_len: int, action_space: str) -> int:
     """An upper bound of the answer without its reasoning: the tags and markers (tiny tokenizer) plus one FAST
     token per DCT coefficient (BPE merges only shorten it)."""
-    from roboalign.action_space import get_action_space
-    from roboalign.prompts import PromptTemplate
+    from roboalign.spec.action_space import get_action_space
+    from roboalign.spec.prompts import PromptTemplate
 
     template = PromptTemplate()
     tags = template.completion("", template.action_answer(""))
@@ -138,7 +138,7 @@ def precision_note(dtype: str, setup: DistSetup, lr: float, report: Any) -> None
 
 # ---------------------------------------------------------------------------------------------- SFT
 def check_sft(path: Path, opts: Any, setup: DistSetup, report: Any) -> None:
-    from roboalign.sim.spec import SIM_CAMERA_SIZE
+    from roboalign.sim.constants import SIM_CAMERA_SIZE
     from roboalign.training.config import load_config
 
     cfg = load_config(path)
@@ -197,7 +197,7 @@ def grpo_backbone(cfg: Any, path: Path, opts: Any, report: Any) -> tuple[Resolve
 
 
 def check_grpo(path: Path, opts: Any, setup: DistSetup, report: Any) -> None:
-    from roboalign.sim.spec import SIM_CAMERA_SIZE
+    from roboalign.sim.constants import SIM_CAMERA_SIZE
     from roboalign.training.config import load_config
 
     cfg = load_config(path)

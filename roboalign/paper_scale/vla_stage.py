@@ -1,6 +1,6 @@
 """The VLA check of ``roboalign check-config``: frozen backbone cut at layer k + the flow-matching head, on meta.
 
-Built with the same code as training (``roboalign.training.vla.head_config`` and
+Built with the same code as training (``roboalign.training.vla_head.head_config`` and
 ``roboalign.models.vla.build_vla``), so the checks are the ones a real run makes, but the field names in
 the errors are the YAML's. Shapes go through the export graphs (vision, LLM at layer k, head with its
 Euler loop) at batch 1 and through the head's training loss at the configured batch size.
@@ -41,12 +41,12 @@ def _check_head_fields(cfg: Any, where: str, layers: int, hidden: int) -> None:
 
 
 def build_meta_vla(cfg: Any, model: Any, family: str) -> Any:
-    from roboalign.action_space import get_action_space
     from roboalign.models.vla import build_vla
     from roboalign.models.vla_inputs import VLAInputSpec
-    from roboalign.normalization import NormStats
+    from roboalign.spec.action_space import get_action_space
+    from roboalign.spec.normalization import NormStats
     from roboalign.training.config import EMBODIMENT
-    from roboalign.training.vla import head_config
+    from roboalign.training.vla_head import head_config
 
     backbone = _meta_backbone(model, family)
     space = get_action_space(cfg.action_space)

@@ -1,6 +1,6 @@
 """Runtime: the ``Policy`` API every backend (torch, onnxruntime, tensorrt, scripted expert) implements."""
 
-from roboalign.runtime.types import ActionChunk, BasePolicy, Observation
+from roboalign.spec.policy_io import ActionChunk, BasePolicy, Observation
 
 __all__ = ["ActionChunk", "BasePolicy", "Observation", "Policy", "SpecMismatchError"]
 
@@ -11,7 +11,7 @@ def __getattr__(name: str):  # lazy: ``import roboalign.runtime`` stays light fo
 
         return Policy
     if name == "SpecMismatchError":
-        from roboalign.runtime.specs import SpecMismatchError
+        from roboalign.runtime.checkpoint_specs import SpecMismatchError
 
         return SpecMismatchError
     raise AttributeError(f"module 'roboalign.runtime' has no attribute {name!r}")

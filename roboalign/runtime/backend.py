@@ -14,9 +14,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from roboalign.folder_kind import wrong_kind
+from roboalign.runtime.checkpoint_specs import RuntimeSpecs
 from roboalign.runtime.preprocess import ModelInputs, Preprocessor
-from roboalign.runtime.specs import RuntimeSpecs
+from roboalign.spec.folder_kind import wrong_kind
 
 EXPORT_SUBDIR = "onnx"  # default export folder inside a checkpoint folder
 STAGES = ("vision", "llm", "head")

@@ -7,7 +7,7 @@
   profile (min/opt/max shape per dynamic input);
 * ``layout``: the constants that tie the graphs together (patch grid per image, tokens per image, image
   token id, hidden size, how the head's first token is found);
-* ``specs``: :class:`roboalign.runtime.specs.RuntimeSpecs` carried over from the checkpoint (action
+* ``specs``: :class:`roboalign.runtime.checkpoint_specs.RuntimeSpecs` carried over from the checkpoint (action
   space, norm stats, cameras, image size, prompt template, tasks, horizon);
 * ``parity``: cosine similarity and max abs difference vs PyTorch per module and for the whole pipeline;
 * ``tensorrt_compat``: the static check of opset and operator types against TensorRT's ONNX parser;
@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from roboalign.spec_io import SpecError, check_fields, read_spec_file
+from roboalign.spec.loader import SpecError, check_fields, read_spec_file
 
 FORMAT = "roboalign.export/1"
 FILE_NAME = "manifest.json"

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from roboalign.runtime.backend import resolve_export_dir
+from roboalign.runtime.checkpoint_specs import RuntimeSpecs
 from roboalign.runtime.manifest import (
     MODULES,
     ManifestError,
@@ -33,7 +34,6 @@ from roboalign.runtime.manifest import (
     verify_module_file,
 )
 from roboalign.runtime.preprocess import ImageProcessorSpec, ModelInputs, Preprocessor
-from roboalign.runtime.specs import RuntimeSpecs
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ construction (lazy allocations, ORT/TensorRT autotuning) and do not disturb the 
 
 Backends live in their own classes (:data:`BACKENDS`); parity tests hold them together. A checkpoint or
 export whose specs disagree with the requested action space or cameras is refused
-(:class:`~roboalign.runtime.specs.SpecMismatchError`).
+(:class:`~roboalign.runtime.checkpoint_specs.SpecMismatchError`).
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from roboalign.action_space import ActionSpace
 from roboalign.runtime.backend import InferenceBackend
+from roboalign.runtime.checkpoint_specs import RuntimeSpecs, check_specs
 from roboalign.runtime.preprocess import draw_noise, synthetic_observations
-from roboalign.runtime.specs import RuntimeSpecs, check_specs
-from roboalign.runtime.types import RUNTIME_BACKENDS, ActionChunk, Observation
+from roboalign.spec.action_space import ActionSpace
+from roboalign.spec.policy_io import RUNTIME_BACKENDS, ActionChunk, Observation
 
 # backend name -> "module:Class" (imported only when used: the torch backend needs torch, tensorrt needs CUDA)
 BACKENDS: dict[str, str] = dict(zip(RUNTIME_BACKENDS, ("roboalign.runtime.torch_backend:TorchBackend",
@@ -47,7 +47,7 @@ def backend_class(name: str) -> type:
 
 
 class Policy:
-    """A VLA behind the :class:`~roboalign.runtime.types.BasePolicy` API (``reset`` / ``act``)."""
+    """A VLA behind the :class:`~roboalign.spec.policy_io.BasePolicy` API (``reset`` / ``act``)."""
 
     def __init__(self, backend: InferenceBackend, seed: int = 0, warmup: int = 1) -> None:
         self.backend = backend

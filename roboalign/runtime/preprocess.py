@@ -8,7 +8,7 @@ built on the stock Qwen-VL processor) computes, but in a form cheap enough to ru
   rescale, normalise, patchify — done with numpy on all cameras of all observations at once. The stock
   processor patchifies image by image in Python and re-derives its configuration on every call.
 * text: the chat template is rendered once with a sentinel where the task text goes; each step only
-  formats the task text (instruction + state, from the one :class:`~roboalign.prompts.PromptTemplate`)
+  formats the task text (instruction + state, from the one :class:`~roboalign.spec.prompts.PromptTemplate`)
   and tokenizes the full prompt with the Rust tokenizer. Image placeholders are expanded once.
 * the 3-D multimodal RoPE position ids (Qwen2.5-VL ``get_rope_index``) in numpy, so graph backends get
   them as an input instead of recomputing them with Python loops inside the model.
@@ -29,11 +29,11 @@ import numpy as np
 from PIL import Image
 
 from roboalign.models.vla_inputs import VLAInputSpec, vl_token_start
-from roboalign.normalization import NormStats
-from roboalign.prompts import PromptTemplate
-from roboalign.runtime.specs import RuntimeSpecs
-from roboalign.runtime.types import Observation
-from roboalign.spec_io import build
+from roboalign.runtime.checkpoint_specs import RuntimeSpecs
+from roboalign.spec.loader import build
+from roboalign.spec.normalization import NormStats
+from roboalign.spec.policy_io import Observation
+from roboalign.spec.prompts import PromptTemplate
 
 IMAGE_PAD = "<|image_pad|>"
 VISION_START = "<|vision_start|>"

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from roboalign.runtime.manifest import MODULES, load_manifest, verify_module_file
-from roboalign.spec_io import build, read_spec_file
+from roboalign.spec.loader import build, read_spec_file
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 ALTERNATIVE = ("use `--backend onnxruntime` (CPU, or its CUDA / TensorRT execution providers via "

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from roboalign.runtime.checkpoint_specs import RuntimeSpecs
 from roboalign.runtime.preprocess import ImageProcessorSpec, ModelInputs, Preprocessor
-from roboalign.runtime.specs import RuntimeSpecs
 
 
 def preprocessor_for_vla(vla: Any) -> Preprocessor:

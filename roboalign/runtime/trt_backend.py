@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 
 from roboalign.runtime.backend import resolve_export_dir
+from roboalign.runtime.checkpoint_specs import RuntimeSpecs
 from roboalign.runtime.manifest import MODULES, load_manifest
 from roboalign.runtime.ort_backend import llm_feed, load_tokenizer
 from roboalign.runtime.preprocess import ImageProcessorSpec, ModelInputs, Preprocessor
-from roboalign.runtime.specs import RuntimeSpecs
 from roboalign.runtime.tensorrt_engines import (
     ALTERNATIVE,
     TensorRTUnavailable,

@@ -29,11 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from roboalign.action_space import get_action_space
 from roboalign.data.dataset import EpisodeDataset, write_meta
 from roboalign.data.episodes import CorruptEpisodeError, Episode, read_header, write_episode
-from roboalign.sim.spec import SIM_CAMERA_SIZE
-from roboalign.tasks import DEFAULT_TASKS, SCENE_SETS, sim_task_set
+from roboalign.sim.constants import SIM_CAMERA_SIZE
+from roboalign.spec.action_space import get_action_space
+from roboalign.spec.tasks import DEFAULT_TASKS, SCENE_SETS, sim_task_set
 
 PRIVILEGED_KEYS = ("object_pos", "object_quat", "target_pos", "target_quat", "object_aabb", "target_aabb")
 ROBOT_KEYS = ("eef_pos", "eef_quat", "gripper_qpos", "joint_vel")
@@ -124,7 +124,7 @@ def _is_finished(p: Path) -> bool:
 
 
 def _dataset_meta(args: argparse.Namespace, env_cfg: dict[str, Any], expert_cfg: dict[str, Any]) -> dict[str, Any]:
-    from roboalign.action_space import STATE_NAMES
+    from roboalign.spec.action_space import STATE_NAMES
 
     return {
         "format": "roboalign.dataset/1",

@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from roboalign.action_space import GRIPPER_CLOSE, GRIPPER_OPEN, get_action_space
-from roboalign.runtime.types import ActionChunk, Observation
-from roboalign.sim.spec import OSC_POS_SCALE, OSC_ROT_SCALE, check_expert_extras
+from roboalign.sim.constants import OSC_POS_SCALE, OSC_ROT_SCALE, check_expert_extras
+from roboalign.spec.action_space import GRIPPER_CLOSE, GRIPPER_OPEN, get_action_space
+from roboalign.spec.policy_io import ActionChunk, Observation
 
 PHASES = ("approach", "descend", "grasp", "lift", "carry", "lower", "release", "retreat", "done")
 

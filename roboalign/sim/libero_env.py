@@ -4,7 +4,7 @@ What it adds over ``libero.libero.envs.OffScreenRenderEnv``:
 
 * **Rendering on CPU, right way up.** Cameras ``agentview`` and ``wrist`` (robosuite's
   ``robot0_eye_in_hand``) are rendered offscreen after each control step at ``camera_size``² (default
-  :data:`~roboalign.sim.spec.SIM_CAMERA_SIZE`) and flipped vertically (OpenGL rows are bottom-up; a vertical flip, not LIBERO's usual 180°
+  :data:`~roboalign.sim.constants.SIM_CAMERA_SIZE`) and flipped vertically (OpenGL rows are bottom-up; a vertical flip, not LIBERO's usual 180°
   rotation, gives the non-mirrored camera view). ``antialias=False`` turns off MuJoCo's 4× multisample
   offscreen buffer (≈2× faster in software GL; images differ by ~2/255 on average).
   ``render=False`` (or :meth:`LiberoEnv.set_render`) is the physics-only mode: no images at all.
@@ -12,7 +12,7 @@ What it adds over ``libero.libero.envs.OffScreenRenderEnv``:
   task (the ``.pruned_init`` files, loaded with ``torch.load(weights_only=True)``), then runs
   ``settle_steps`` no-op steps so objects come to rest (as the OpenVLA/openpi LIBERO evaluations do).
   ``reset(init_state=None, seed=s)`` uses LIBERO's random object placement seeded with ``s``.
-* **Two action spaces** (``roboalign.action_space``): ``eef_delta`` is passed to robosuite's
+* **Two action spaces** (``roboalign.spec.action_space``): ``eef_delta`` is passed to robosuite's
   ``OSC_POSE`` controller unchanged. ``joint_position`` rows are *absolute* joint targets q* (rad) +
   gripper; robosuite's ``JOINT_POSITION`` controller expects per-step deltas normalised to [-1, 1] and
   scaled by ``output_max``; its PD set point is ``q + delta``. The wrapper sends
@@ -29,7 +29,7 @@ What it adds over ``libero.libero.envs.OffScreenRenderEnv``:
   Quaternions are (x, y, z, w) like robosuite's.
 * **Success** is LIBERO's BDDL goal for the task, checked after every step.
 * **Tasks**: one of the four tasks on a scene set (``scenes``: ``targets``, their real targets, or the
-  ``libero_object`` stand-ins; :mod:`roboalign.tasks`), a LIBERO-Object object (``milk``), or any LIBERO
+  ``libero_object`` stand-ins; :mod:`roboalign.spec.tasks`), a LIBERO-Object object (``milk``), or any LIBERO
   task as ``<suite>/<index or name>`` (``libero_goal/3``; :mod:`roboalign.sim.suites`).
 
 Importing this module loads nothing: LIBERO's config file, the assets link and ``MUJOCO_GL`` are set up
@@ -45,18 +45,20 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from roboalign.action_space import (
+from roboalign.sim.constants import CAMERAS, DEFAULT_CAMERAS, JOINT_MAX_DELTA, SIM_CAMERA_SIZE
+from roboalign.sim.libero_setup import ensure_libero
+from roboalign.sim.scenes import bddl_path, init_states_path
+from roboalign.sim.suites import libero_task
+from roboalign.spec.action_space import (
     GRIPPER_OPEN,
     PANDA_LIMITS,
     STATE_NAMES,
     ActionSpace,
     get_action_space,
 )
-from roboalign.runtime.types import Observation
-from roboalign.sim.libero_setup import ensure_libero
-from roboalign.sim.spec import CAMERAS, DEFAULT_CAMERAS, JOINT_MAX_DELTA, SIM_CAMERA_SIZE
-from roboalign.spec_io import build
-from roboalign.tasks import (
+from roboalign.spec.loader import build
+from roboalign.spec.policy_io import Observation
+from roboalign.spec.tasks import (
     LIBERO_OBJECT_OBJECTS,
     SCENE_SETS,
     SimTask,
@@ -72,7 +74,7 @@ CONTROLLERS = {"eef_delta": "OSC_POSE", "joint_position": "JOINT_POSITION"}
 class LiberoEnvConfig:
     """Settings of one LIBERO scene.
 
-    task: one of the four tasks (``roboalign.tasks``) on the ``scenes`` set, any LIBERO-Object object
+    task: one of the four tasks (``roboalign.spec.tasks``) on the ``scenes`` set, any LIBERO-Object object
     (``milk``), or any LIBERO task as ``<suite>/<index or name>``.
     """
 
@@ -134,8 +136,6 @@ def resolve_sim_task(name: str, scenes: str = "targets") -> tuple[str, SimTask]:
     if key in LIBERO_OBJECT_OBJECTS:
         return key, libero_object_task(key)
     if "/" in name:
-        from roboalign.sim.suites import libero_task
-
         suite, task = name.split("/", 1)
         try:
             sim = libero_task(suite, task)
@@ -150,8 +150,6 @@ def resolve_sim_task(name: str, scenes: str = "targets") -> tuple[str, SimTask]:
 
 def load_init_states(sim_task: SimTask) -> np.ndarray:
     """The init states (N, S) float64 of a task (LIBERO's official ones or our scene's), without unpickling."""
-    from roboalign.sim.scenes import init_states_path
-
     path = init_states_path(sim_task)
     if not path.is_file():
         raise FileNotFoundError(f"init states of sim task {sim_task.problem!r} not found: {path}")
@@ -217,8 +215,6 @@ class LiberoEnv:
         self._render_on = cfg.render
         ensure_libero()  # config file, assets link and MUJOCO_GL must exist before robosuite/libero load
         from libero.libero.envs import OffScreenRenderEnv
-
-        from roboalign.sim.scenes import bddl_path
 
         bddl = bddl_path(self.sim_task)
         self._libero = OffScreenRenderEnv(

@@ -11,7 +11,7 @@ Each demo is read by :func:`roboalign.data.libero_hdf5.read_libero_hdf5` (images
 both action spaces). A demo of a known suite task is named ``<suite>/<problem>`` and instructed with LIBERO's
 benchmark instruction (the file name's words, as evaluations instruct; the BDDL's own wording differs for some
 tasks); the four tasks' scenes keep our task names. ``meta.json`` carries the task set with every suite task's
-:class:`~roboalign.tasks.SimTask` (instruction, objects, goal), so it travels into the checkpoint's ``tasks.json``.
+:class:`~roboalign.spec.tasks.SimTask` (instruction, objects, goal), so it travels into the checkpoint's ``tasks.json``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 from roboalign.data.dataset import META_FILE, write_meta
 from roboalign.data.episodes import episode_files, write_episode
 from roboalign.sim.suites import SUITES, libero_task, suite_problems
-from roboalign.tasks import DEFAULT_TASKS, SimTask, TaskSet
+from roboalign.spec.tasks import DEFAULT_TASKS, SimTask, TaskSet
 
 DEMO_SUFFIX = "_demo.hdf5"
 STAMP = "imported.json"

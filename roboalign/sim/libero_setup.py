@@ -19,7 +19,7 @@ idempotently and in code:
    ``setup_macros.py`` would.
 
 Call :func:`ensure_libero` before importing anything from ``libero`` (the sim modules do). Run
-``python -m roboalign.sim.libero_setup`` once after installing to see what was done.
+``python -m roboalign.sim.libero_check`` once after installing to see what was done and that a scene renders.
 """
 
 from __future__ import annotations
@@ -210,31 +210,3 @@ def ensure_libero(config_dir: str | Path | None = None) -> SetupReport:
     backend = choose_mujoco_gl(actions)
     _DONE = SetupReport(cfg_dir, root, assets, backend, actions)
     return _DONE
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Set LIBERO up and check that a LIBERO-Object scene can be built and rendered."""
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="python -m roboalign.sim.libero_setup", description=__doc__.split("\n")[0])
-    ap.add_argument("--no-check", action="store_true", help="skip building and rendering one scene")
-    args = ap.parse_args(argv)
-    try:
-        report = ensure_libero()
-    except LiberoSetupError as e:
-        print(f"LIBERO setup failed: {e}", file=sys.stderr)
-        return 1
-    print(report)
-    if not args.no_check:
-        from roboalign.sim.libero_env import LiberoEnv, LiberoEnvConfig
-
-        env = LiberoEnv(LiberoEnvConfig(task="alphabet_soup", camera_size=64))
-        obs = env.reset(init_state=0)
-        shapes = {k: v.shape for k, v in obs.images.items()}
-        env.close()
-        print(f"check: built and rendered a LIBERO-Object scene, images {shapes}, state {obs.state.shape}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

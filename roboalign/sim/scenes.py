@@ -1,4 +1,4 @@
-"""Where a :class:`~roboalign.tasks.SimTask`'s BDDL file and init states live, and how our own scenes get theirs.
+"""Where a :class:`~roboalign.spec.tasks.SimTask`'s BDDL file and init states live, and how our own scenes get theirs.
 
 LIBERO tasks (suite ``libero_*``) read ``<libero>/bddl_files/<suite>/<problem>.bddl`` and the official
 ``<libero>/init_files/<suite>/<problem>.pruned_init``. Our scenes (suite ``roboalign``) are BDDL files in
@@ -17,17 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from roboalign.tasks import SimTask
+from roboalign.sim.libero_setup import ensure_libero, libero_root
+from roboalign.spec.tasks import SimTask
 
 SCENES_DIR = Path(__file__).parent / "scenes"
 OUR_SUITE = "roboalign"
 INIT_SUFFIX = ".init.npy"
-
-
-def _libero_root() -> Path:
-    from roboalign.sim.libero_setup import libero_root
-
-    return libero_root()
 
 
 def bddl_path(task: SimTask) -> Path:
@@ -35,7 +30,7 @@ def bddl_path(task: SimTask) -> Path:
     if task.suite == OUR_SUITE:
         path = SCENES_DIR / f"{task.problem}.bddl"
     else:
-        path = _libero_root() / "bddl_files" / task.suite / f"{task.problem}.bddl"
+        path = libero_root() / "bddl_files" / task.suite / f"{task.problem}.bddl"
     if not path.is_file():
         raise FileNotFoundError(f"BDDL file of sim task {task.problem!r} not found: {path}")
     return path
@@ -49,13 +44,11 @@ def init_states_path(task: SimTask) -> Path:
         return SCENES_DIR / f"{task.problem}{INIT_SUFFIX}"
     else:
         suite, problem = task.suite, task.problem
-    return _libero_root() / "init_files" / suite / f"{problem}.pruned_init"
+    return libero_root() / "init_files" / suite / f"{problem}.pruned_init"
 
 
 def generate_init_states(problem: str, n: int = 50, settle_steps: int = 10) -> Path:
     """Draw ``n`` init states of our scene ``problem`` with LIBERO's placement sampler; write ``.init.npy``."""
-    from roboalign.sim.libero_setup import ensure_libero
-
     ensure_libero()
     from libero.libero.envs import OffScreenRenderEnv
 

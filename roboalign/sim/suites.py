@@ -15,7 +15,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from roboalign.tasks import SimTask, TaskError
+from roboalign.sim.libero_setup import libero_root
+from roboalign.sim.scenes import bddl_path
+from roboalign.spec.tasks import SimTask, TaskError
 
 SUITES: tuple[str, ...] = ("libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90")
 MAX_STEPS: dict[str, int] = {"libero_spatial": 220, "libero_object": 280, "libero_goal": 300, "libero_10": 520,
@@ -34,8 +36,6 @@ def check_suite(suite: str) -> str:
 def _libero_file_module(relpath: str) -> Any:
     """A plain module of the LIBERO package loaded from its file, without importing ``libero.libero`` (whose
     ``__init__`` reads its config and whose ``benchmark`` / ``envs`` packages import torch and robosuite)."""
-    from roboalign.sim.libero_setup import libero_root
-
     path = libero_root() / relpath
     spec = importlib.util.spec_from_file_location(f"_roboalign_libero_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
@@ -97,8 +97,6 @@ def sim_task_from_bddl(suite: str, path: Path) -> SimTask:
 
 def libero_task(suite: str, key: str | int) -> SimTask:
     """Any LIBERO task as a SimTask: ``libero_task("libero_goal", 3)``, ``libero_task("libero_90", "KITCHEN_...")``."""
-    from roboalign.sim.scenes import bddl_path
-
     problem = resolve_problem(suite, key)
     stub = SimTask(suite=suite, problem=problem, object_name="", target_name="", instruction="", goal=())
     return sim_task_from_bddl(suite, bddl_path(stub))

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 
 import rclpy
 from rclpy.node import Node
+
 from roboalign_policy.executor import QueueAwareExecutor
 from roboalign_policy.node_runner import use_dds_profile
 

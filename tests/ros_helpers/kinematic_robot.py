@@ -16,12 +16,12 @@ import time
 import numpy as np
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
-from roboalign_policy import conversions as conv
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
-from roboalign.action_space import FR3_HOME, FR3_JOINT_NAMES
+from roboalign.spec.action_space import FR3_HOME, FR3_JOINT_NAMES
+from roboalign_policy import conversions as conv
 
 START = np.array(FR3_HOME)
 

@@ -27,10 +27,10 @@ from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
-from roboalign.action_space import JOINT_LIMITS
 from roboalign.control import bridge as core
 from roboalign.control.bridge import Bridge, BridgeConfig, Inputs, Output, Request
 from roboalign.control.deadline_loop import DeadlineLoop
+from roboalign.spec.action_space import JOINT_LIMITS
 from roboalign_policy import conversions as conv
 from roboalign_policy import qos
 from roboalign_policy.bridge_inputs import SimResetCall, TeleopInputs

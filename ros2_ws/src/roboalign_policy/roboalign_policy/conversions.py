@@ -9,7 +9,7 @@
 - ``joint_positions``: sensor_msgs/JointState -> positions in a requested joint order
 - ``trajectory``: (K, D) rows -> trajectory_msgs/JointTrajectory with ``time_from_start = (k + first) * dt``;
   ``trajectory_cdr`` the same, serialized (for ``Publisher.publish``: no Python message is built)
-- ``chunk_to_msg`` / ``msg_to_chunk``: roboalign.runtime.types.ActionChunk <-> roboalign_msgs/ActionChunk
+- ``chunk_to_msg`` / ``msg_to_chunk``: roboalign.spec.policy_io.ActionChunk <-> roboalign_msgs/ActionChunk
 Every function raises ``ValueError`` naming the offending field when a message is malformed.
 """
 
@@ -28,7 +28,7 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Header
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from roboalign.runtime.types import ActionChunk
+from roboalign.spec.policy_io import ActionChunk
 
 # encoding -> (channels, indices of R, G, B in a pixel)
 _ENCODINGS = {"rgb8": (3, (0, 1, 2)), "bgr8": (3, (2, 1, 0)), "rgba8": (4, (0, 1, 2)), "bgra8": (4, (2, 1, 0)),

@@ -41,11 +41,11 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
-from roboalign.action_space import ACTION_SPACES, FR3_JOINT_NAMES
 from roboalign.control.backends import BACKENDS, RUNTIME_BACKENDS, load_policy
 from roboalign.control.freshness import Input, observation_stamp, privileged_lag, wait_reason
-from roboalign.runtime.types import Observation
-from roboalign.tasks import task_name
+from roboalign.spec.action_space import ACTION_SPACES, FR3_JOINT_NAMES
+from roboalign.spec.policy_io import Observation
+from roboalign.spec.tasks import task_name
 from roboalign_policy import conversions as conv
 from roboalign_policy import qos as q
 from roboalign_policy.cameras import CAMERA_QOS, CameraInput

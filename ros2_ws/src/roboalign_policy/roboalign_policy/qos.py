@@ -19,7 +19,7 @@ from rclpy.qos import (
     qos_profile_sensor_data,
 )
 
-from roboalign.topics import (  # noqa: F401  (the default topic names, re-exported)
+from roboalign.spec.topics import (  # noqa: F401  (the default topic names, re-exported)
     ACTION_CHUNK,
     CAMERA_NAMES,
     COMMAND,

@@ -38,10 +38,10 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
-from roboalign.action_space import FR3_JOINT_NAMES
-from roboalign.sim.spec import DEFAULT_CAMERAS, EXPERT_EXTRAS, JOINT_MAX_DELTA, SIM_CAMERA_SIZE
+from roboalign.sim.constants import DEFAULT_CAMERAS, EXPERT_EXTRAS, JOINT_MAX_DELTA, SIM_CAMERA_SIZE
 from roboalign.sim.trajectory import TrajectoryFollower, interpolate  # noqa: F401 (interpolate: re-exported)
-from roboalign.tasks import DEFAULT_TASKS, SCENE_SETS, sim_task_set
+from roboalign.spec.action_space import FR3_JOINT_NAMES
+from roboalign.spec.tasks import DEFAULT_TASKS, SCENE_SETS, sim_task_set
 from roboalign_policy import conversions as conv
 from roboalign_policy import qos
 from roboalign_policy.node_runner import run_node

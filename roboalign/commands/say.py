@@ -6,7 +6,7 @@
 
 Prints the matched task, progress (phase, time, steps) and the outcome. Exit code: 0 success (or an
 accepted non-start command), 1 the episode ended otherwise (failure, timeout, stopped, fault, e-stop),
-2 refused / bridge not reachable. The ROS client (rclpy) lives in ``roboalign_policy.operator_client``
+2 refused / bridge not reachable. The ROS client (rclpy) lives in ``roboalign_policy.tools.operator_client``
 and is imported only here, when the command runs.
 """
 
@@ -16,7 +16,7 @@ import argparse
 import re
 import sys
 
-from roboalign.topics import COMMAND_SERVICE, EPISODE_STATUS
+from roboalign.spec.topics import COMMAND_SERVICE, EPISODE_STATUS
 
 ACTIONS = ("stop", "home", "reset", "estop", "release_estop")
 
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         print("roboalign say: give an instruction, --task NAME, or one of "
               + ", ".join(f"--{a.replace('_', '-')}" for a in ACTIONS), file=sys.stderr)
         return 2
-    from roboalign_policy.operator_client import BridgeUnavailable, OperatorClient
+    from roboalign_policy.tools.operator_client import BridgeUnavailable, OperatorClient
 
     client = OperatorClient(command_service=args.service, status_topic=args.status_topic)
     try:

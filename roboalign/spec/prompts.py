@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from roboalign.action_vocab import ACTION_END, ACTION_START
-from roboalign.spec_io import build, check_format, read_spec_file
+from roboalign.spec.action_vocab import ACTION_END, ACTION_START
+from roboalign.spec.loader import build, check_format, read_spec_file
 
 FORMAT = "roboalign.prompt_template/1"
 FILE_NAME = "prompt_template.json"
@@ -136,7 +136,7 @@ class PromptTemplate:
 
 def check_markers(template: PromptTemplate, vocab_spec: Any, source: str = "checkpoint") -> PromptTemplate:
     """``template`` after checking its action markers are the action vocabulary's tokens (``vocab_spec``:
-    an :class:`roboalign.action_vocab.ActionVocabSpec`); a mismatch would train answers the reward can't parse."""
+    an :class:`roboalign.spec.action_vocab.ActionVocabSpec`); a mismatch would train answers the reward can't parse."""
     pairs = (("action_start", "start_token"), ("action_end", "end_token"))
     bad = [f"{a}={getattr(template, a)!r} vs {b}={getattr(vocab_spec, b)!r}" for a, b in pairs
            if getattr(template, a) != getattr(vocab_spec, b)]

@@ -11,7 +11,7 @@
   the weighted rewards, which is exactly the mean, and logs each one separately.
 
 Where the generated FAST ids come from: the LLM token ids of the completion, parsed by the action
-vocabulary (:meth:`roboalign.action_vocab.ActionVocab.parse_llm_ids`): the ids after the first
+vocabulary (:meth:`roboalign.spec.action_vocab.ActionVocab.parse_llm_ids`): the ids after the first
 ``<ACTION_START>`` up to ``<ACTION_END>``, the end of the completion (cut off), or the first id that is
 not a FAST token — whichever comes first (the prefix can't extend past it). Working on ids rather than
 decoded text makes the reward independent of how the completion was detokenised.
@@ -73,7 +73,7 @@ def _targets(kwargs: dict[str, Any], n: int, column: str) -> list[Sequence[int]]
 
 
 class ActionParser(Protocol):
-    """What the rewards need from the action vocabulary (:class:`roboalign.action_vocab.ActionVocab`)."""
+    """What the rewards need from the action vocabulary (:class:`roboalign.spec.action_vocab.ActionVocab`)."""
 
     def parse_llm_ids(self, llm_ids: Any) -> Any:  # -> ParsedAction with .fast_ids
         ...

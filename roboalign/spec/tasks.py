@@ -45,7 +45,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from roboalign.spec_io import check_fields, check_mapping, read_spec_file, spec_path
+from roboalign.spec.loader import check_fields, check_mapping, read_spec_file, spec_path
 
 TRIALS_PER_OBJECT = 24
 

@@ -29,8 +29,8 @@ from rclpy.node import Node
 from roboalign_msgs.msg import ActionChunk as ActionChunkMsg
 from std_msgs.msg import Float64, String
 
-from roboalign.action_space import FR3_JOINT_NAMES
 from roboalign.control.bridge import to_joint_order
+from roboalign.spec.action_space import FR3_JOINT_NAMES
 from roboalign_policy import conversions as conv
 from roboalign_policy import qos
 

@@ -1,7 +1,7 @@
 """FAST action tokenizer (Pertsch et al. 2025, as in its public reference): DCT-II over time, scale, round, byte-pair encoding.
 
 Pipeline for a chunk of *normalised* actions ``x`` (T, D) in [-1, 1] (normalise with
-:class:`roboalign.normalization.NormStats` first; the tokenizer does not own normalisation, the stats are
+:class:`roboalign.spec.normalization.NormStats` first; the tokenizer does not own normalisation, the stats are
 their own spec saved beside the checkpoint as ``norm_stats.json``):
 
 1. ``c = dct(x, axis=time, norm="ortho")``                              (T, D) float
@@ -52,11 +52,18 @@ import numpy as np
 from scipy.fft import dct, idct
 from tokenizers import Tokenizer, decoders, models, trainers
 
-from roboalign.spec_io import SpecNotFound, build, check_fields, check_format, check_mapping, read_spec_file
+from roboalign.spec.loader import (
+    SpecNotFound,
+    build,
+    check_fields,
+    check_format,
+    check_mapping,
+    read_spec_file,
+)
 
 log = logging.getLogger(__name__)
 
-FORMAT = "roboalign.fast/1"
+FORMAT = "roboalign.spec.fast/1"
 CONFIG_FILE = "fast_config.json"
 TOKENIZER_FILE = "tokenizer.json"
 META_FIELDS = ("config", "trained_vocab_size", "tokenizer_file", "roundtrip_bound")  # fast_config.json

@@ -8,22 +8,22 @@ from __future__ import annotations
 
 import sys
 
-from roboalign.dispatch import dispatch
+from roboalign.commands.dispatch import dispatch
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "collect": ("roboalign.sim.collect", "record scripted-expert demonstrations in LIBERO"),
-    "train": ("roboalign.training.cli", "train: sft | grpo | vla"),
+    "train": ("roboalign.commands.train", "train: sft | grpo | vla"),
     "eval": ("roboalign.evaluation.cli", "evaluate: libero | offline | probe | compare"),
     "export": ("roboalign.export.cli", "export a VLA checkpoint to ONNX (+ TensorRT engines)"),
     "bench": ("roboalign.bench", "benchmarks: fast | sim | align | runtime | ros | all"),
-    "record": ("roboalign.record", "record demonstrations through the bridge (teleop / leader / kinesthetic)"),
-    "trials": ("roboalign.trials", "run the paper's trial protocol (24 trials per object)"),
-    "say": ("roboalign.operator", "send an operator command to the bridge and follow the episode"),
-    "demo": ("roboalign.demo", "start the full ROS 2 stack on the simulated robot"),
+    "record": ("roboalign.commands.record", "record demonstrations through the bridge (teleop / leader / kinesthetic)"),
+    "trials": ("roboalign.commands.trials", "run the paper's trial protocol (24 trials per object)"),
+    "say": ("roboalign.commands.say", "send an operator command to the bridge and follow the episode"),
+    "demo": ("roboalign.commands.demo", "start the full ROS 2 stack on the simulated robot"),
     "check-config": ("roboalign.paper_scale.check_config", "build a run config's models on the meta device and check it"),
     "doctor": ("roboalign.doctor", "check this GPU box / robot PC: CUDA, providers, cameras, RT limits, DDS, ROS env"),
-    "dataset": ("roboalign.dataset_cli", "datasets: convert | info | validate | repair (rosbag2, ours, LeRobot v3)"),
+    "dataset": ("roboalign.commands.dataset", "datasets: convert | info | validate | repair (rosbag2, ours, LeRobot v3)"),
 }
 
 

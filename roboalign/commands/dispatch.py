@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from roboalign.cli_errors import run_main
+from roboalign.spec.user_errors import run_main
 
 
 def dispatch(prog: str, usage: str, kind: str, table: dict[str, tuple[str, str]], argv: list[str] | None) -> int:

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from roboalign.spec_io import build, read_spec_file, spec_path
+from roboalign.spec.loader import build, read_spec_file, spec_path
 
 GRIPPER_OPEN = -1.0
 GRIPPER_CLOSE = 1.0

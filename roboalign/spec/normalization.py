@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from roboalign.spec_io import check_fields, check_format, read_spec_file, spec_path
+from roboalign.spec.loader import check_fields, check_format, read_spec_file, spec_path
 
 FORMAT = "roboalign.norm_stats/1"
 CONSTANT_SPAN = 1e-8  # q99 - q01 below this: the dimension is treated as constant

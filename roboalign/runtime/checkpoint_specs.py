@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from roboalign.action_space import ActionSpace
 from roboalign.models.vla_inputs import VLAInputSpec
-from roboalign.normalization import NormStats
-from roboalign.prompts import PromptTemplate
-from roboalign.spec_io import SpecError, check_fields, check_format
-from roboalign.tasks import TaskSet
+from roboalign.spec.action_space import ActionSpace
+from roboalign.spec.loader import SpecError, check_fields, check_format
+from roboalign.spec.normalization import NormStats
+from roboalign.spec.prompts import PromptTemplate
+from roboalign.spec.tasks import TaskSet
 
 SPECS_FORMAT = "roboalign.runtime_specs/1"
 

@@ -1,7 +1,7 @@
 """Measure one camera stream between two processes: what a subscriber with a given QoS receives.
 
-    python -m roboalign_policy.stream_check pub --size 640x480 --fps 30 --qos reliable [--compressed] [--seconds S]
-    python -m roboalign_policy.stream_check sub --qos auto [--compressed] [--seconds S] [--raw]
+    python -m roboalign_policy.tools.stream_check pub --size 640x480 --fps 30 --qos reliable [--compressed] [--seconds S]
+    python -m roboalign_policy.tools.stream_check sub --qos auto [--compressed] [--seconds S] [--raw]
 
 The publisher sends rgb8 images (or JPEG ``sensor_msgs/CompressedImage`` on ``<topic>/compressed``) on its own
 thread on an absolute 1/fps schedule; the subscriber counts what arrives (DDS reception times) and prints one

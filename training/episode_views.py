@@ -8,12 +8,13 @@
 * privileged facts for the reasoning text: ``privileged/object_pos``, ``privileged/target_pos``,
   ``obs/eef_pos``, the expert ``phases``, and whether the gripper is open (the gripper command in force
   at step t, i.e. the previous step's command; open at t = 0);
-* the object's name from the task spec (``roboalign.tasks``; "object" for an unknown task).
+* the object's name from the task spec (``roboalign.spec.tasks``; "object" for an unknown task).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
 from roboalign.training.config import DataConfig
 from roboalign.training.data_builders import DataError, EpisodeView
 
@@ -22,7 +23,7 @@ SPLITS = ("train", "val", "all")
 
 def object_label(task: str) -> tuple[str, str]:
     """(object, target) human names of a task (one of the four, or a LIBERO-Object object name)."""
-    from roboalign.tasks import DEFAULT_TASKS, LIBERO_OBJECT_OBJECTS, TaskError, libero_object_task
+    from roboalign.spec.tasks import DEFAULT_TASKS, LIBERO_OBJECT_OBJECTS, TaskError, libero_object_task
 
     try:
         sim = DEFAULT_TASKS.get(task).sim
@@ -36,7 +37,7 @@ def object_label(task: str) -> tuple[str, str]:
 
 def episode_view(ep, name: str, action_space: str, cameras: tuple[str, ...] | None = None) -> EpisodeView:
     """A ``roboalign.data.Episode`` as the builders' EpisodeView (see module doc)."""
-    from roboalign.action_space import get_action_space
+    from roboalign.spec.action_space import get_action_space
 
     if action_space not in ep.actions:
         raise DataError(f"episode {name}: no actions for space {action_space!r} (has {sorted(ep.actions)})")

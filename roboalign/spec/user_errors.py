@@ -1,6 +1,6 @@
 """One line, not a traceback, for a user's expected mistakes: a missing dataset, export or config, a bad spec.
 
-Every ``roboalign`` sub-command runs through :func:`run_main` (``roboalign.dispatch``): a
+Every ``roboalign`` sub-command runs through :func:`run_main` (``roboalign.commands.dispatch``): a
 ``FileNotFoundError`` / ``NotADirectoryError`` / ``ValueError`` (``SpecError``, ``ManifestError``,
 ``SpecMismatchError``, ``TaskError``, ``DataError`` are all ``ValueError``\\ s) ends as
 ``<prog>: error: <message>`` on stderr with exit code 2; ``ROBOALIGN_DEBUG=1`` re-raises it with its traceback.

@@ -3,7 +3,7 @@
 RoboAlign (the paper's vocabulary step) *adds* these tokens to the Hugging Face tokenizer (they are not mapped onto rare
 existing tokens) and resizes the model's embeddings. This module does that and converts both ways between
 
-* FAST ids (``roboalign.fast``; 0..V-1),
+* FAST ids (``roboalign.spec.fast``; 0..V-1),
 * LLM token ids (what the model reads and generates),
 * the ``<answer>`` text ``<ACTION_START><FAST_12><FAST_7>…<ACTION_END>``.
 
@@ -40,9 +40,9 @@ from typing import Any
 import numpy as np
 from tokenizers import AddedToken
 
-from roboalign.spec_io import SpecError, build, check_fields, load_spec
+from roboalign.spec.loader import SpecError, build, check_fields, load_spec
 
-FORMAT = "roboalign.action_vocab/1"
+FORMAT = "roboalign.spec.action_vocab/1"
 FILE_NAME = "action_vocab.json"
 # The action markers and the FAST token spelling, defined here only (prompts.py takes its defaults from these;
 # prompts.check_markers refuses a checkpoint whose template and vocabulary disagree).
@@ -81,7 +81,7 @@ class ActionVocabSpec:
 
     @classmethod
     def for_fast(cls, fast_tokenizer: Any, **kwargs: Any) -> ActionVocabSpec:
-        """One token per id of a fitted :class:`roboalign.fast.FastTokenizer` (its trained vocabulary)."""
+        """One token per id of a fitted :class:`roboalign.spec.fast.FastTokenizer` (its trained vocabulary)."""
         return cls(num_fast_tokens=fast_tokenizer.vocab_size, **kwargs)
 
     def fast_token(self, fast_id: int) -> str:

@@ -11,7 +11,7 @@ it runs (the raw log, in its ``record_dir``); a kept take is converted at once i
 format, on the control grid, commanded and measured actions both kept) and noted in ``DIR/record.csv``. So a
 crash loses at most the take in progress, whose bag stays behind marked incomplete, and a re-run continues where
 the last one stopped. ``--operator expert`` (sim only): the scripted expert plays the teleoperator on the leader
-input (``roboalign_policy.expert_operator``); takes that do not succeed are discarded automatically.
+input (``roboalign_policy.tools.expert_operator``); takes that do not succeed are discarded automatically.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from roboalign.csv_rows import append_row, read_rows
-from roboalign.tasks import DEFAULT_TASKS, Task
+from roboalign.commands.csv_rows import append_row, read_rows
+from roboalign.spec.tasks import DEFAULT_TASKS, Task
 
 RECORD_CSV = "record.csv"
 BRIDGE = "bridge_node"
@@ -207,7 +207,7 @@ class ExpertOperatorRole:
     """Sim only: the scripted expert demonstrates on the leader input; a take is kept when it succeeds."""
 
     def __init__(self, client: Any) -> None:
-        from roboalign_policy.expert_operator import ExpertOperator
+        from roboalign_policy.tools.expert_operator import ExpertOperator
 
         self.expert = ExpertOperator(client.add_node("roboalign_expert_operator", use_sim_time=True))
 
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         tasks = list(DEFAULT_TASKS) if args.task == "all" else [DEFAULT_TASKS.get(args.task)]
         plan = [(task, _objects(task, args.object, sim)) for task in tasks]  # bad input refused before any ROS
         out.mkdir(parents=True, exist_ok=True)
-        from roboalign_policy.operator_client import OperatorClient
+        from roboalign_policy.tools.operator_client import OperatorClient
 
         if sim:
             procs = _launch_sim(out, args.set, expert=args.operator == "expert")
@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         client.wait_for_bridge(timeout=300.0)
         if client.wait_for_status(timeout=300.0) is None:
             raise RuntimeError("the bridge publishes no episode status (is the robot / simulator running?)")
-        from roboalign.trials import Console
+        from roboalign.commands.trials import Console
 
         console = None if args.operator == "expert" else Console()
         role = ExpertOperatorRole(client) if args.operator == "expert" else HumanOperator(console)
@@ -304,11 +304,11 @@ def main(argv: list[str] | None = None) -> int:
 def _launch_sim(out: Path, sets: list[str], expert: bool = False):
     """The sim stack recording into ``out/bags``; with the expert operator each sim step waits for its relay (sent
     after the leader target), so the bridge never ticks before the target it must command is out."""
-    from roboalign.trials import launch_sim
+    from roboalign.commands.trials import launch_sim
 
     args = {"record_dir": str((out / "bags").resolve()), "render_every": "1"}
     if expert:
-        from roboalign_policy.expert_operator import LOCKSTEP_TOPIC
+        from roboalign_policy.tools.expert_operator import LOCKSTEP_TOPIC
 
         args["lockstep_topic"] = LOCKSTEP_TOPIC
     return launch_sim(args, sets, out / "logs", "record")

@@ -1,7 +1,7 @@
 """The bench's robot stand-in: a stiff position-controlled FR3 (it is where the bridge's last command put it)
 publishing /joint_states at 100 Hz and taking the bridge's commands, each with its DDS reception stamp.
 
-    python -m roboalign_policy.bench_robot RESULTS.json [--cpus 0 ...]
+    python -m roboalign_policy.tools.bench_robot RESULTS.json [--cpus 0 ...]
 
 Run as a process of its own by ``roboalign bench ros``, as a robot's controller is (ros2_control, franka_ros2)
 rather than a thread of the camera driver: sharing one process with 2 x 640x480 x 30 Hz camera publication put
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from roboalign.action_space import FR3_HOME, FR3_JOINT_NAMES
+from roboalign.spec.action_space import FR3_HOME, FR3_JOINT_NAMES
 from roboalign_policy import conversions as conv
 from roboalign_policy import qos as q
 from roboalign_policy.node_runner import make_realtime
@@ -96,7 +96,7 @@ def receive_threads_realtime(priority: int) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m roboalign_policy.bench_robot", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m roboalign_policy.tools.bench_robot", description=__doc__.split("\n\n")[0])
     p.add_argument("results", type=Path)
     p.add_argument("--cpus", type=int, nargs="*", default=[])
     p.add_argument("--priority", type=int, default=0, help="SCHED_FIFO priority of the DDS receive threads (0: none)")

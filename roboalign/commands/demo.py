@@ -49,7 +49,7 @@ def _say(msg: str) -> None:
 class Demo:
     def __init__(self, args: argparse.Namespace) -> None:
         from roboalign_policy.graph import load_graph
-        from roboalign_policy.process_graph import ProcessGraph
+        from roboalign_policy.tools.process_graph import ProcessGraph
 
         self.args = args
         self.t0 = time.monotonic()
@@ -82,7 +82,7 @@ class Demo:
         raise TimeoutError(f"the stack was not ready within {timeout:g} s (see logs in {self.procs.log_dir})")
 
     def episode(self, label: str, max_steps: int | None = None) -> str:
-        from roboalign.operator import format_status
+        from roboalign.commands.say import format_status
 
         res = self.client.command("start", instruction=self.args.say)
         if not res.accepted:
@@ -124,7 +124,7 @@ class Demo:
         time.sleep(3.0)  # the new policy node loads its ONNX graphs
 
     def run(self) -> int:
-        from roboalign_policy.operator_client import OperatorClient
+        from roboalign_policy.tools.operator_client import OperatorClient
 
         names = self.procs.start()
         _say(f"started {', '.join(names)} from {self.graph.params_file.parent} (logs: {self.procs.log_dir})")
@@ -154,7 +154,7 @@ class Demo:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from roboalign_policy.process_graph import interrupt_on_sigterm
+    from roboalign_policy.tools.process_graph import interrupt_on_sigterm
 
     args = _parser().parse_args(argv)
     interrupt_on_sigterm()  # `timeout`, `kill`: stop the nodes too (they run in their own sessions)

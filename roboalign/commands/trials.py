@@ -4,7 +4,7 @@
     roboalign trials --task all --mode real --label roboalign      # bridge already running on the robot
 
 Per task, ``--trials-per-object`` (24) trials for each object: the four real objects of the task
-(``roboalign.tasks``), or in simulation the task's LIBERO object. Each trial is an operator command
+(``roboalign.spec.tasks``), or in simulation the task's LIBERO object. Each trial is an operator command
 through the bridge (``roboalign say``); success is the sim predicate, or the operator's y/n on the real
 robot (press Enter to stop a real episode early). In simulation trial k of a task starts from LIBERO init
 state ``--first-init-state`` + k (sent with the START command; the init state the simulator reports is
@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from roboalign.csv_rows import append_row, read_rows
-from roboalign.tasks import DEFAULT_TASKS, Task
+from roboalign.commands.csv_rows import append_row, read_rows
+from roboalign.spec.tasks import DEFAULT_TASKS, Task
 
 TRIALS_CSV, RESULTS_CSV, RESULTS_MD, RESULTS_PNG = "trials.csv", "results.csv", "results.md", "results.png"
 
@@ -189,7 +189,7 @@ def ask_operator(prompt: str, console: Console) -> str:
 def run_trial(client, task: Task, obj: str, mode: str, timeout: float, echo: Callable[[str], None],
               console: Console | None, init_state: int = -1) -> dict[str, Any] | None:
     """One episode through the bridge; returns the outcome fields (None if the operator skipped it)."""
-    from roboalign.operator import format_status
+    from roboalign.commands.say import format_status
 
     instruction = task.instruction(obj if mode == "real" else None, domain=mode)
     res = client.command("start", task=task.name, instruction=instruction, init_state=init_state)
@@ -291,7 +291,7 @@ def _parser() -> argparse.ArgumentParser:
 def launch_sim(overrides: dict[str, str], sets: list[str], logs: Path, who: str):
     """Start the sim stack's node processes (config/sim_graph.yaml) with ``overrides`` and the user's ``--set``s."""
     from roboalign_policy.graph import load_graph
-    from roboalign_policy.process_graph import ProcessGraph, interrupt_on_sigterm
+    from roboalign_policy.tools.process_graph import ProcessGraph, interrupt_on_sigterm
 
     interrupt_on_sigterm()  # SIGTERM stops the sim stack too (its nodes run in their own sessions)
     procs = ProcessGraph(load_graph("sim"), {**overrides, **dict(kv.split("=", 1) for kv in sets)}, logs)
@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     launch = args.launch or ("sim" if args.mode == "sim" else "none")
     procs = client = None
     try:
-        from roboalign_policy.operator_client import OperatorClient
+        from roboalign_policy.tools.operator_client import OperatorClient
 
         if launch == "sim":
             procs = launch_sim({"record_dir": str(out / "episodes")}, args.set, out / "logs", "trials")

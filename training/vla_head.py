@@ -34,17 +34,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from roboalign.training.config import EMBODIMENT, VLATrainConfig
-from roboalign.training.overrides import parse_run_config
 
-from roboalign.action_space import get_action_space
 from roboalign.models.action_head import ActionHeadConfig
 from roboalign.models.backbone import Backbone, TinyBackboneConfig, build_tiny_backbone, load_backbone
 from roboalign.models.vla import VLA, build_vla, save_vla
 from roboalign.models.vla_inputs import VLAInputSpec
-from roboalign.runtime.types import Observation
 from roboalign.sim.default_dataset import resolve_dataset
-from roboalign.tasks import DEFAULT_TASKS, TaskSet
+from roboalign.spec.action_space import get_action_space
+from roboalign.spec.policy_io import Observation
+from roboalign.spec.tasks import DEFAULT_TASKS, TaskSet
+from roboalign.training.config import EMBODIMENT, VLATrainConfig
+from roboalign.training.overrides import parse_run_config
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -421,6 +421,6 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":  # e.g. under accelerate launch: user errors in one line as with `roboalign train`
     import sys
 
-    from roboalign.cli_errors import run_main
+    from roboalign.spec.user_errors import run_main
 
-    raise SystemExit(run_main("roboalign.training.vla", main, sys.argv[1:]))
+    raise SystemExit(run_main("roboalign.training.vla_head", main, sys.argv[1:]))

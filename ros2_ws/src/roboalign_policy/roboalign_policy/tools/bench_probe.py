@@ -1,6 +1,6 @@
 """The ROS side of ``roboalign bench ros``: the robot and the cameras, the node processes, the raw timings.
 
-    python -m roboalign_policy.bench_probe CONFIG.json RESULTS.json
+    python -m roboalign_policy.tools.bench_probe CONFIG.json RESULTS.json
 
 Started by ``roboalign/bench/ros.py`` (the core never imports rclpy), which writes CONFIG (node parameters,
 image size, cameras, rate, seconds) and turns RESULTS into figures. This process starts policy_node and
@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from roboalign_policy import qos as q
-from roboalign_policy.bench_robot import StandInRobot, between
 from roboalign_policy.graph import ros_value
+from roboalign_policy.tools.bench_robot import StandInRobot, between
 
 
 def node_cmd(executable: str, params: dict[str, Any]) -> list[str]:
@@ -151,7 +151,7 @@ def _start(cfg: dict[str, Any], out: Path) -> list[subprocess.Popen]:
     """The robot stand-in (``bench_robot``), policy_node (on the policy host: ``policy_prefix``, e.g.
     ``ip netns exec ...``) and bridge_node."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    robot = [sys.executable, "-m", "roboalign_policy.bench_robot", str(out / "robot.json"),
+    robot = [sys.executable, "-m", "roboalign_policy.tools.bench_robot", str(out / "robot.json"),
              "--priority", str(cfg.get("robot_priority", 0)), "--cpus", *map(str, cfg["control_cpus"])]
     cmds = {"robot": robot, "policy_node": [*cfg.get("policy_prefix", []), *node_cmd("policy_node", cfg["policy_node"])],
             "bridge_node": node_cmd("bridge_node", cfg["bridge_node"])}
@@ -207,7 +207,7 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
     from rclpy.executors import SingleThreadedExecutor
 
     from roboalign_policy.node_runner import pin_process, use_dds_profile
-    from roboalign_policy.operator_client import OperatorClient
+    from roboalign_policy.tools.operator_client import OperatorClient
 
     out = Path(cfg["out"])
     if cfg.get("policy_prefix"):
