@@ -238,8 +238,8 @@ def test_repair_leaves_an_episode_of_a_live_recorder_alone(tmp_path: Path, capsy
 
 def test_training_refuses_a_dataset_without_the_configs_action_space_or_cameras(tmp_path: Path) -> None:
     from roboalign.data.convert import convert
-    from training.config import VLATrainConfig
-    from training.vla import load_splits
+    from roboalign.training.config import VLATrainConfig
+    from roboalign.training.vla_head import load_splits
 
     for k in range(2):
         write_bag_episode(tmp_path / "rec" / f"episode_000{k}_a", steps=12)
