@@ -3,9 +3,13 @@
     ros2 launch roboalign_policy real_robot.launch.py checkpoint:=/path/to/export [dry_run:=true]
         [camera_driver:=realsense|pyrealsense2|none] [command_topic:=/fr3_arm_controller/joint_trajectory]
         [gripper:=franka_gripper|topic] [backend:=onnxruntime|torch|tensorrt] [record_dir:=DIR]
-        [teleop:=none|spacemouse|gamepad|joy]
+        [teleop:=none|spacemouse|gamepad|joy] [allow_cpu_fallback:=true]
+        [backend_options:='{"providers": ["cuda", "cpu"]}'] [camera_qos:=auto|reliable|best_effort] [autostart:=false]
 
-dry_run is true by default: the bridge computes and checks every command and the gripper relay logs its
+policy_node and bridge_node are managed (lifecycle) nodes: they configure (load the model / build the bridge)
+and activate themselves (autostart:=true); with autostart:=false they wait for `ros2 lifecycle set <node>
+configure` / `activate`. START is refused until the policy is active, with the policy's own reason (e.g. no
+CUDA execution provider: allow_cpu_fallback:=true runs it on the CPU). dry_run is true by default: the bridge computes and checks every command and the gripper relay logs its
 goals, and nothing is sent until you relaunch with dry_run:=false. gripper:=franka_gripper (default) starts
 gripper_relay, which turns the bridge's gripper command into franka_gripper Move (open) / Grasp (close)
 goals (parameters in config/real_robot.yaml); gripper:=topic leaves the command on gripper_command_topic
@@ -28,7 +32,7 @@ from launch.actions import (
 )
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
 from launch_ros.substitutions import FindPackageShare
 
 from launch import LaunchDescription
@@ -36,6 +40,15 @@ from roboalign_policy.graph import load_graph
 from roboalign_policy.node_runner import dds_profile_env
 
 GRAPH = "real_robot"
+
+
+def _node(graph, n, values):
+    """A launch_ros action for node ``n``: a LifecycleNode for the managed nodes (policy_node, bridge_node), which
+    configure and activate themselves with their ``autostart`` parameter (the ``autostart`` argument)."""
+    action = LifecycleNode if n.lifecycle else Node
+    return action(package=n.package, executable=n.executable, name=n.name, namespace="", output="screen",
+                  emulate_tty=True, parameters=[str(graph.params_file), graph.node_parameters(n, values)],
+                  remappings=list(n.remappings))
 
 
 def _realsense(cameras):
@@ -61,12 +74,7 @@ def _nodes(context, *args, **kwargs):
         actions += _realsense(graph.extra.get("cameras", []))
     elif values["camera_driver"] not in ("pyrealsense2", "none"):
         raise ValueError(f"camera_driver {values['camera_driver']!r}; valid: realsense, pyrealsense2, none")
-    actions += [
-        Node(package=n.package, executable=n.executable, name=n.name, output="screen", emulate_tty=True,
-             parameters=[str(graph.params_file), graph.node_parameters(n, values)],
-             remappings=list(n.remappings))
-        for n in graph.active_nodes(values)
-    ]
+    actions += [_node(graph, n, values) for n in graph.active_nodes(values)]
     return actions
 
 

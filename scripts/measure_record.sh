@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 17's measurement: does recording through ROS lose anything? A head trained on N demonstrations per task
+# Does recording through ROS lose anything? A head trained on N demonstrations per task
 # recorded through the bridge (the scripted expert as the teleoperator on the leader input, `roboalign record`)
 # vs the same head trained on N demonstrations collected directly in LIBERO (`roboalign collect`), same init
 # states 0.., same training config; offline MSE on the same held-out episodes (init states 40..) and closed-loop

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 16's head measurement on CPU: the tiny VLA trained on demos of the four tasks' real-target scenes.
+# The tiny VLA head on CPU, trained on demos of the four tasks' real-target scenes (docs/results.md).
 #
 #   nice -n 19 scripts/run scripts/measure_scenes.sh      # DEMOS=10 EPISODES=20 ... to change the sizes
 #

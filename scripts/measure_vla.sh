@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 6's measurement, end to end on CPU: the tiny VLA on the base / SFT / SFT+GRPO backbones.
+# The tiny VLA on the base / SFT / SFT+GRPO backbones, end to end on CPU (docs/results.md).
 #
 #   scripts/run scripts/measure_vla.sh            # after `roboalign collect` and `roboalign bench align`
 #
@@ -12,7 +12,7 @@
 # 4. `roboalign eval compare` of the three runs -> $FIGURES/vla_compare.{md,png}.
 # Each stage is skipped when its output exists (delete the folder to redo it), so a stopped run resumes.
 #
-# Issue 18's comparison on joint-position demos (the base head is issue 17's direct head, linked in):
+# The comparison on joint-position demos (the base head is measure_record.sh's direct head, linked in):
 #   CONFIG=training/configs/vla_tiny_joint.yaml STEPS=1500 DATA=runs/measure_record_n20/direct \
 #   HELDOUT=runs/measure_record_n20/heldout EPISODES=0 ALIGN=runs/bench_align_A RUNS=runs/measure_vla_joint \
 #   PROBE_ARGS="--task all --feature-dim 8 --projections 10" scripts/run scripts/measure_vla.sh

@@ -15,7 +15,8 @@ VENV="${ROBOALIGN_VENV:-$ROOT/.venv}"
 PY="$VENV/bin/python"
 STAMPS="$VENV/.roboalign-stamps"
 TORCH_SPEC="${ROBOALIGN_TORCH:-torch==2.13.0}"
-APT_PKGS=(cmake g++ make git libusb-1.0-0 libegl1 libegl-mesa0 libgl1 libgles2 libosmesa6 libglib2.0-0 libhidapi-hidraw0)
+APT_PKGS=(cmake g++ make git libusb-1.0-0 libegl1 libegl-mesa0 libgl1 libgles2 libosmesa6 libglib2.0-0 libhidapi-hidraw0
+          chromium chromium-driver)  # chromium: the console's browser tests (headless)
 
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
 die() { printf '\033[1;31m[setup] error:\033[0m %s\n' "$*" >&2; exit 1; }

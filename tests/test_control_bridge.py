@@ -10,7 +10,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from roboalign.control.bridge import Bridge, BridgeConfig, Command, Inputs, Request, SimResetResult
+from roboalign.control.bridge import (
+    Bridge,
+    BridgeConfig,
+    Command,
+    Inputs,
+    PolicyReport,
+    PolicyState,
+    Request,
+    SimResetResult,
+)
 from roboalign.control.episode import Phase
 from roboalign.spec.action_space import FR3_HOME, FR3_LIMITS
 
@@ -116,6 +125,22 @@ def test_no_chunk_at_all_and_chunks_that_stop_coming_fault_the_episode() -> None
     rig.chunk(START + 0.1)
     rig.step(30)
     assert rig.phase is Phase.FAULT and "stale chunk" in rig.bridge.status(rig.now).message
+
+
+def test_a_missing_chunk_fault_names_the_rejections_behind_it() -> None:
+    rig = running()
+    far = START.copy()
+    far[5] += 2.5  # inside the joint limits, far from the current command
+    for _ in range(3):
+        assert "too far" in rig.chunk(far)
+        rig.step(10)
+    rig.step(2)
+    message = rig.bridge.status(rig.now).message
+    assert rig.phase is Phase.FAULT and "no chunk message" in message
+    assert "the 3 chunk(s) received were rejected, last: chunk starts too far" in message
+    rig = running()  # a new episode starts from no rejections
+    rig.step(26)
+    assert "rejected" not in rig.bridge.status(rig.now).message
 
 
 def test_bad_chunks_are_rejected_with_a_reason_and_the_episode_keeps_running() -> None:
@@ -311,3 +336,102 @@ def test_runtime_settings_apply_and_fixed_or_unsafe_ones_are_refused() -> None:
         rig.bridge.reconfigure(home_pose=(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0))
     with pytest.raises(ValueError, match="task_domain"):
         BridgeConfig(task_domain="moon")
+
+
+# ---------------------------------------------------------------------------------------------- the policy's state
+POLICY_TOPIC = "/roboalign/policy_status"
+LOAD_FAILED = "configure failed: could not load the policy: checkpoint folder /models/export not found"
+
+
+def watched(**cfg) -> Rig:
+    """A rig whose bridge needs an active policy for START (as bridge_node with policy_status_topic set)."""
+    rig = Rig(policy_status_topic=POLICY_TOPIC, policy_status_timeout_s=3.0, policy_wait_s=20.0, **cfg)
+    rig.step()
+    return rig
+
+
+def report(rig: Rig, state: PolicyState, message: str, age: float = 0.0) -> None:
+    rig.bridge.policy_status(PolicyReport(int(state), message, rig.now - age, "onnxruntime", "/models/export"))
+
+
+def test_start_is_refused_while_the_policy_reports_a_fault_quoting_its_reason() -> None:
+    rig = watched()
+    report(rig, PolicyState.FAULT, LOAD_FAILED)
+    assert rig.bridge.wait_s(Command.START, rig.now) == 0.0  # nothing to wait for: refuse at once
+    refused = rig.command(Command.START, task="bottle_to_basket")
+    assert not refused.accepted and rig.phase is Phase.IDLE and rig.sent == []
+    assert refused.message == f"the policy cannot act: fault: {LOAD_FAILED}"
+    report(rig, PolicyState.UNCONFIGURED, "inactive: activate it: ros2 lifecycle set /policy_node activate")
+    refused = rig.command(Command.START, task="bottle_to_basket")
+    assert not refused.accepted and "unconfigured: inactive: activate it" in refused.message
+    report(rig, PolicyState.READY, "ready; waiting for an instruction")
+    assert rig.bridge.ready_for(Command.START, rig.now)
+    assert rig.command(Command.START, task="bottle_to_basket").accepted and rig.phase is Phase.RUNNING
+
+
+def test_start_waits_for_a_policy_that_is_starting_then_names_what_it_reported() -> None:
+    rig = watched()
+    assert rig.bridge.wait_s(Command.START, rig.now) == 20.0  # no status yet: policy_wait_s
+    refused = rig.command(Command.START, task="bottle_to_basket")
+    assert not refused.accepted and f"no policy status on {POLICY_TOPIC}: is policy_node running?" in refused.message
+    report(rig, PolicyState.LOADING, "loading backend onnxruntime")
+    assert rig.bridge.wait_s(Command.START, rig.now) == 20.0 and not rig.bridge.ready_for(Command.START, rig.now)
+    refused = rig.command(Command.START, task="bottle_to_basket")
+    assert "not active yet: loading: loading backend onnxruntime (waited 20 s)" in refused.message
+    report(rig, PolicyState.RUNNING, "running", age=5.0)  # its last status is older than policy_status_timeout_s
+    refused = rig.command(Command.START, task="bottle_to_basket")
+    assert not refused.accepted and "no policy status on /roboalign/policy_status for 5.0 s" in refused.message
+    # the inputs come first: without a joint state, START waits start_wait_s for it and says so
+    fresh = Rig(policy_status_topic=POLICY_TOPIC, start_wait_s=2.0)
+    assert fresh.bridge.wait_s(Command.START, fresh.now) == 2.0
+    assert "no joint state" in fresh.command(Command.START, task="bottle_to_basket").message
+
+
+def test_teleop_episodes_and_bridges_without_a_watched_policy_do_not_need_one() -> None:
+    rig = watched(mode="leader")
+    report(rig, PolicyState.FAULT, LOAD_FAILED)
+    assert rig.command(Command.START, task="bottle_to_basket").accepted
+    plain = Rig()  # policy_status_topic "": chunks come from elsewhere (a test, a relay)
+    plain.step()
+    assert plain.bridge.policy_problem(plain.now) is None
+    assert plain.command(Command.START, task="bottle_to_basket").accepted
+
+
+def test_a_missing_chunk_fault_names_the_policys_own_reason() -> None:
+    rig = watched()
+    report(rig, PolicyState.READY, "ready")
+    assert rig.command(Command.START, task="bottle_to_basket").accepted
+    report(rig, PolicyState.FAULT, "inference failed: CUDA out of memory")
+    rig.step(30)  # 0.6 s > chunk_timeout_s 0.5 without a chunk
+    assert rig.phase is Phase.FAULT
+    msg = rig.bridge.machine.episode.message
+    assert msg.startswith("no chunk message for") and "the policy cannot act: fault: inference failed: CUDA" in msg
+
+
+def test_deactivate_holds_a_moving_arm_and_commands_nothing_until_activated() -> None:
+    rig = running()
+    for _ in range(10):
+        rig.chunk(START + 0.3)
+        rig.step()
+    assert np.abs(rig.q - START).max() > 0.01, "the arm moves"
+    out = rig.bridge.set_active(False, rig.now)
+    rig.collect(out)
+    assert out.arm is not None and out.send  # the hold leaves at once
+    np.testing.assert_allclose(out.arm, np.tile(out.arm[0], (len(out.arm), 1)))  # every point: the same pose
+    assert rig.phase is Phase.STOPPED and "bridge_node deactivated" in rig.bridge.machine.episode.message
+    assert out.instruction == ""  # the policy stops
+    held, n = rig.q.copy(), len(rig.sent)
+    rig.chunk(START + 0.3)
+    rig.step(20)
+    assert len(rig.sent) == n and np.array_equal(rig.q, held)  # nothing commanded while inactive
+    level, message, values = rig.bridge.safety_report()
+    assert (level, message, values["active"]) == ("warn", "bridge_node inactive (lifecycle): commanding nothing", False)
+    refused = rig.command(Command.START, task="bottle_to_basket")
+    assert not refused.accepted and "bridge_node is inactive" in refused.message
+    assert "ros2 lifecycle set /bridge_node activate" in refused.message
+    assert not rig.command(Command.HOME).accepted
+    assert rig.command(Command.STOP).accepted and rig.command(Command.ESTOP).accepted  # stopping is always allowed
+    rig.command(Command.RELEASE_ESTOP)
+    rig.collect(rig.bridge.set_active(True, rig.now))
+    rig.step()
+    assert rig.command(Command.START, task="bottle_to_basket").accepted and rig.phase is Phase.RUNNING

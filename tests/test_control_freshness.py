@@ -85,3 +85,51 @@ def test_starved_lists_streams_below_the_rate() -> None:
     _feed(slow, np.arange(0, 90, 3) / 30.0)
     now = 89 / 30 + 0.01
     assert starved({"agentview": fast, "wrist": slow}, now, 27.0) == ["wrist"]
+
+
+def test_a_slow_full_size_stream_is_named_with_what_was_measured_and_the_cause() -> None:
+    from roboalign.control.stream_health import SHM_SEGMENT_BYTES, StreamHealth, stream_cause
+
+    stamps = np.arange(150) / 30.0  # 5 s at 30 Hz; two in three frames of 921,600 B lost, then a 0.6 s hole
+    kept = [t for k, t in enumerate(stamps) if k % 3 == 0 and not 60 <= k < 78]
+    s = StreamStats(expected_hz=30.0)  # the camera's nominal rate (policy_node camera_fps)
+    for t in kept:
+        s.add(float(t), float(t) + 0.002, 921_600)
+    h = s.health(kept[-1] + 0.01, "/camera/wrist/color/image_raw")
+    assert h.published_hz == pytest.approx(30.0) and h.rate_hz == pytest.approx(43 / 4.9)  # 44 frames in 4.9 s
+    assert h.frame_bytes == 921_600 and h.max_gap_s == pytest.approx(0.7, abs=1e-6)
+    text = stream_cause(h)
+    assert text is not None and text.startswith(f"/camera/wrist/color/image_raw: {h.rate_hz:.1f} Hz received of "
+                                                f"{h.published_hz:.1f} Hz published, largest gap 0.700 s, frames "
+                                                "900 KiB: frames larger than FastDDS's default 512 KiB shared-memory")
+    for fix in ("config/fastdds.xml", "FASTRTPS_DEFAULT_PROFILES_FILE", "net.core.rmem_max", "match QoS"):
+        assert fix in text, fix
+    # the same loss with small frames: not the segment, the buffers / QoS / CPU
+    small = stream_cause(StreamHealth("/c", 10.0, 30.0, 0.2, SHM_SEGMENT_BYTES // 2, 50))
+    assert small is not None and "shared-memory" not in small and "net.core.rmem_max" in small
+    # every frame at the publisher's rate: nothing to explain; a short window or an unknown rate neither
+    steady = StreamStats()
+    for t in stamps:
+        steady.add(float(t), float(t) + 0.002, 921_600)
+    assert stream_cause(steady.health(stamps[-1] + 0.01, "/c")) is None
+    assert stream_cause(StreamHealth("/c", 1.0, 0.0, 5.0, 921_600, 10)) is None
+
+
+def test_a_long_gap_alone_makes_a_stream_slow_and_the_watchdog_names_the_cause() -> None:
+    from roboalign.control.stream_health import StreamHealth, stream_cause
+    from roboalign.control.watchdog import Watchdog
+
+    gap = StreamHealth("/c", 29.0, 30.0, 0.5, 921_600, 145)  # the rate is fine, one 0.5 s hole is not
+    assert gap.slow() and "largest gap 0.500 s" in stream_cause(gap)
+    assert not StreamHealth("/c", 29.0, 30.0, 0.09, 921_600, 145).slow()
+    wd = Watchdog({"image": 0.2, "state": 0.1})
+    wd.explain("image", lambda: stream_cause(gap))
+    wd.arm("image", 0.0)
+    wd.arm("state", 0.0)
+    wd.feed("image", 1.0)
+    wd.feed("state", 1.2)
+    (problem,) = wd.check(1.25)
+    assert problem.startswith("stale image: last message 0.250 s ago (timeout 0.2 s); /c: 29.0 Hz received of "
+                              "30.0 Hz published, largest gap 0.500 s, frames 900 KiB: frames larger than")
+    wd.explain("image", lambda: None)  # nothing measured to blame: the symptom alone
+    assert wd.check(1.25) == ["stale image: last message 0.250 s ago (timeout 0.2 s)"]

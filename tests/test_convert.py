@@ -160,7 +160,7 @@ def test_sigkilled_bag_writer_is_salvaged_and_kept_out_of_training(tmp_path: Pat
     from roboalign.commands.dataset import main
 
     assert main(["repair", str(tmp_path / "rec")]) == 0  # what the recorder also does on its next start
-    assert (folder / "bag.crashed").is_dir() and repair_bag(folder / "bag") is None  # complete now
+    assert (folder / "bag.crashed").is_dir() and repair_bag(folder / "bag") is None  # the repaired bag is complete
     assert json.loads((folder / "episode.json").read_text())["outcome"] == "incomplete"
     with Reader(folder / "bag") as r:
         assert r.message_count >= 2 * ep.length
@@ -225,9 +225,10 @@ def test_repair_leaves_an_episode_of_a_live_recorder_alone(tmp_path: Path, capsy
     import os
 
     from roboalign.commands.dataset import main
+    from roboalign.data.bag_salvage import process_identity
 
     folder = write_bag_episode(tmp_path / "rec" / "episode_0001_a", steps=10, outcome="running")
-    meta = json.loads((folder / "episode.json").read_text()) | {"pid": os.getppid()}  # a live process, not us
+    meta = json.loads((folder / "episode.json").read_text()) | process_identity(os.getppid())  # live, not us
     (folder / "episode.json").write_text(json.dumps(meta))
     assert main(["repair", str(tmp_path / "rec")]) == 0
     assert "still being recorded by process" in capsys.readouterr().out

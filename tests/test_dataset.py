@@ -209,7 +209,7 @@ def test_libero_hdf5_reader(tmp_path):
     np.testing.assert_allclose(ep.actions["joint_position"][:-1, :7], joints[1:], rtol=1e-6)
     np.testing.assert_allclose(ep.actions["joint_position"][:, 7], actions[:, 6], rtol=1e-6)
     np.testing.assert_allclose(ep.actions["eef_delta"], actions, rtol=1e-6)
-    assert (ep.images["agentview"][:, -1] == 255).all()  # flipped: stored row 0 is now the bottom row
+    assert (ep.images["agentview"][:, -1] == 255).all()  # flipped: stored row 0 becomes the bottom row
     assert read_libero_hdf5(p, demos=[1])[0].length == 7
     # written as our own episode format it reads back the same
     q = write_episode(tmp_path / "converted.hdf5", ep)

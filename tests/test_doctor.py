@@ -137,3 +137,48 @@ def test_the_configured_backend_decides_warn_or_fail():
         cuda_torch = check_torch(DeployConfig(source="robot.yaml", backend="torch", device="cuda"))
         assert cuda_torch.status == "FAIL" and "robot.yaml runs the torch backend on cuda" in cuda_torch.detail
         assert check_torch(DeployConfig(backend="torch", device="cpu")).status == "WARN"
+
+
+def test_a_measured_stream_is_ok_or_names_the_cause_and_the_fix():
+    from roboalign.doctor.streams import stream_finding
+
+    slow = {"topic": "/camera/wrist/color/image_raw", "received": 22, "rate_hz": 2.2, "published_hz": 30.0,
+            "max_gap_ms": 2499.3, "bytes": 921648, "qos": "BEST_EFFORT"}
+    c = stream_finding(slow)
+    assert c.status == "WARN" and c.detail == ("/camera/wrist/color/image_raw: 2.2 Hz received of 30.0 Hz published, "
+                                               "largest gap 2.499 s, frames 900 KiB (best_effort)"), c
+    assert c.fix.startswith("frames larger than FastDDS's default 512 KiB shared-memory segment") and \
+        "config/fastdds.xml" in c.fix and "net.core.rmem_max" in c.fix, c.fix
+    steady = stream_finding({**slow, "received": 300, "rate_hz": 30.0, "max_gap_ms": 41.3})
+    assert steady.status == "OK" and "30.0 Hz received of 30.0 Hz published" in steady.detail and not steady.fix
+    gone = stream_finding({"topic": "/c", "error": "no publisher on /c within 30 s"})
+    assert gone.status == "FAIL" and "no publisher on /c" in gone.detail
+
+
+@pytest.mark.ros
+def test_doctor_measures_a_live_full_size_stream_from_a_publisher_without_our_profile(capsys):
+    """2 x 640x480 at 30 Hz best effort from a process on FastDDS's defaults: ``doctor --topic`` reports the
+    stream carried, or what it measured with the cause and the fix."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("rclpy", reason="needs ROS 2 (make setup)")
+    from roboalign_policy.node_runner import PROFILE_VARS
+
+    topic = "/camera/doctor_probe/color/image_raw"
+    env = {k: v for k, v in os.environ.items() if k not in PROFILE_VARS} | {"ROBOALIGN_DDS_PROFILE": "0"}
+    pub = subprocess.Popen([sys.executable, "-m", "roboalign_policy.tools.stream_check", "pub", "--topic", topic,
+                            "--cameras", "2", "--size", "640x480", "--fps", "30", "--qos", "best_effort",
+                            "--seconds", "40"], env=env, stdout=subprocess.DEVNULL)
+    try:
+        doctor.main(["--topic", f"{topic}_1", "--seconds", "2", "--json"])
+    finally:
+        pub.kill()
+        pub.wait()
+    (row,) = [r for r in json.loads(capsys.readouterr().out) if r["area"] == "stream"]
+    assert row["detail"].startswith(f"{topic}_1: ") and "Hz published, largest gap" in row["detail"], row
+    assert "frames 900 KiB" in row["detail"], row
+    if row["status"] == "WARN":
+        assert "shared-memory segment" in row["fix"] and "config/fastdds.xml" in row["fix"], row
+    else:
+        assert row["status"] == "OK", row

@@ -278,10 +278,10 @@ def test_rendering_only_policy_steps_gives_the_same_rollout():
 def test_compare_merges_episode_logs_of_split_runs(tmp_path):
     """Two lanes of one run plus another run: deduplicated per (task, init state), Wilson CIs, table + plot."""
     from roboalign.evaluation.cli import main
-    from roboalign.evaluation.libero_eval import EpisodeResult, _log_episode
+    from roboalign.evaluation.episode_results import EpisodeResult, append_episode
 
     def log(folder, task, init, ok, name="episodes_log.csv"):
-        _log_episode(EpisodeResult(task, init, ok, 100 if ok else 180, 1.0, 13, 50.0), tmp_path / folder / name)
+        append_episode(EpisodeResult(task, init, ok, 100 if ok else 180, 1.0, 13, 50.0), tmp_path / folder / name)
 
     for i in range(4):
         log("base_A", "bottle_to_basket", 20 + i, i == 0)
@@ -304,7 +304,7 @@ def test_compare_merges_episode_logs_of_split_runs(tmp_path):
 
 
 def _result(task, init, ok, steps=100):
-    from roboalign.evaluation.libero_eval import EpisodeResult
+    from roboalign.evaluation.episode_results import EpisodeResult
 
     return EpisodeResult(task, init, ok, steps, 1.0, 13, 50.0)
 
@@ -386,10 +386,11 @@ def test_eval_cli_bad_input_is_one_line(capsys):
 
 def test_eval_resumes_from_the_episode_logs(tmp_path):
     """Episodes already logged in --out are not run again (no scene is even built) and count in the reports."""
-    from roboalign.evaluation.libero_eval import LiberoEvalConfig, _log_episode, evaluate_policy
+    from roboalign.evaluation.episode_results import append_episode
+    from roboalign.evaluation.libero_eval import LiberoEvalConfig, evaluate_policy
 
     for i in range(3):
-        _log_episode(_result("libero_object/pick_up_the_milk_and_place_it_in_the_basket", 4 + i, i != 1),
+        append_episode(_result("libero_object/pick_up_the_milk_and_place_it_in_the_basket", 4 + i, i != 1),
                      tmp_path / "episodes_log_1.csv")
 
     def no_policy(task):

@@ -11,7 +11,6 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from export_fixtures import tiny_checkpoint_and_export
 from onnx import TensorProto, helper
 
 from roboalign.export.cli import main as export_main
@@ -32,27 +31,16 @@ from roboalign.runtime.tensorrt_engines import (
 )
 from roboalign.runtime.torch_backend import preprocessor_for_vla
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def exported():
-    return tiny_checkpoint_and_export()
+def vla(tiny_vla_export):
+    return load_vla(tiny_vla_export[0])
 
 
-@pytest.fixture(scope="module")
-def vla(exported):
-    return load_vla(exported[0])
-
-
-def test_export_writes_three_graphs_and_a_complete_manifest(exported, vla):
-    ckpt, out = exported
+def test_export_writes_three_graphs_and_a_complete_manifest(tiny_vla_export, vla):
+    ckpt, out = tiny_vla_export
     man = load_manifest(out)
     assert man["opset"] == 17 and man["exporter"] == "legacy"
     for name in MODULES:
@@ -78,14 +66,14 @@ def test_export_writes_three_graphs_and_a_complete_manifest(exported, vla):
     assert man["parity"]["ok"] and man["tensorrt_compat"]["ok"]
 
 
-def test_parity_check_catches_a_graph_that_differs_from_pytorch(exported, vla):
-    _, out = exported
+def test_parity_check_catches_a_graph_that_differs_from_pytorch(tiny_vla_export, vla):
+    _, out = tiny_vla_export
     pre = preprocessor_for_vla(vla)
     sessions = {m: make_session(out / f"{m}.onnx") for m in MODULES}
     obs = [synthetic_observations(RuntimeSpecs.from_vla(vla), 2, seed=3)]
     good = module_parity(vla, pre, sessions, obs)
     assert good["ok"]
-    wrong = load_vla(exported[0])
+    wrong = load_vla(tiny_vla_export[0])
     with torch.no_grad():
         for p in wrong.head.action_decoder.parameters():
             p.mul_(-1.0)  # the exported head.onnx no longer matches this model
@@ -142,8 +130,8 @@ def test_tensorrt_check_flags_unsupported_ops_opset_domain_and_dynamic_axes():
     assert fixed.ok
 
 
-def test_tensorrt_check_of_the_exported_graphs_and_a_corrupt_file(exported, tmp_path):
-    _, out = exported
+def test_tensorrt_check_of_the_exported_graphs_and_a_corrupt_file(tiny_vla_export, tmp_path):
+    _, out = tiny_vla_export
     for m in MODULES:
         rep = check_file(out / f"{m}.onnx", m)
         assert rep.ok and rep.opset == 17 and "MatMul" in rep.op_types
@@ -168,19 +156,19 @@ def test_engine_cache_key_and_build_config():
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
-def test_tensorrt_builder_reports_its_absence_and_names_the_alternative(exported):
+def test_tensorrt_builder_reports_its_absence_and_names_the_alternative(tiny_vla_export):
     with pytest.raises(TensorRTUnavailable, match="--backend onnxruntime"):
-        build_engines(exported[1])
+        build_engines(tiny_vla_export[1])
 
 
-def test_trtexec_commands_carry_the_profiles(exported):
-    cmds = trtexec_commands(exported[1], TRTBuildConfig(precision="bf16"))
+def test_trtexec_commands_carry_the_profiles(tiny_vla_export):
+    cmds = trtexec_commands(tiny_vla_export[1], TRTBuildConfig(precision="bf16"))
     assert len(cmds) == 3 and all(c.startswith("trtexec --onnx=") and " --bf16" in c for c in cmds)
     assert "--minShapes=frames:2x112x112x3" in cmds[0] and "--maxShapes=frames:16x112x112x3" in cmds[0]
 
 
-def test_export_cli_check_only_print_trtexec_and_tensorrt_absence(exported, capsys):
-    ckpt, out = exported
+def test_export_cli_check_only_print_trtexec_and_tensorrt_absence(tiny_vla_export, capsys):
+    ckpt, out = tiny_vla_export
     before = (out / "manifest.json").read_text()
     assert export_main(["--checkpoint", str(ckpt), "--out", str(out), "--check-only"]) == 0
     text = capsys.readouterr().out
@@ -194,8 +182,8 @@ def test_export_cli_check_only_print_trtexec_and_tensorrt_absence(exported, caps
     assert json.loads(before)["format"] == "roboalign.export/1"
 
 
-def test_exported_graph_names_match_the_manifest(exported):
-    _, out = exported
+def test_exported_graph_names_match_the_manifest(tiny_vla_export):
+    _, out = tiny_vla_export
     man = load_manifest(out)
     for m in MODULES:
         graph = onnx.load(str(out / f"{m}.onnx"))

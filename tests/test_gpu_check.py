@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 import torch
-from export_fixtures import tiny_checkpoint_and_export
 
 from roboalign.paper_scale.gpu_check import build_step, main, run_export
 
@@ -25,8 +24,8 @@ def test_tiny_vla_on_cpu_prints_the_gpu_line(capsys):
     assert all(float(fields[k]) > 0 for k in ("backbone_ms", "head_ms", "total_ms")) and "cudagraph_total_ms" not in fields
 
 
-def test_export_step_compares_every_path_here_with_onnxruntime_cpu(tmp_path):
-    res = run_export(torch.device("cpu"), tmp_path, existing=tiny_checkpoint_and_export())
+def test_export_step_compares_every_path_here_with_onnxruntime_cpu(tmp_path, tiny_vla_export):
+    res = run_export(torch.device("cpu"), tmp_path, existing=tiny_vla_export)
     assert "CPU" in res["providers"] and res["cpu_vs_torch_cpu"] < 1e-4
 
 

@@ -28,12 +28,7 @@ from roboalign.training.sft import run_sft  # noqa: E402
 DATA = DataConfig(dataset="toy", chunk_len=4, stride=4, fast_vocab_size=64, mixture={"robot": 1.0})
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

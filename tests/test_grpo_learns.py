@@ -1,21 +1,22 @@
-"""GRPO raises the reward it is given (issue 18): a test that fails when GRPO is wired wrong.
+"""GRPO raises the reward it is given: a test that fails when GRPO is wired wrong.
 
 Setting: the 8 robot prompts of one scripted episode (distinct states, one object), an SFT model trained
 briefly on exactly these prompts, then GRPO (TRL, the RoboAlign reward r = (r_f + r_a) / 2, 8 generations
 per prompt, every prompt in every step) on the same prompts. The SFT model must have room to improve: SFT
 runs SFT_STEPS (most first) until its sampled r_a lands in ROOM, because where a run lands is chaotic (the
-same 60 steps gave 0.89 on one install and 0.93 on the next; from 0.93 GRPO can gain only noise-level r_a).
+same 60 steps land at 0.89 or 0.93 on two installs; from 0.93 GRPO can gain only noise-level r_a).
 
 Statistic, on these fixed prompts: per prompt p, r_p = mean r_a of K completions sampled at temperature 1
 (seeded); delta = mean_p (r_p after - r_p before); its standard error is the sampling noise of the two
 measurements, se = sqrt(sum_p (s2_p,after + s2_p,before) / K) / P. The real run must give delta > 3 se;
 the same run with the advantage sign flipped (rewards negated: the group-normalised advantage is odd in
 r) or with rewards shuffled across the completions of a batch must not (delta < 1 se). Breaking the
-completion mask, scoring the wrong completion's tokens or shifting the FAST-id <-> token mapping each made
+completion mask, scoring the wrong completion's tokens or shifting the FAST-id <-> token mapping each makes
 the real run fail (numbers in docs/alignment.md)."""
 
 from __future__ import annotations
 
+import json
 import random
 import sys
 from collections.abc import Callable
@@ -27,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from align_fixtures import make_episodes  # noqa: E402
+from export_fixtures import built_once  # noqa: E402
 
 from roboalign.models.aligned import AlignedModel, load_aligned  # noqa: E402
 from roboalign.training.config import DataConfig, GRPORunConfig, SFTRunConfig  # noqa: E402
@@ -42,17 +44,26 @@ GRPO_LR, GRPO_STEPS, GRPO_BATCH = 3e-4, 45, 64  # 8 prompts x 8 generations per 
 SFT_STEPS, ROOM = (60, 50, 40, 30), (0.25, 0.85)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def setting(tmp_path_factory):
-    return make_setting(tmp_path_factory.mktemp("sft"))
+def setting(shared_tmp_path):
+    """Built once per test run: parallel workers run this module's tests side by side (tests/parallel.py)."""
+    return built_once(shared_tmp_path / "grpo_learns_setting", saved_setting)
+
+
+def saved_setting(root: Path) -> tuple[Path, list[dict], np.ndarray]:
+    """make_setting(root), or the setting an earlier call (in this or another process) wrote to root: the SFT
+    folder and its r_a as JSON + .npy (no pickle); the prompts are rebuilt from the saved model and the episodes."""
+    chosen, scores = root / "setting.json", root / "before.npy"
+    if not chosen.is_file():
+        sft_dir, _, before = make_setting(root)
+        np.save(scores, before, allow_pickle=False)
+        chosen.write_text(json.dumps({"sft_dir": str(sft_dir)}))
+    sft_dir = Path(json.loads(chosen.read_text())["sft_dir"])
+    prompts = grpo_samples(load_aligned(sft_dir), make_episodes(1, steps=32, privileged=False), GRPORunConfig(data=DATA))
+    return sft_dir, prompts, np.load(scores, allow_pickle=False)
 
 
 def make_setting(root: Path) -> tuple[Path, list[dict], np.ndarray]:

@@ -24,6 +24,7 @@ from roboalign_policy.graph import load_graph, node_command  # noqa: E402
 from roboalign_policy.params import declare_params  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+SOURCES = [ROOT / "roboalign", ROOT / "training", ROOT / "ros2_ws/src/roboalign_policy/roboalign_policy"]
 CONFIG = ROOT / "ros2_ws/src/roboalign_policy/config"
 LAUNCH = ROOT / "launch"
 CHEAP = {"policy_node": "PolicyNode", "bridge_node": "BridgeNode",  # constructed for real (no model load, no sim)
@@ -31,7 +32,10 @@ CHEAP = {"policy_node": "PolicyNode", "bridge_node": "BridgeNode",  # constructe
 CASES = [("sim", {}), ("sim", {"backend": "onnxruntime", "checkpoint": "/models/tiny", "dry_run": "true"}),
          ("real_robot", {"checkpoint": "/models/export", "camera_driver": "pyrealsense2"}),
          ("real_robot", {"checkpoint": "/models/export", "dry_run": "false", "camera_driver": "none"}),
-         ("real_robot", {"checkpoint": "/models/export", "camera_driver": "none", "gripper": "topic"})]
+         ("real_robot", {"checkpoint": "/models/export", "camera_driver": "none", "gripper": "topic"}),
+         ("real_robot", {"checkpoint": "/models/export", "camera_driver": "none", "allow_cpu_fallback": "true",
+                         "autostart": "false", "backend_options": '{"providers": ["cpu"]}'}),
+         ("sim", {"allow_cpu_fallback": "true", "camera_qos": "best_effort"})]
 
 
 @pytest.fixture
@@ -206,3 +210,60 @@ def test_the_repeat_check_sees_a_repeat() -> None:
     assert _explained_repeats(text) == {("bridge_node", "dry_run")}
     defaults = _declared_defaults(load_graph("sim", CONFIG))
     assert defaults["bridge_node"]["lookahead_steps"] == 2  # so the line above would be an unexplained repeat
+
+
+def _advice_in_messages() -> dict[str, set[str]]:
+    """``name`` -> files, for every ``name:=value`` a string in the code tells the user to set (error texts,
+    log lines; docstrings are not messages)."""
+    found: dict[str, set[str]] = {}
+    for root in SOURCES:
+        for path in root.rglob("*.py"):
+            tree = ast.parse(path.read_text())
+            docs = {id(n.body[0].value) for n in ast.walk(tree)
+                    if isinstance(n, ast.Module | ast.FunctionDef | ast.ClassDef | ast.AsyncFunctionDef)
+                    and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+                    for name in re.findall(r"(?<![\w-])([a-z][a-z0-9_]*):=", node.value):
+                        found.setdefault(name, set()).add(str(path.relative_to(ROOT)))
+    return found
+
+
+def _settable(graph, name: str) -> bool:
+    """``name`` can be given on the graph's command line: an argument, or chosen by one (a node variant with the
+    parameter fixed under a ``when`` on an argument, as teleop_node's device under ``teleop``)."""
+    if name in graph.arguments:
+        return True
+    variants = [n for n in graph.nodes if name in n.parameters]
+    return bool(variants) and all(n.when for n in variants)
+
+
+def test_every_setting_an_error_message_advises_is_a_launch_argument_where_its_node_runs() -> None:
+    """An error that says ``allow_cpu_fallback:=true`` is only useful if the user can type that where they are:
+    every advised ``name:=`` is an argument of each graph that runs a node declaring the parameter (or of some
+    graph, for an argument of the launch files themselves)."""
+    advice = _advice_in_messages()
+    assert {"allow_cpu_fallback", "record_dir"} <= set(advice), advice  # the scan finds the messages
+    graphs = [load_graph(name, CONFIG) for name in ("sim", "real_robot")]
+    missing = []
+    for name, files in sorted(advice.items()):
+        runs = [g for g in graphs if any(name in _declared_defaults(g).get(n.name, {}) for n in g.nodes)]
+        if not any(_settable(g, name) for g in graphs) or not all(_settable(g, name) for g in runs):
+            missing.append(f"{name} (advised in {sorted(files)})")
+    assert missing == [], "advised settings that are not launch arguments"
+
+
+@pytest.mark.parametrize("graph_name", ["sim", "real_robot"])
+def test_allow_cpu_fallback_and_autostart_are_launch_arguments_of_the_managed_nodes(graph_name) -> None:
+    graph = load_graph(graph_name, CONFIG)
+    managed = [n.name for n in graph.nodes if n.lifecycle]
+    assert managed == ["policy_node", "bridge_node"]
+    autostart, fallback = graph.arguments["autostart"], graph.arguments["allow_cpu_fallback"]
+    assert autostart.default is True and set(autostart.nodes) == set(managed) and autostart.param == "autostart"
+    assert fallback.default is False and fallback.nodes == ("policy_node",)
+    args = graph.resolve({"allow_cpu_fallback": "true", "autostart": "false"})
+    policy = next(n for n in graph.nodes if n.name == "policy_node")
+    cmd = node_command(graph, policy, args)
+    assert "allow_cpu_fallback:=true" in cmd and "autostart:=false" in cmd
+    text = (LAUNCH / f"{graph_name}.launch.py").read_text()
+    assert "LifecycleNode if n.lifecycle else Node" in text  # launch_ros knows them as managed nodes

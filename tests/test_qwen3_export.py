@@ -21,15 +21,15 @@ from roboalign.runtime.torch_backend import preprocessor_for_vla
 NO_CUDA = "CUDAExecutionProvider" not in ort.get_available_providers()
 
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
 @pytest.fixture(scope="module")
 def qwen3(tmp_path_factory):
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("qwen3")
     ckpt = make_tiny_vla_checkpoint(root / "vla", family="qwen3_vl")
     export_checkpoint(ckpt, root / "vla" / "onnx")
-    yield ckpt, root / "vla" / "onnx"
-    torch.set_num_threads(old)
+    return ckpt, root / "vla" / "onnx"
 
 
 @pytest.fixture(scope="module")

@@ -102,7 +102,7 @@ def test_record_a_demo_train_export_and_deploy(sim) -> None:
 
     bag = read_bag_episode(out / "bags" / keep[0].bag)  # the leader input is in the raw log, as provenance
     assert len(bag.streams["/roboalign/teleop/leader_joint_states"]) > 50 and len(bag.by_role("joint_states")) == 1
-    # the demonstration is the expert's motion: no command a step late (the old clock-driven operator: ~55 %)
+    # the demonstration is the expert's motion: no command a step late (a clock-driven operator: ~55 %)
     lags = expert_lag(bag)
     assert sum(v for k, v in lags.items() if k > 0) <= 0.03 * keep[0].steps, lags
     direct = direct_steps(keep[0].init_state)

@@ -26,7 +26,7 @@ CAM = "/camera/qos_test/color/image_raw"
 
 
 def _policy(mode: str) -> PolicyNode:
-    opts = {"goal": [0.0] * 7, "speed": 0.1}
+    opts = {"goal": [0.0, 0.0, 0.0, -1.5, 0.0, 1.5, 0.0], "speed": 0.1}  # inside the FR3 limits: the model loads
     return PolicyNode(parameter_overrides=[
         P("backend", value="reach"), P("backend_options", value=json.dumps(opts)), P("camera_names", value=["cam"]),
         P("camera_topics", value=[CAM]), P("camera_qos", value=mode), P("status_rate_hz", value=10.0)])
@@ -40,10 +40,10 @@ class Watcher:
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diags.append, 50)
         self.node.create_subscription(PolicyStatus, "/roboalign/policy_status", self.status.append, 50)
 
-    def camera_diag(self) -> tuple[int, str] | None:
+    def camera_diag(self, name: str = "cam") -> tuple[int, str] | None:
         for d in reversed(self.diags):
             for s in d.status:
-                if s.name == "policy_node: camera cam":
+                if s.name == f"policy_node: camera {name}":
                     return s.level[0], s.message
         return None
 
@@ -88,6 +88,7 @@ def test_a_reliable_subscription_reports_a_best_effort_only_publisher(ros) -> No
     pub_node.destroy_node()
 
 
+@pytest.mark.serial  # counts the share of 30 Hz frames taken
 def test_every_frame_is_counted_while_a_slow_model_runs(ros) -> None:
     """Frames are taken by the camera thread, not between inferences: with a model three frame periods long
     and keep-last 1 queues, counting in the inference's thread would miss two frames of every three."""
@@ -110,4 +111,54 @@ def test_every_frame_is_counted_while_a_slow_model_runs(ros) -> None:
     frames, sent = pn._cameras[0].stats.frames - frames0, len(robot.image_stamps) - sent0
     assert len(chunks) - chunks0 >= 5, "inference did not keep running"
     assert frames >= 0.95 * sent - 2, f"the policy counted {frames} of {sent} frames while its model ran"
-    assert pn._waiter.wakeups > 0
+    assert pn._io.waiter.wakeups > 0
+
+
+def test_full_size_streams_from_a_publisher_without_our_profile_are_carried_or_their_cause_named(ros) -> None:
+    """2 x 640x480 rgb8 at 30 Hz, best effort, from a process on FastDDS's defaults (no profile: what a user's own
+    camera launch gives): within 2 s of the first frames the policy's /diagnostics either reports each stream
+    carried or names what was measured (rate, largest gap, frame size) and the cause with the fix."""
+    import os
+    import subprocess
+    import sys
+
+    from roboalign.spec.action_space import FR3_HOME
+    from roboalign_policy.node_runner import PROFILE_VARS
+
+    topics = [CAM, f"{CAM}_1"]  # stream_check's topics for --cameras 2
+    env = {k: v for k, v in os.environ.items() if k not in PROFILE_VARS} | {"ROBOALIGN_DDS_PROFILE": "0"}
+    pub = subprocess.Popen([sys.executable, "-m", "roboalign_policy.tools.stream_check", "pub", "--topic", CAM,
+                            "--cameras", "2", "--size", "640x480", "--fps", "30", "--qos", "best_effort",
+                            "--seconds", "30"], env=env, stdout=subprocess.DEVNULL)
+    try:
+        pn = ros(PolicyNode(parameter_overrides=[
+            P("backend", value="reach"), P("backend_options", value=json.dumps({"goal": list(FR3_HOME), "speed": 0.1})),
+            P("camera_names", value=["cam", "cam2"]), P("camera_topics", value=topics), P("camera_fps", value=30.0),
+            P("status_rate_hz", value=10.0)]))
+        w = Watcher(ros)
+        wait_until(lambda: w.status and len(w.status[-1].camera_frames) == 2 and all(w.status[-1].camera_frames),
+                   30, "the first frames of both cameras")
+        n = len(w.diags)
+        verdicts: dict[str, tuple[str, int, str]] = {}
+
+        def judged() -> bool:
+            for cam in pn._cameras:
+                d = w.camera_diag(cam.name) if len(w.diags) > n else None
+                if d is None:
+                    continue
+                if d[0] == 0 and cam.health().rate_hz >= 0.9 * 30.0:
+                    verdicts[cam.name] = ("carried", *d)
+                elif "Hz received of 30.0 Hz published" in d[1]:
+                    verdicts[cam.name] = ("named", *d)
+            return len(verdicts) == 2
+
+        wait_until(judged, 2.0, "each stream carried or its cause on /diagnostics")
+        for (how, level, message), topic in zip((verdicts["cam"], verdicts["cam2"]), topics, strict=True):
+            if how == "named":
+                assert level >= 1 and message.startswith(f"{topic}: "), message
+                for what in ("largest gap", "frames 900 KiB", "default 512 KiB shared-memory segment",
+                             "config/fastdds.xml", "net.core.rmem_max", "match QoS"):
+                    assert what in message, (what, message)
+    finally:
+        pub.kill()
+        pub.wait()

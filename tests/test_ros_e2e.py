@@ -12,7 +12,6 @@ needs no images; the image watchdogs allow 10 steps).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -36,26 +35,11 @@ ARM = [f"fr3_joint{i}" for i in range(1, 8)]
 
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_SOURCES = ["roboalign/control/tiny_model.py", "roboalign/export/*.py", "roboalign/models/**/*.py",
-                "roboalign/spec/action_space.py", "roboalign/spec/normalization.py", "roboalign/spec/fast.py"]
-
-
-def _tiny_export(request, tmp_path_factory) -> Path:
-    """The tiny joint-space VLA export, from pytest's cache when the code that builds it has not changed."""
-    from roboalign.control.tiny_model import ensure_tiny_export
-
-    h = hashlib.sha256()
-    for pattern in TINY_SOURCES:
-        for f in sorted(ROOT.glob(pattern)):
-            h.update(f.relative_to(ROOT).as_posix().encode() + f.read_bytes())
-    cache = getattr(request.config, "cache", None)
-    folder = cache.mkdir(f"tiny_joint_vla_{h.hexdigest()[:16]}") if cache else tmp_path_factory.mktemp("tiny")
-    return ensure_tiny_export(folder)
 
 
 @pytest.fixture(scope="module")
-def stack(request, tmp_path_factory):
-    export = _tiny_export(request, tmp_path_factory)
+def stack(tiny_joint_export, tmp_path_factory):
+    export = tiny_joint_export
     opts = {"providers": ["cpu"], "action_space": "joint_position", "cameras": ["agentview", "wrist"],
             "num_threads": 1}
     graph = load_graph("sim")

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-pytestmark = [pytest.mark.ros, pytest.mark.slow]
+pytestmark = [pytest.mark.ros, pytest.mark.slow, pytest.mark.serial]
 
 pytest.importorskip("rclpy", reason="needs ROS 2 (make setup)")
 from roboalign.bench.netns import NetnsUnavailable, two_hosts  # noqa: E402

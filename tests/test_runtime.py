@@ -11,7 +11,7 @@ import logging
 import numpy as np
 import pytest
 import torch
-from export_fixtures import copy_export, tiny_checkpoint_and_export
+from export_fixtures import copy_export
 
 from roboalign.models.vla import load_vla
 from roboalign.runtime import Policy, SpecMismatchError
@@ -23,36 +23,25 @@ from roboalign.runtime.tensorrt_engines import TensorRTUnavailable
 from roboalign.runtime.torch_backend import preprocessor_for_vla
 from roboalign.spec.policy_io import ActionChunk, BasePolicy, Observation
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def exported():
-    return tiny_checkpoint_and_export()
+def torch_policy(tiny_vla_export):
+    return Policy.from_checkpoint(tiny_vla_export[0], "torch", num_threads=1)
 
 
 @pytest.fixture(scope="module")
-def torch_policy(exported):
-    return Policy.from_checkpoint(exported[0], "torch", num_threads=1)
-
-
-@pytest.fixture(scope="module")
-def ort_policy(exported):
-    return Policy.from_checkpoint(exported[1], "onnxruntime", providers="cpu", num_threads=1)
+def ort_policy(tiny_vla_export):
+    return Policy.from_checkpoint(tiny_vla_export[1], "onnxruntime", providers="cpu", num_threads=1)
 
 
 def _obs(policy: Policy, n: int, seed: int) -> list[Observation]:
     return synthetic_observations(policy.specs, n, seed=seed)
 
 
-def test_fast_preprocessing_equals_the_stock_processor(exported):
-    vla = load_vla(exported[0])
+def test_fast_preprocessing_equals_the_stock_processor(tiny_vla_export):
+    vla = load_vla(tiny_vla_export[0])
     pre = preprocessor_for_vla(vla)
     rng = np.random.default_rng(0)
     obs = [Observation(images={"agentview": rng.integers(0, 256, (128, 128, 3), dtype=np.uint8),
@@ -73,7 +62,7 @@ def test_fast_preprocessing_equals_the_stock_processor(exported):
     assert x.token_start == vla.token_start(ref)
 
 
-def test_torch_backend_is_the_vla_reference(torch_policy, exported):
+def test_torch_backend_is_the_vla_reference(torch_policy, tiny_vla_export):
     vla = torch_policy.backend.vla
     x = torch_policy.preprocessor(_obs(torch_policy, 2, seed=1))
     noise = draw_noise(np.random.default_rng(2), 2, 16, 7)
@@ -124,11 +113,11 @@ def test_chunk_is_unnormalised_with_metadata_and_timings(ort_policy):
     assert not np.array_equal(ort_policy.act(o).actions, chunk.actions)  # next step: new noise
 
 
-def test_spec_mismatch_is_refused(exported, ort_policy):
+def test_spec_mismatch_is_refused(tiny_vla_export, ort_policy):
     with pytest.raises(SpecMismatchError, match="requested 'joint_position'.*emits 'eef_delta'"):
-        Policy.from_checkpoint(exported[1], "onnxruntime", action_space="joint_position", warmup=0)
+        Policy.from_checkpoint(tiny_vla_export[1], "onnxruntime", action_space="joint_position", warmup=0)
     with pytest.raises(SpecMismatchError, match=r"needs \['wrist'\]"):
-        Policy.from_checkpoint(exported[0], "torch", cameras=["agentview"], warmup=0)
+        Policy.from_checkpoint(tiny_vla_export[0], "torch", cameras=["agentview"], warmup=0)
     with pytest.raises(SpecMismatchError, match=r"does not use \['side'\]"):
         check_specs(ort_policy.specs, cameras=["agentview", "wrist", "side"])
     check_specs(ort_policy.specs, action_space="eef_delta", cameras=["wrist", "agentview"])  # order is free
@@ -147,8 +136,8 @@ def test_bad_observations_name_the_problem(ort_policy):
         ort_policy.act(o, noise=np.zeros((1, 8, 7), np.float32))
 
 
-def test_truncated_and_corrupt_graphs_are_refused(exported, tmp_path):
-    out = copy_export(exported[1], tmp_path / "export")
+def test_truncated_and_corrupt_graphs_are_refused(tiny_vla_export, tmp_path):
+    out = copy_export(tiny_vla_export[1], tmp_path / "export")
     head = out / "head.onnx"
     data = head.read_bytes()
     head.write_bytes(data[: len(data) // 2])
@@ -175,8 +164,8 @@ def _edit_manifest(out, fn):
     path.write_text(json.dumps(man))
 
 
-def test_mismatched_manifest_is_refused(exported, tmp_path):
-    out = copy_export(exported[1], tmp_path / "export")
+def test_mismatched_manifest_is_refused(tiny_vla_export, tmp_path):
+    out = copy_export(tiny_vla_export[1], tmp_path / "export")
     original = (out / "manifest.json").read_text()
 
     def rename_input(m):
@@ -217,36 +206,36 @@ def test_mismatched_manifest_is_refused(exported, tmp_path):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
-def test_tensorrt_backend_reports_its_absence(exported):
+def test_tensorrt_backend_reports_its_absence(tiny_vla_export):
     with pytest.raises(TensorRTUnavailable, match="--backend onnxruntime"):
-        Policy.from_checkpoint(exported[1], "tensorrt")
+        Policy.from_checkpoint(tiny_vla_export[1], "tensorrt")
 
 
-def test_backend_and_provider_choices(exported, caplog):
+def test_backend_and_provider_choices(tiny_vla_export, caplog):
     with pytest.raises(ValueError, match="unknown backend 'jax'; valid: torch, onnxruntime, tensorrt"):
-        Policy.from_checkpoint(exported[1], "jax")
+        Policy.from_checkpoint(tiny_vla_export[1], "jax")
     with pytest.raises(ValueError, match="unknown execution provider 'tpu'"):
         resolve_providers(["tpu"])
     with pytest.raises(ValueError, match="providers= is an onnxruntime option"):
-        Policy.from_checkpoint(exported[0], "torch", providers=["cuda"])
+        Policy.from_checkpoint(tiny_vla_export[0], "torch", providers=["cuda"])
     with caplog.at_level(logging.WARNING):
-        provs = resolve_providers(["tensorrt", "cuda", "cpu"])
+        provs = resolve_providers(["tensorrt", "cuda", "cpu"], allow_cpu_fallback=True)
     import onnxruntime as ort
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         assert provs == ["CPUExecutionProvider"] and "falling back" in caplog.text
     # a checkpoint folder with its export in onnx/ works for the graph backends too
-    policy = Policy.from_checkpoint(exported[0], "onnxruntime", providers=["cuda", "cpu"], warmup=0,
+    policy = Policy.from_checkpoint(tiny_vla_export[0], "onnxruntime", providers=["cuda", "cpu"], warmup=0,
                                     allow_cpu_fallback=True)
     assert policy.describe()["providers"][-1] == "CPUExecutionProvider"
 
 
-def test_graph_backend_runs_without_importing_torch(exported):
+def test_graph_backend_runs_without_importing_torch(tiny_vla_export):
     import subprocess
     import sys
 
     code = ("import sys; from roboalign.runtime import Policy; "
-            f"p = Policy.from_checkpoint({str(exported[1])!r}, 'onnxruntime', num_threads=1, warmup=1); "
+            f"p = Policy.from_checkpoint({str(tiny_vla_export[1])!r}, 'onnxruntime', num_threads=1, warmup=1); "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False"

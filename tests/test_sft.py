@@ -41,14 +41,7 @@ from roboalign.training.sft import (  # noqa: E402
 
 DATA = DataConfig(dataset="toy", chunk_len=8, stride=8, fast_vocab_size=96, mixture={"robot": 1.0, "vqa": 0.5})
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest single-threaded (and leave the other core to parallel test runs)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs"
 
 
 def test_repeated_and_multi_value_sets_all_apply():
-    # the reported bug: only the last --set was applied
+    # every --set applies, not only the last one
     argv = ["--config", str(CONFIGS / "vla_tiny.yaml"), "--set", "dataset=D", "--set", "steps=30", "output_dir=O",
             "--set", "cameras=wrist", "image_size=[56, 56]", "tasks=can_to_bowl,box_to_plate"]
     cfg, _ = parse_run_config("vla", "", argv)

@@ -97,3 +97,18 @@ def test_trials_csv_from_before_init_states_still_reads(tmp_path) -> None:
                                        "instruction,message\nx,sim,bottle_to_basket,ketchup,0,True,success,1,1.0,1,i,m\n")
     (t,) = read_trials(tmp_path)
     assert t.init_state == -1 and t.success
+
+
+def test_the_acting_policy_is_named_and_the_tiny_demo_model_called_untrained(tmp_path) -> None:
+    from roboalign.commands.trials import policy_line
+    from roboalign.control.tiny_model import make_tiny_joint_checkpoint
+
+    ckpt = make_tiny_joint_checkpoint(tmp_path / "tiny")  # the demo's model: random weights, never trained
+    line = policy_line("torch", str(ckpt))
+    assert line.startswith(f"acting policy: backend torch, checkpoint {ckpt}: tiny untrained model: it will not "
+                           "succeed"), line
+    expert = policy_line("expert", "")
+    assert expert.startswith("acting policy: backend expert, checkpoint (none): scripted expert"), expert
+    assert "untrained" not in expert
+    unknown = policy_line("onnxruntime", str(tmp_path / "missing"))
+    assert "untrained" not in unknown and "training unknown" in unknown, unknown

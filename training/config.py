@@ -19,7 +19,6 @@ response 2048 tokens, weight decay 1e-2, grad-norm clip 1.0 (EasyR1 defaults whe
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from typing import Any
 from roboalign.models.action_head import ActionHeadConfig
 from roboalign.sim.default_dataset import DEFAULT as DEFAULT_DATASET
 from roboalign.spec.loader import SpecError, build, read_spec_file
-from roboalign.training.data_builders import REASONING_DETAILS, ExtraDataset
+from roboalign.training.data_builders import REASONING_DETAILS, ExtraDataset, SampleConfig
 
 DTYPES = ("float32", "bfloat16", "float16")
 ACTION_SPACES = ("eef_delta", "joint_position")
@@ -103,6 +102,12 @@ class DataConfig:
             raise ValueError("DataConfig.chunk_len and stride must be >= 1")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"DataConfig.val_fraction must be in [0, 1), got {self.val_fraction}")
+
+
+def sample_config(data: DataConfig) -> SampleConfig:
+    """How SFT / GRPO make samples from the episodes of ``data`` (cameras, chunk length, stride, reasoning)."""
+    return SampleConfig(cameras=data.cameras, chunk_len=data.chunk_len, stride=data.stride,
+                        vqa_per_frame=data.vqa_per_frame, seed=data.seed, reasoning=data.reasoning)
 
 
 @dataclass(frozen=True)
@@ -263,12 +268,8 @@ def config_from_dict(kind: str, data: dict[str, Any], where: str = "config") -> 
     return build(RUN_CONFIGS[kind], {k: v for k, v in data.items() if k != "kind"}, where)
 
 
-def load_config(path: str | Path, kind: str | None = None, overrides: dict[str, Any] | None = None,
-                sets: Sequence[str] = ()) -> RunConfig:
-    """Read a YAML run config. ``kind`` (sft|grpo|vla) defaults to the file's ``kind:`` key; ``sets`` are
-    ``key=value`` texts (nested keys with dots, values typed by the field), ``overrides`` typed values."""
-    from roboalign.training.overrides import apply_sets
-
+def read_config(path: str | Path, kind: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The kind and raw mapping of a YAML run config; ``kind`` (sft|grpo|vla) defaults to the file's ``kind:`` key."""
     data = read_spec_file(path, "config file") or {}
     if not isinstance(data, dict):
         raise SpecError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
@@ -278,7 +279,13 @@ def load_config(path: str | Path, kind: str | None = None, overrides: dict[str, 
     if data.get("kind", kind) != kind:
         raise SpecError(f"{path}: kind {data['kind']!r} but {kind!r} was requested")
     _check_choice("config", "kind", kind, tuple(RUN_CONFIGS))
-    data = apply_sets(RUN_CONFIGS[kind], data, sets)
+    return kind, data
+
+
+def load_config(path: str | Path, kind: str | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read a YAML run config. ``kind`` (sft|grpo|vla) defaults to the file's ``kind:`` key; ``overrides`` are
+    typed values of top-level fields (``--set key=value`` texts: ``roboalign.training.overrides.load_with_sets``)."""
+    kind, data = read_config(path, kind)
     cfg = config_from_dict(kind, data, where=str(path))
     return dataclasses.replace(cfg, **overrides) if overrides else cfg
 

@@ -1,7 +1,8 @@
 """Training curves: every Trainer log line to ``train_log.jsonl``, and at the end ``curves.csv`` + ``curves.png``.
 
 Used as a ``transformers.TrainerCallback`` by SFT and GRPO (main process only), and by the align
-benchmark to draw the SFT loss / GRPO reward curves side by side.
+benchmark to draw the SFT loss / GRPO reward curves side by side. The VLA head's trainer writes its
+flow-matching loss as ``loss.csv`` + ``loss.png`` (``write_loss_curves``).
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from transformers import TrainerCallback
 
 LOG_FILE = "train_log.jsonl"
+LOSS_CSV_FILE = "loss.csv"
+LOSS_PNG_FILE = "loss.png"
 CSV_FILE = "curves.csv"
 PNG_FILE = "curves.png"
 
@@ -90,6 +94,41 @@ def plot_curves(runs: dict[str, Sequence[dict[str, Any]]], path: str | Path, tit
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def write_loss_curves(rows: Sequence[dict[str, Any]], out: Path, title: str) -> None:
+    """``loss.csv`` and ``loss.png`` of the VLA head: train loss (+ running mean) and validation loss per step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = ["step", "loss", "val_loss", "lr"]
+    with open(out / LOSS_CSV_FILE, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: r.get(k, "") for k in keys})
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    tr = [(r["step"], r["loss"]) for r in rows if "loss" in r]
+    va = [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]
+    if tr:
+        s, v = zip(*tr, strict=True)
+        k = max(1, len(v) // 50)  # running mean for readability
+        smooth = np.convolve(v, np.ones(k) / k, mode="valid")
+        ax.plot(s, v, alpha=0.25, color="C0")
+        ax.plot(s[k - 1:], smooth, color="C0", label="train (flow-matching MSE)")
+    if va:
+        s, v = zip(*va, strict=True)
+        ax.plot(s, v, "o-", color="C1", label="val (fixed noise)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.set_title(title, fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / LOSS_PNG_FILE, dpi=110)
+    plt.close(fig)
 
 
 class CurveLogger(TrainerCallback):

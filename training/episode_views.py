@@ -15,6 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from roboalign.data import CorruptEpisodeError, EpisodeDataset, read_episode
+from roboalign.sim.default_dataset import resolve_dataset
+from roboalign.spec.action_space import get_action_space
+from roboalign.spec.tasks import DEFAULT_TASKS, LIBERO_OBJECT_OBJECTS, TaskError, libero_object_task
 from roboalign.training.config import DataConfig
 from roboalign.training.data_builders import DataError, EpisodeView
 
@@ -23,8 +27,6 @@ SPLITS = ("train", "val", "all")
 
 def object_label(task: str) -> tuple[str, str]:
     """(object, target) human names of a task (one of the four, or a LIBERO-Object object name)."""
-    from roboalign.spec.tasks import DEFAULT_TASKS, LIBERO_OBJECT_OBJECTS, TaskError, libero_object_task
-
     try:
         sim = DEFAULT_TASKS.get(task).sim
     except TaskError:
@@ -37,8 +39,6 @@ def object_label(task: str) -> tuple[str, str]:
 
 def episode_view(ep, name: str, action_space: str, cameras: tuple[str, ...] | None = None) -> EpisodeView:
     """A ``roboalign.data.Episode`` as the builders' EpisodeView (see module doc)."""
-    from roboalign.spec.action_space import get_action_space
-
     if action_space not in ep.actions:
         raise DataError(f"episode {name}: no actions for space {action_space!r} (has {sorted(ep.actions)})")
     actions = np.asarray(ep.actions[action_space], dtype=np.float64)  # (T, D)
@@ -68,9 +68,6 @@ def episode_view(ep, name: str, action_space: str, cameras: tuple[str, ...] | No
 
 def load_views(data: DataConfig, split: str = "train", images: bool = True) -> list[EpisodeView]:
     """Episodes of ``data.dataset`` (``split``: train | val | all) as EpisodeViews in ``data.action_space``."""
-    from roboalign.data import CorruptEpisodeError, EpisodeDataset, read_episode
-    from roboalign.sim.default_dataset import resolve_dataset
-
     if split not in SPLITS:
         raise ValueError(f"split={split!r}; valid: {', '.join(SPLITS)}")
     root = resolve_dataset(data.dataset)  # 'default': the project cache's set, collected on first use

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -94,8 +95,6 @@ def evaluate(aligned: AlignedModel, samples: list[dict[str, Any]], max_new_token
 
 def paired_difference(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
     """Mean of ``b - a`` over the same samples and its standard error (the two models saw the same prompts)."""
-    import numpy as np
-
     if len(a) != len(b) or not len(a):
         raise ValueError(f"paired_difference needs two equally long non-empty lists, got {len(a)} and {len(b)}")
     d = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)

@@ -15,7 +15,6 @@ training/configs/accelerate_zero3.yaml -m roboalign.training.grpo --config train
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -23,15 +22,15 @@ from typing import Any
 
 import torch
 
-from roboalign.models.aligned import AlignedModel, load_aligned, save_aligned, save_specs
+from roboalign.models.aligned import AlignedModel, load_aligned, save_specs
 from roboalign.models.backbone import freeze_vision_tower
 from roboalign.spec.rewards import RoboAlignRewards
-from roboalign.training.config import GRPORunConfig, config_to_dict
+from roboalign.training.config import GRPORunConfig, config_to_dict, sample_config
 from roboalign.training.curves import CurveLogger
 from roboalign.training.data_builders import EpisodeView, Mixture, robot_samples, to_hf_dataset
 from roboalign.training.overrides import parse_run_config
 from roboalign.training.resume import resolve_checkpoint, restore_weights
-from roboalign.training.sft import RUN_CONFIG_FILE, is_main_process, sample_config
+from roboalign.training.run_output import finish_trainer_run, report, start_run
 
 log = logging.getLogger(__name__)
 GRPO_COLUMNS = ("prompt", "images", "target_fast")
@@ -91,7 +90,7 @@ def make_grpo_trainer(aligned: AlignedModel, train_dataset: Any, cfg: GRPORunCon
         reward_weights=cfg.trainer_overrides.get("reward_weights", weights),  # [w_format, w_accuracy]
         weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm,
-        activation_checkpointing=cfg.gradient_checkpointing,  # the new name of gradient_checkpointing
+        activation_checkpointing=cfg.gradient_checkpointing,  # transformers 5: gradient checkpointing
         bf16=model.dtype == torch.bfloat16,
         use_vllm=cfg.use_vllm,
         vllm_mode=cfg.vllm_mode,
@@ -116,9 +115,7 @@ def run_grpo(cfg: GRPORunConfig, train: list[EpisodeView] | None = None) -> Alig
     aligned = load_aligned(cfg.init_checkpoint, freeze_vision=False)
     train = train if train is not None else load_views(cfg.data, cfg.data.split)
     aligned = aligned.with_stage("grpo")
-    if is_main_process():
-        save_specs(aligned, out)
-        (out / RUN_CONFIG_FILE).write_text(json.dumps(config_to_dict(cfg), indent=2, default=str) + "\n")
+    start_run(out, config_to_dict(cfg), lambda folder: save_specs(aligned, folder))
     samples = grpo_samples(aligned, train, cfg)
     padding_side = aligned.backbone.processor.tokenizer.padding_side
     log.info("GRPO on %d prompts from %d episodes", len(samples), len(train))
@@ -129,11 +126,7 @@ def run_grpo(cfg: GRPORunConfig, train: list[EpisodeView] | None = None) -> Alig
         restore_weights(trainer, checkpoint)
     trainer.train(resume_from_checkpoint=checkpoint)
     aligned.backbone.processor.tokenizer.padding_side = padding_side
-    trainer.accelerator.wait_for_everyone()
-    if trainer.accelerator.is_main_process:
-        aligned.backbone.model = trainer.accelerator.unwrap_model(trainer.model)
-        save_aligned(aligned, out)
-    trainer.accelerator.wait_for_everyone()
+    finish_trainer_run(trainer, aligned, out)
     return aligned
 
 
@@ -141,8 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg, _ = parse_run_config("grpo", __doc__.split("\n")[0], argv)  # --config, --set key=value, shortcuts
     logging.basicConfig(level=os.environ.get("ROBOALIGN_LOG", "INFO"))
     run_grpo(cfg)
-    if is_main_process():
-        print(f"grpo: checkpoint {cfg.output_dir}")
+    report("grpo", cfg.output_dir)
     return 0
 
 

@@ -16,11 +16,13 @@ import dataclasses
 import types
 import typing
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from roboalign.spec.loader import SpecError, field_type
+from roboalign.training.config import RUN_CONFIGS, RunConfig, config_from_dict, read_config
 
 # shortcut option -> config key, per stage (only keys the stage's config has)
 SHORTCUTS: dict[str, dict[str, str]] = {
@@ -178,9 +180,13 @@ def sets_from_args(kind: str, args: argparse.Namespace) -> list[str]:
     return sets + [item for group in args.set for item in group]
 
 
+def load_with_sets(path: str | Path, kind: str | None, sets: Sequence[str]) -> RunConfig:
+    """The YAML run config at ``path`` with the ``key=value`` texts of ``sets`` applied to its raw mapping first."""
+    kind, data = read_config(path, kind)
+    return config_from_dict(kind, apply_sets(RUN_CONFIGS[kind], data, sets), where=str(path))
+
+
 def parse_run_config(kind: str, description: str, argv: Sequence[str] | None) -> tuple[Any, argparse.Namespace]:
     """Parse ``roboalign train <kind>`` arguments and load the run config they name, overrides applied."""
-    from roboalign.training.config import load_config
-
     args = stage_parser(kind, description).parse_args(argv)
-    return load_config(args.config, kind, sets=sets_from_args(kind, args)), args
+    return load_with_sets(args.config, kind, sets_from_args(kind, args)), args

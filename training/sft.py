@@ -16,7 +16,6 @@ accelerate. Every process builds the same data deterministically; only the main 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -24,19 +23,18 @@ from typing import Any
 
 import torch
 
-from roboalign.models.aligned import FAST_DIR, AlignedModel, AlignSpec, save_aligned, save_specs
+from roboalign.models.aligned import FAST_DIR, AlignedModel, AlignSpec, save_specs
 from roboalign.models.backbone import Backbone, TinyBackboneConfig, build_tiny_backbone, load_backbone
 from roboalign.spec.action_vocab import ActionVocabSpec, add_action_vocabulary
 from roboalign.spec.fast import FastTokenizer
 from roboalign.spec.normalization import FILE_NAME as NORM_FILE
 from roboalign.spec.normalization import NormStats
 from roboalign.spec.prompts import PromptTemplate
-from roboalign.training.config import DataConfig, ModelConfig, SFTRunConfig, config_to_dict
+from roboalign.training.config import DataConfig, ModelConfig, SFTRunConfig, config_to_dict, sample_config
 from roboalign.training.curves import CurveLogger
 from roboalign.training.data_builders import (
     EpisodeView,
     Mixture,
-    SampleConfig,
     fit_norm_and_fast,
     load_extra_dataset,
     robot_samples,
@@ -45,16 +43,10 @@ from roboalign.training.data_builders import (
 )
 from roboalign.training.overrides import parse_run_config
 from roboalign.training.resume import resolve_checkpoint, restore_weights
+from roboalign.training.run_output import finish_trainer_run, report, start_run
 
 log = logging.getLogger(__name__)
 SFT_COLUMNS = ("prompt", "completion", "images")
-RUN_CONFIG_FILE = "run_config.json"
-
-
-def is_main_process() -> bool:
-    from accelerate import PartialState
-
-    return PartialState().is_main_process
 
 
 def build_backbone(cfg: ModelConfig) -> Backbone:
@@ -109,11 +101,6 @@ def prepare_aligned(backbone: Backbone, norm: NormStats, fast: FastTokenizer, da
     return AlignedModel(backbone, vocab, fast, norm, PromptTemplate(include_state=data.include_state), spec)
 
 
-def sample_config(data: DataConfig) -> SampleConfig:
-    return SampleConfig(cameras=data.cameras, chunk_len=data.chunk_len, stride=data.stride,
-                        vqa_per_frame=data.vqa_per_frame, seed=data.seed, reasoning=data.reasoning)
-
-
 def build_mixture(aligned: AlignedModel, views: list[EpisodeView], data: DataConfig) -> list[dict[str, Any]]:
     """Robot + VQA samples from the episodes and the extra datasets, mixed by the configured weights."""
     scfg = sample_config(data)
@@ -146,7 +133,7 @@ def make_sft_trainer(aligned: AlignedModel, train_dataset: Any, cfg: SFTRunConfi
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm,
-        activation_checkpointing=cfg.gradient_checkpointing,  # the new name of gradient_checkpointing
+        activation_checkpointing=cfg.gradient_checkpointing,  # transformers 5: gradient checkpointing
         bf16=aligned.backbone.model.dtype == torch.bfloat16,
         logging_steps=cfg.logging_steps,
         save_steps=cfg.save_steps,
@@ -176,9 +163,7 @@ def run_sft(cfg: SFTRunConfig, train: list[EpisodeView] | None = None) -> Aligne
     resuming = bool(cfg.resume_from_checkpoint) and (out / FAST_DIR).is_dir()
     norm, fast = norm_and_fast(cfg.data, train, existing=out if resuming else None)
     aligned = prepare_aligned(build_backbone(cfg.model), norm, fast, cfg.data, train)
-    if is_main_process():
-        save_specs(aligned, out)
-        (out / RUN_CONFIG_FILE).write_text(json.dumps(config_to_dict(cfg), indent=2, default=str) + "\n")
+    start_run(out, config_to_dict(cfg), lambda folder: save_specs(aligned, folder))
     samples = build_mixture(aligned, train, cfg.data)
     kinds = {k: sum(s["kind"] == k for s in samples) for k in ("robot", "vqa")}
     log.info("SFT on %d samples (%s) from %d episodes", len(samples), kinds, len(train))
@@ -188,11 +173,7 @@ def run_sft(cfg: SFTRunConfig, train: list[EpisodeView] | None = None) -> Aligne
         restore_weights(trainer, checkpoint)
     trainer.train(resume_from_checkpoint=checkpoint)
     aligned = aligned.with_stage("sft")
-    trainer.accelerator.wait_for_everyone()
-    if trainer.accelerator.is_main_process:
-        aligned.backbone.model = trainer.accelerator.unwrap_model(trainer.model)
-        save_aligned(aligned, out)
-    trainer.accelerator.wait_for_everyone()
+    finish_trainer_run(trainer, aligned, out)
     return aligned
 
 
@@ -200,8 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg, _ = parse_run_config("sft", __doc__.split("\n")[0], argv)  # --config, --set key=value, shortcuts
     logging.basicConfig(level=os.environ.get("ROBOALIGN_LOG", "INFO"))
     run_sft(cfg)
-    if is_main_process():
-        print(f"sft: checkpoint {cfg.output_dir}")
+    report("sft", cfg.output_dir)
     return 0
 
 

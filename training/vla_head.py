@@ -23,28 +23,34 @@ the real Franka bridge sends them, embodiment 1); both come from the same episod
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
+from roboalign.data import EpisodeDataset
+from roboalign.data.formats import Expect, require
 from roboalign.models.action_head import ActionHeadConfig
 from roboalign.models.backbone import Backbone, TinyBackboneConfig, build_tiny_backbone, load_backbone
 from roboalign.models.vla import VLA, build_vla, save_vla
 from roboalign.models.vla_inputs import VLAInputSpec
 from roboalign.sim.default_dataset import resolve_dataset
+from roboalign.sim.libero_import import as_episode_folder
 from roboalign.spec.action_space import get_action_space
 from roboalign.spec.policy_io import Observation
 from roboalign.spec.tasks import DEFAULT_TASKS, TaskSet
 from roboalign.training.config import EMBODIMENT, VLATrainConfig
+from roboalign.training.curves import write_loss_curves
 from roboalign.training.overrides import parse_run_config
+from roboalign.training.run_output import finish_run, report, start_run
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -146,8 +152,6 @@ def cache_key(cfg: VLATrainConfig, vla: VLA, split_name: str, n_episodes: int) -
 def build_feature_cache(vla: VLA, split: Any, table: FrameTable, cfg: VLATrainConfig, path: Path | None,
                         desc: str) -> tuple[np.ndarray, np.ndarray]:
     """(N, S', D) float16 features and (N, S') mask for every frame of ``table`` (loaded from ``path`` if there)."""
-    from tqdm import tqdm
-
     if path is not None and path.is_file():
         with np.load(path) as z:
             feats, mask = z["features"], z["mask"]
@@ -219,6 +223,14 @@ def batch_tensors(table: FrameTable, idx: np.ndarray, emb: int) -> dict[str, tor
             "embodiment": torch.full((len(idx),), emb, dtype=torch.long)}
 
 
+def head_loss(vla: VLA, source: FeatureSource, idx: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+    """The head's flow-matching loss on the frames ``idx`` of ``source`` (noise and flow times from ``generator``)."""
+    vl, m = source.get(idx)
+    b = batch_tensors(source.table, idx, vla.cfg.inputs.embodiment_id)
+    return vla.head.compute_loss(vl, m, b["state"], b["actions"], b["embodiment"], b["action_mask"],
+                                 generator=generator)
+
+
 @torch.no_grad()
 def eval_loss(vla: VLA, source: FeatureSource, idx: np.ndarray, batch: int, seed: int) -> float:
     """Flow-matching loss on fixed frames with fixed noise and flow times (comparable across steps)."""
@@ -229,10 +241,7 @@ def eval_loss(vla: VLA, source: FeatureSource, idx: np.ndarray, batch: int, seed
     total, n = 0.0, 0
     for i in range(0, len(idx), batch):
         j = idx[i:i + batch]
-        vl, m = source.get(j)
-        b = batch_tensors(source.table, j, vla.cfg.inputs.embodiment_id)
-        total += head.compute_loss(vl, m, b["state"], b["actions"], b["embodiment"], b["action_mask"],
-                                   generator=g).item() * len(j)
+        total += head_loss(vla, source, j, g).item() * len(j)
         n += len(j)
     head.train(was)
     return total / max(n, 1)
@@ -263,50 +272,11 @@ def sampled_action_mse(vla: VLA, source: FeatureSource, idx: np.ndarray, batch: 
             "mse_first_step_raw": se_first / max(n_first, 1)}
 
 
-def write_curves(rows: list[dict[str, Any]], out: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    keys = ["step", "loss", "val_loss", "lr"]
-    with open(out / "loss.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: r.get(k, "") for k in keys})
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    tr = [(r["step"], r["loss"]) for r in rows if "loss" in r]
-    va = [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]
-    if tr:
-        s, v = zip(*tr, strict=True)
-        k = max(1, len(v) // 50)  # running mean for readability
-        smooth = np.convolve(v, np.ones(k) / k, mode="valid")
-        ax.plot(s, v, alpha=0.25, color="C0")
-        ax.plot(s[k - 1:], smooth, color="C0", label="train (flow-matching MSE)")
-    if va:
-        s, v = zip(*va, strict=True)
-        ax.plot(s, v, "o-", color="C1", label="val (fixed noise)")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.set_yscale("log")
-    ax.set_title(title, fontsize=9)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "loss.png", dpi=110)
-    plt.close(fig)
-
-
 def load_splits(cfg: VLATrainConfig) -> tuple[Any, Any]:
-    from roboalign.data import EpisodeDataset
-    from roboalign.sim.libero_import import as_episode_folder
-
     root = as_episode_folder(resolve_dataset(cfg.dataset))  # LIBERO's official demo files: imported once
     ds = EpisodeDataset(root, tasks=list(cfg.tasks) if cfg.tasks else None)
     if len(ds) == 0:
         raise ValueError(f"{cfg.dataset}: no successful episodes" + (f" for tasks {cfg.tasks}" if cfg.tasks else ""))
-    from roboalign.data.formats import Expect, require
-
     # every episode has the config's action space and cameras, or one error naming the episodes
     require([e.path for e in ds.episodes], Expect(cfg.action_space, tuple(cfg.cameras)), "the training config")
     train, val = ds.split(cfg.val_fraction, seed=cfg.seed)
@@ -327,55 +297,48 @@ def dataset_tasks(ds: Any) -> TaskSet:
     return TaskSet([t for t in DEFAULT_TASKS if t.name in names] or list(DEFAULT_TASKS))
 
 
-def train(cfg: VLATrainConfig, progress: bool = True) -> dict[str, Any]:
-    """Run the whole training; returns the metrics written to ``metrics.json``."""
-    from tqdm import tqdm
+def frame_tables(cfg: VLATrainConfig, vla: VLA, splits: dict[str, Any]) -> dict[str, FrameTable]:
+    """The frame table of the train split, and of the val split when it has episodes."""
+    return {name: frame_table(split, vla, cfg.frame_stride) for name, split in splits.items()
+            if name == "train" or len(split)}
 
-    torch.set_num_threads(cfg.num_threads)
-    torch.manual_seed(cfg.seed)
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "run_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    t_start = time.perf_counter()
-    train_ds, val_ds = load_splits(cfg)
-    action_stats = train_ds.norm_stats(f"actions.{cfg.action_space}")
-    state_stats = train_ds.norm_stats("state")
-    vla = build_model(cfg, action_stats, state_stats, dataset_tasks(train_ds))
-    tables = {"train": frame_table(train_ds, vla, cfg.frame_stride)}
-    if len(val_ds):
-        tables["val"] = frame_table(val_ds, vla, cfg.frame_stride)
+
+def feature_sources(cfg: VLATrainConfig, vla: VLA, splits: dict[str, Any], tables: dict[str, FrameTable],
+                    out: Path) -> dict[str, FeatureSource]:
+    """The head's inputs per split, cached under ``cache_dir`` (default ``<output_dir>/feature_cache``)."""
     cache_root = Path(cfg.cache_dir) if cfg.cache_dir else out / "feature_cache"
-    sources = {}
-    t_feat = time.perf_counter()
-    for name, split in (("train", train_ds), ("val", val_ds)):
-        if name in tables:
-            path = cache_root / f"{cache_key(cfg, vla, name, len(split))}.npz"
-            sources[name] = FeatureSource(vla, split, tables[name], cfg, path, name)
-    feat_s = time.perf_counter() - t_feat
+    return {name: FeatureSource(vla, splits[name], table, cfg,
+                                cache_root / f"{cache_key(cfg, vla, name, len(splits[name]))}.npz", name)
+            for name, table in tables.items()}
+
+
+def batch_indices(n: int, batch: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """Sorted frame indices of each training batch: one permutation per epoch, a tail short of a batch skipped."""
+    order, pos = rng.permutation(n), 0
+    while True:
+        if pos + batch > n:
+            order, pos = rng.permutation(n), 0
+        yield np.sort(order[pos:pos + batch])
+        pos += batch
+
+
+def curve_title(cfg: VLATrainConfig) -> str:
+    return f"VLA head, backbone={Path(cfg.backbone).name}"
+
+
+def train_head(cfg: VLATrainConfig, vla: VLA, sources: dict[str, FeatureSource], val_idx: np.ndarray | None,
+               rng: np.random.Generator, out: Path, progress: bool) -> list[dict[str, Any]]:
+    """AdamW on the head (warmup + cosine LR, clipped gradients); the validation loss every ``eval_every`` steps
+    and at the end, with the curves redrawn. Returns one row per step (step, loss, lr, val_loss)."""
     head = vla.head.train()
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, cfg))
-    rng = np.random.default_rng(cfg.seed)
-    n_train = len(tables["train"].step)
-    val_idx = None
-    if "val" in tables:
-        n_val = len(tables["val"].step)
-        val_idx = np.sort(rng.choice(n_val, size=min(cfg.val_frames, n_val), replace=False))
-    rows: list[dict[str, Any]] = []
-    order = rng.permutation(n_train)
-    pos = 0
-    emb = vla.cfg.inputs.embodiment_id
+    batches = batch_indices(len(sources["train"].table.step), cfg.batch_size, rng)
     g = torch.Generator().manual_seed(cfg.seed)
-    t_train = time.perf_counter()
+    rows: list[dict[str, Any]] = []
     bar = tqdm(range(cfg.steps), desc="train vla head", disable=not progress)
     for step in bar:
-        if pos + cfg.batch_size > n_train:
-            order, pos = rng.permutation(n_train), 0
-        idx = np.sort(order[pos:pos + cfg.batch_size])
-        pos += cfg.batch_size
-        vl, m = sources["train"].get(idx)
-        b = batch_tensors(tables["train"], idx, emb)
-        loss = head.compute_loss(vl, m, b["state"], b["actions"], b["embodiment"], b["action_mask"], generator=g)
+        loss = head_loss(vla, sources["train"], next(batches), g)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(head.parameters(), cfg.max_grad_norm)
@@ -385,25 +348,46 @@ def train(cfg: VLATrainConfig, progress: bool = True) -> dict[str, Any]:
         if val_idx is not None and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps):
             row["val_loss"] = eval_loss(vla, sources["val"], val_idx, cfg.batch_size, cfg.seed)
             head.train()
-            write_curves(rows + [row], out, f"VLA head, backbone={Path(cfg.backbone).name}")
+            write_loss_curves(rows + [row], out, curve_title(cfg))
         rows.append(row)
         bar.set_postfix(loss=f"{row['loss']:.4f}", **({"val": f"{row['val_loss']:.4f}"} if "val_loss" in row else {}))
-    train_s = time.perf_counter() - t_train
     head.eval()
-    write_curves(rows, out, f"VLA head, backbone={Path(cfg.backbone).name}")
+    return rows
+
+
+def train(cfg: VLATrainConfig, progress: bool = True) -> dict[str, Any]:
+    """Run the whole training; returns the metrics written to ``metrics.json``."""
+    torch.set_num_threads(cfg.num_threads)
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.output_dir)
+    start_run(out, cfg.to_dict())
+    t_start = time.perf_counter()
+    train_ds, val_ds = load_splits(cfg)
+    splits = {"train": train_ds, "val": val_ds}
+    vla = build_model(cfg, train_ds.norm_stats(f"actions.{cfg.action_space}"), train_ds.norm_stats("state"),
+                      dataset_tasks(train_ds))
+    tables = frame_tables(cfg, vla, splits)
+    t_feat = time.perf_counter()
+    sources = feature_sources(cfg, vla, splits, tables, out)
+    feat_s = time.perf_counter() - t_feat
+    rng = np.random.default_rng(cfg.seed)
+    val_idx = None
+    if "val" in tables:
+        n_val = len(tables["val"].step)
+        val_idx = np.sort(rng.choice(n_val, size=min(cfg.val_frames, n_val), replace=False))
+    t_train = time.perf_counter()
+    rows = train_head(cfg, vla, sources, val_idx, rng, out, progress)
     metrics: dict[str, Any] = {"backbone": cfg.backbone, "backbone_layer": vla.cfg.head.backbone_layer,
-                               "train_frames": n_train, "train_episodes": len(train_ds),
+                               "train_frames": len(tables["train"].step), "train_episodes": len(train_ds),
                                "val_episodes": len(val_ds), "steps": cfg.steps,
                                "final_train_loss": float(np.mean([r["loss"] for r in rows[-50:]])),
-                               "feature_seconds": feat_s, "train_seconds": train_s,
-                               "head_parameters": head.num_parameters()}
+                               "feature_seconds": feat_s, "train_seconds": time.perf_counter() - t_train,
+                               "head_parameters": vla.head.num_parameters()}
     if val_idx is not None:
         metrics["val_loss"] = rows[-1].get("val_loss")
         metrics["val_offline"] = sampled_action_mse(vla, sources["val"], val_idx, cfg.batch_size, cfg.seed)
-    ckpt = save_vla(vla, out / "checkpoint")
-    metrics["checkpoint"] = str(ckpt)
-    metrics["total_seconds"] = time.perf_counter() - t_start
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    finish_run(out, lambda: save_vla(vla, out / "checkpoint"), lambda: write_loss_curves(rows, out, curve_title(cfg)),
+               metrics, started=t_start)
     return metrics
 
 
@@ -411,10 +395,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg, args = parse_run_config("vla", __doc__.split("\n")[0], argv)
     metrics = train(cfg, progress=not args.no_progress)
     print(json.dumps({k: v for k, v in metrics.items() if k != "val_offline"}, indent=2))
-    if "val_offline" in metrics:
-        vo = metrics["val_offline"]
-        print(f"vla: val_loss={metrics['val_loss']:.4f} val_mse_norm={vo['mse_normalized']:.4f} "
-              f"val_mse_raw={vo['mse_raw']:.5f} checkpoint={metrics['checkpoint']}")
+    vo = metrics.get("val_offline")
+    figures = {"val_loss": f"{metrics['val_loss']:.4f}", "val_mse_norm": f"{vo['mse_normalized']:.4f}",
+               "val_mse_raw": f"{vo['mse_raw']:.5f}"} if vo else {}
+    report("vla", metrics.get("checkpoint", cfg.output_dir), figures)
     return 0
 
 

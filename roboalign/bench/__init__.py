@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["fast", "sim", "align", "runtime", "ros"]
+BENCHMARKS = ["fast", "sim", "align", "runtime", "ros", "rtc"]
 
 
 def main(argv: list[str] | None = None) -> int:

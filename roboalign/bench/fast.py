@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from roboalign.data import EpisodeDataset
 from roboalign.spec.fast import FastConfig, FastTokenizer
 from roboalign.spec.normalization import NormStats
 
@@ -97,8 +98,6 @@ def load_action_episodes(path: Path) -> list[np.ndarray]:
             raise ValueError(f"{path}: 'episode_ends' must increase strictly and end at {len(actions)}, got {ends}")
         return np.split(actions, ends[:-1])
     if path.is_dir():
-        from roboalign.data import EpisodeDataset
-
         ds = EpisodeDataset(path)
         return [np.asarray(ds.load(i, images=False).actions["eef_delta"], dtype=np.float64) for i in range(len(ds))]
     raise SystemExit(f"--dataset {path}: expected an .npz file or a dataset folder")

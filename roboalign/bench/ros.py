@@ -40,6 +40,9 @@ from typing import Any
 
 import numpy as np
 
+from roboalign.bench.netns import NetnsUnavailable, two_hosts
+from roboalign.control.tiny_model import ensure_tiny_export
+
 CAMERA_NAMES = ("agentview", "wrist", "left", "right")
 TARGETS = {"cam_rx_hz_min": 29.0, "overhead_ms_median": 3.0, "overhead_ms_p99": 10.0,
            "cmd_period_jitter_ms_p99": 2.0, "faults": 0}
@@ -106,8 +109,6 @@ def _policy_params(args: argparse.Namespace, policy_cpus: list[int]) -> dict[str
     if args.backend == "reach":
         goal = [0.3, -0.5, 0.0, -2.0, 0.0, 1.8, 0.8]
         return {**base, "backend": "reach", "backend_options": json.dumps({"goal": goal, "speed": 0.05})}
-    from roboalign.control.tiny_model import ensure_tiny_export
-
     export = ensure_tiny_export(args.tiny_cache)
     opts = {"providers": ["cpu"], "action_space": "joint_position", "cameras": names, "num_threads": 1}
     return {**base, "backend": "onnxruntime", "checkpoint": str(export), "backend_options": json.dumps(opts)}
@@ -236,8 +237,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     env = {**os.environ, "ROS_DOMAIN_ID": domain}
     cmd = [sys.executable, "-m", "roboalign_policy.tools.bench_probe", str(out / "config.json"), str(out / "raw.json")]
     if args.netns:
-        from roboalign.bench.netns import NetnsUnavailable, two_hosts
-
         try:
             with two_hosts(rate=args.link_rate or None) as (robot, policy):
                 cfg["policy_prefix"] = policy.prefix

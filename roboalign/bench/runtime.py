@@ -27,8 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from roboalign.sim.constants import DEFAULT_CAMERAS
+from roboalign.spec.action_space import get_action_space
+from roboalign.spec.normalization import NormStats
 
 STAGES = ("preprocess", "vision", "llm", "head", "postprocess", "total")
 
@@ -44,8 +47,6 @@ def make_tiny_vla_checkpoint(path: str | Path, seed: int = 0, action_space: str 
     from roboalign.models.backbone import build_tiny_backbone
     from roboalign.models.vla import build_vla, save_vla
     from roboalign.models.vla_inputs import VLAInputSpec
-    from roboalign.spec.action_space import get_action_space
-    from roboalign.spec.normalization import NormStats
 
     rng = np.random.default_rng(seed)
     backbone = build_tiny_backbone(family)
@@ -68,8 +69,6 @@ def _stats(values: list[float]) -> tuple[float, float]:
 
 def run(checkpoint: Path, export_dir: Path, iters: int, warmup: int, threads: int) -> dict[str, Any]:
     """Time both backends on the same observation and noise; returns medians / p99 per stage."""
-    from tqdm import tqdm
-
     from roboalign.runtime.policy import Policy
     from roboalign.runtime.preprocess import draw_noise, synthetic_observations
 
@@ -130,7 +129,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="roboalign bench runtime", description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", type=Path, help="VLA checkpoint (default: a tiny random VLA)")
-    ap.add_argument("--export", type=Path, help="its ONNX export (default: <checkpoint>/onnx, else exported now)")
+    ap.add_argument("--export", type=Path, help="its ONNX export (default: <checkpoint>/onnx, else exported by this run)")
     ap.add_argument("--iters", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1, help="CPU threads for both backends")

@@ -37,7 +37,9 @@ from typing import Any
 
 import numpy as np
 
+from roboalign.evaluation.episode_results import EpisodeResult, markdown_table, success_table
 from roboalign.sim.constants import SIM_CAMERA_SIZE
+from roboalign.sim.libero_env import LiberoEnv, LiberoEnvConfig
 from roboalign.spec.tasks import DEFAULT_TASKS, SCENE_SETS
 
 EPISODE_COLS = ["task", "init_state", "success", "steps", "final_phase", "retries", "seconds"]
@@ -89,8 +91,6 @@ def _plot(path: Path, res: dict) -> None:
 
 def _write_tables(out: Path, episodes: list[dict[str, Any]]) -> str:
     """episodes.csv (one row per success-sweep episode), success.csv / success.md (per task + mean)."""
-    from roboalign.evaluation.libero_eval import EpisodeResult, markdown_table, success_table
-
     with open(out / "sim_episodes.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=EPISODE_COLS, extrasaction="ignore")
         w.writeheader()
@@ -116,8 +116,6 @@ def _write_tables(out: Path, episodes: list[dict[str, Any]]) -> str:
 # ---------------------------------------------------------------------------------------------- GL backends
 def _render_probe(task: str, frames: int, camera_size: int, antialias: bool) -> dict[str, Any]:
     """Time ``frames`` renders of both cameras in this process (its MUJOCO_GL); returns ms per frame."""
-    from roboalign.sim.libero_env import LiberoEnv, LiberoEnvConfig
-
     env = LiberoEnv(LiberoEnvConfig(task=task, camera_size=camera_size, antialias=antialias, render=False))
     try:
         env.reset(init_state=0)
@@ -181,7 +179,7 @@ def _gl_compare(args: argparse.Namespace, task: str) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- main
-def main(argv: list[str] | None = None) -> int:
+def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="roboalign bench sim", description=__doc__.split("\n")[0])
     ap.add_argument("--tasks", default=",".join(DEFAULT_TASKS.names))
     ap.add_argument("--episodes", type=int, default=1, help="init states per task timed twice (render / physics)")
@@ -198,50 +196,50 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--render-probe", action="store_true", help=argparse.SUPPRESS)  # --gl-compare worker
     ap.add_argument("--out", type=Path, default=Path("bench_results"))
     args = ap.parse_args(argv)
-    tasks = [t for t in args.tasks.split(",") if t]
     if args.episodes < 1 or args.success_episodes < 0:
         ap.error("--episodes must be >= 1 and --success-episodes >= 0")
-    if args.render_probe:
-        print(json.dumps(_render_probe(tasks[0], args.gl_frames, args.camera_size, not args.no_antialias)))
-        return 0
-    if args.gl_compare:
-        return _gl_compare(args, tasks[0])
+    return args
 
+
+def _run_task(args: argparse.Namespace, task: str, timed: dict[bool, list[dict[str, Any]]],
+              sweep: list[dict[str, Any]]) -> None:
+    """One task's paired timing runs (the first ``--episodes`` init states) and its physics-only success sweep."""
     from roboalign.sim.expert import ExpertConfig, ScriptedExpert
-    from roboalign.sim.libero_env import LiberoEnv, LiberoEnvConfig
 
-    timed: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
-    sweep: list[dict[str, Any]] = []
-    n_sweep = max(args.episodes, args.success_episodes)
-    for task in tasks:
-        env = LiberoEnv(LiberoEnvConfig(task=task, camera_size=args.camera_size, action_space=args.action_space,
-                                        antialias=not args.no_antialias, scenes=args.scenes))
-        expert = ScriptedExpert(ExpertConfig(action_space=args.action_space))
-        try:
-            for k in range(n_sweep):
-                modes = ((True, False) if k % 2 == 0 else (False, True)) if k < args.episodes else (False,)
-                for render in modes:
-                    r = _run(env, expert, k, render)
-                    r["task"] = task
-                    if k < args.episodes:
-                        timed[render].append(r)
-                    if not render:
-                        sweep.append(r)
-        finally:
-            env.close()
-        done = [r for r in sweep if r["task"] == task]
-        print(f"bench sim: {task}: expert success {sum(r['success'] for r in done)}/{len(done)}", flush=True)
+    env = LiberoEnv(LiberoEnvConfig(task=task, camera_size=args.camera_size, action_space=args.action_space,
+                                    antialias=not args.no_antialias, scenes=args.scenes))
+    expert = ScriptedExpert(ExpertConfig(action_space=args.action_space))
+    try:
+        for k in range(max(args.episodes, args.success_episodes)):
+            modes = ((True, False) if k % 2 == 0 else (False, True)) if k < args.episodes else (False,)
+            for render in modes:
+                r = _run(env, expert, k, render)
+                r["task"] = task
+                if k < args.episodes:
+                    timed[render].append(r)
+                if not render:
+                    sweep.append(r)
+    finally:
+        env.close()
+    done = [r for r in sweep if r["task"] == task]
+    print(f"bench sim: {task}: expert success {sum(r['success'] for r in done)}/{len(done)}", flush=True)
 
-    def rate(rs: list[dict[str, Any]]) -> float:
-        return sum(r["steps"] for r in rs) / sum(r["seconds"] for r in rs)
 
-    def mean_ms(rs: list[dict[str, Any]], key: str) -> float:
-        return float(np.mean([x for r in rs for x in r[key]]))
+def _rate(rs: list[dict[str, Any]]) -> float:
+    return sum(r["steps"] for r in rs) / sum(r["seconds"] for r in rs)
 
+
+def _mean_ms(rs: list[dict[str, Any]], key: str) -> float:
+    return float(np.mean([x for r in rs for x in r[key]]))
+
+
+def _results(args: argparse.Namespace, tasks: list[str], timed: dict[bool, list[dict[str, Any]]],
+             sweep: list[dict[str, Any]]) -> dict[str, Any]:
+    """The content of sim.json: step rates, expert success per task, time per step by mode and part."""
     ok = sum(r["success"] for r in sweep)
-    res = {
-        "steps_per_s": rate(timed[True]),
-        "physics_only_steps_per_s": rate(timed[False]),
+    return {
+        "steps_per_s": _rate(timed[True]),
+        "physics_only_steps_per_s": _rate(timed[False]),
         "expert_success": f"{ok}/{len(sweep)}",
         "per_task": {t: f"{sum(r['success'] for r in sweep if r['task'] == t)}/"
                         f"{sum(r['task'] == t for r in sweep)}" for t in tasks},
@@ -256,12 +254,27 @@ def main(argv: list[str] | None = None) -> int:
         "steps": {"rendering": sum(r["steps"] for r in timed[True]),
                   "physics_only": sum(r["steps"] for r in timed[False])},
         "ms_per_step": {
-            "render_mode_physics": mean_ms(timed[True], "physics_ms"),
-            "render_mode_render": mean_ms(timed[True], "render_ms"),
-            "physics_mode_physics": mean_ms(timed[False], "physics_ms"),
-            "physics_mode_render": mean_ms(timed[False], "render_ms"),
+            "render_mode_physics": _mean_ms(timed[True], "physics_ms"),
+            "render_mode_render": _mean_ms(timed[True], "render_ms"),
+            "physics_mode_physics": _mean_ms(timed[False], "physics_ms"),
+            "physics_mode_render": _mean_ms(timed[False], "render_ms"),
         },
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    tasks = [t for t in args.tasks.split(",") if t]
+    if args.render_probe:
+        print(json.dumps(_render_probe(tasks[0], args.gl_frames, args.camera_size, not args.no_antialias)))
+        return 0
+    if args.gl_compare:
+        return _gl_compare(args, tasks[0])
+    timed: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+    sweep: list[dict[str, Any]] = []
+    for task in tasks:
+        _run_task(args, task, timed, sweep)
+    res = _results(args, tasks, timed, sweep)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "sim.json").write_text(json.dumps(res, indent=2))
     _plot(args.out / "sim.png", res)

@@ -8,10 +8,12 @@ The privileged facts (positions, phase, gripper) are filled in as the sim record
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
+from roboalign.data import Episode, write_episode, write_meta
 from roboalign.training.data_builders import EpisodeView
 
 OBJECTS = ("milk", "ketchup", "butter", "cream cheese")
@@ -92,8 +94,6 @@ def write_dataset(root: str | Path, n: int, start: int = 0, steps: int = 40) -> 
     Tasks are named by the LIBERO-Object object (``milk``, ``cream_cheese``, …) so the reader resolves
     the object names through ``roboalign.spec.tasks``. Returns the folder.
     """
-    from roboalign.data import Episode, write_episode, write_meta
-
     root = Path(root)
     for i in range(n):
         v = make_episode(start + i, steps=steps)
@@ -111,8 +111,6 @@ def write_dataset(root: str | Path, n: int, start: int = 0, steps: int = 40) -> 
 
 def ensure_dataset(root: str | Path, n: int, steps: int = 40) -> Path:
     """``root`` holding ``n`` scripted episodes: written unless it already has exactly these (its meta.json)."""
-    import json
-
     root = Path(root)
     meta = root / "meta.json"
     want = {"episodes": n, "steps": steps}

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "record": ("roboalign.commands.record", "record demonstrations through the bridge (teleop / leader / kinesthetic)"),
     "trials": ("roboalign.commands.trials", "run the paper's trial protocol (24 trials per object)"),
     "say": ("roboalign.commands.say", "send an operator command to the bridge and follow the episode"),
+    "console": ("roboalign.commands.console", "the operator console: one web page to run, score, record and e-stop"),
     "demo": ("roboalign.commands.demo", "start the full ROS 2 stack on the simulated robot"),
     "check-config": ("roboalign.paper_scale.check_config", "build a run config's models on the meta device and check it"),
     "doctor": ("roboalign.doctor", "check this GPU box / robot PC: CUDA, providers, cameras, RT limits, DDS, ROS env"),

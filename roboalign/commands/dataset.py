@@ -12,12 +12,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from roboalign.data.bag_salvage import recover_crashed
+from roboalign.data.convert import ConvertOptions, convert
+from roboalign.data.formats import Expect, detect, info, validate
+from roboalign.data.rosbag_episodes import BagOptions
+
 
 def _convert(args: argparse.Namespace) -> int:
-    from roboalign.data.convert import ConvertOptions, convert
-    from roboalign.data.formats import Expect
-    from roboalign.data.rosbag_episodes import BagOptions
-
     expect = Expect.from_config(args.config) if args.config else Expect()
     cams = tuple(args.cameras.split(",")) if args.cameras else expect.cameras
     bag = BagOptions(fps=args.fps, cameras=cams, max_gap_s=args.max_gap, action_source=args.actions)
@@ -30,15 +31,11 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from roboalign.data.formats import info
-
     print("\n".join(info(args.root)))
     return 0
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from roboalign.data.formats import Expect, detect, validate
-
     expect = Expect.from_config(args.config) if args.config else Expect(
         args.action_space, tuple(args.cameras.split(",")) if args.cameras else None)
     problems = validate(args.root, expect, full=args.full)
@@ -49,8 +46,6 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _repair(args: argparse.Namespace) -> int:
-    from roboalign.data.bag_salvage import recover_crashed
-
     class _Print:
         @staticmethod
         def warning(msg: str) -> None:

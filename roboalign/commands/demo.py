@@ -10,7 +10,9 @@ policy in ``--policy``:
 
 Each episode is started exactly like ``roboalign say "<instruction>"`` and its progress printed. Then the
 stack keeps running for other ``roboalign say`` commands until Ctrl-C, or exits after ``--duration``
-seconds in total. Node logs go to ``--log-dir``.
+seconds in total; the demo names the policy that acts on them (backend, checkpoint, and that the tiny model is
+untrained and will not succeed). Node logs go to ``--log-dir``; a node that dies stops the demo at once (exit
+status 1) naming the node, how it died and the end of its log.
 """
 
 from __future__ import annotations
@@ -21,6 +23,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from roboalign.commands.console import console_line
+from roboalign.commands.say import format_status
+from roboalign.commands.trials import policy_line
+from roboalign.control.tiny_model import ensure_tiny_export
+from roboalign_policy.graph import load_graph
+from roboalign_policy.tools.process_graph import NodeDied, ProcessGraph, interrupt_on_sigterm
 
 DEFAULT_INSTRUCTION = "put the alphabet soup on the tray"  # shelf_to_tray: the scene sim_graph.yaml loads first
 TINY_CACHE = Path.home() / ".cache" / "roboalign" / "tiny_joint_vla"
@@ -48,17 +57,15 @@ def _say(msg: str) -> None:
 
 class Demo:
     def __init__(self, args: argparse.Namespace) -> None:
-        from roboalign_policy.graph import load_graph
-        from roboalign_policy.tools.process_graph import ProcessGraph
-
         self.args = args
         self.t0 = time.monotonic()
         # cameras every 3rd sim step by default: rendering is ~2/3 of a step on CPU, and neither the expert
         # (privileged poses) nor the random tiny model needs every frame; --set render_every=1 for all frames
-        overrides = {"render_every": "3", **dict(kv.split("=", 1) for kv in args.set)}
         self.graph = load_graph(args.graph)
+        console = {"console": "true"} if "console" in self.graph.arguments else {}  # the operator's page, by default
+        overrides = {"render_every": "3", **console, **dict(kv.split("=", 1) for kv in args.set)}
         log_dir = args.log_dir or tempfile.mkdtemp(prefix="roboalign_demo_")
-        self.procs = ProcessGraph(self.graph, overrides, log_dir, echo=args.echo)
+        self.procs = ProcessGraph(self.graph, overrides, log_dir, echo=args.echo, supervise=True)
         self.client = None
 
     def time_left(self) -> float:
@@ -67,10 +74,7 @@ class Demo:
         return self.args.duration - (time.monotonic() - self.t0)
 
     def check_alive(self) -> None:
-        dead = self.procs.dead()
-        if dead:
-            name, code = next(iter(dead.items()))
-            raise RuntimeError(f"node {name} exited with code {code}; last log lines:\n{self.procs.log_tail(name)}")
+        self.procs.check()  # NodeDied: which node, how it died, the end of its log
 
     def wait_ready(self, timeout: float = 300.0) -> None:
         """Until the bridge answers and reports status (i.e. the simulator publishes /clock)."""
@@ -81,9 +85,12 @@ class Demo:
                 return
         raise TimeoutError(f"the stack was not ready within {timeout:g} s (see logs in {self.procs.log_dir})")
 
-    def episode(self, label: str, max_steps: int | None = None) -> str:
-        from roboalign.commands.say import format_status
+    def acting(self) -> str:
+        """The policy that acts now (the graph's backend and checkpoint), in words."""
+        return policy_line(str(self.procs.args.get("backend", "")), str(self.procs.args.get("checkpoint", "")))
 
+    def episode(self, label: str, max_steps: int | None = None) -> str:
+        _say(f"{label}: {self.acting()}")
         res = self.client.command("start", instruction=self.args.say)
         if not res.accepted:
             raise RuntimeError(f"the bridge refused '{self.args.say}': {res.message}")
@@ -113,8 +120,6 @@ class Demo:
         return f"{final.phase}: {final.message} ({final.steps} steps, {final.elapsed_s:.1f} s sim time)"
 
     def use_tiny(self) -> None:
-        from roboalign.control.tiny_model import ensure_tiny_export
-
         _say(f"building / loading the tiny ONNX export in {self.args.tiny_cache} (once, ~30 s)")
         export = ensure_tiny_export(self.args.tiny_cache)
         opts = {"providers": ["cpu"], "action_space": "joint_position", "cameras": ["agentview", "wrist"],
@@ -131,6 +136,8 @@ class Demo:
         self.client = OperatorClient()
         _say("waiting for the simulator (loading a LIBERO scene takes ~20-30 s on two cores)")
         self.wait_ready()
+        if self.procs.args.get("console") and not self.args.echo:  # with --echo the node prints it itself
+            print(console_line(self.procs.log_path("console")) or "console: did not start (see its log)", flush=True)
         results = {}
         if self.args.policy in ("expert", "both"):
             results["expert"] = self.episode("expert")
@@ -139,6 +146,7 @@ class Demo:
             results["tiny ONNX model"] = self.episode("tiny ONNX model", max_steps=self.args.tiny_steps)
         for k, v in results.items():
             _say(f"result {k}: {v}")
+        _say(f"`roboalign say` commands go to the {self.acting()}")
         if self.args.duration is None:
             _say("the stack keeps running: try `roboalign say \"put the ketchup in the basket\"` in another "
                  "terminal; Ctrl-C to stop")
@@ -154,13 +162,14 @@ class Demo:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from roboalign_policy.tools.process_graph import interrupt_on_sigterm
-
     args = _parser().parse_args(argv)
     interrupt_on_sigterm()  # `timeout`, `kill`: stop the nodes too (they run in their own sessions)
     demo = Demo(args)
     try:
         return demo.run()
+    except NodeDied as e:
+        print(f"[demo] error: {e.death}", file=sys.stderr, flush=True)
+        return 1
     except KeyboardInterrupt:
         _say("Ctrl-C: stopping the nodes")
         return 0

@@ -12,6 +12,9 @@ format, on the control grid, commanded and measured actions both kept) and noted
 crash loses at most the take in progress, whose bag stays behind marked incomplete, and a re-run continues where
 the last one stopped. ``--operator expert`` (sim only): the scripted expert plays the teleoperator on the leader
 input (``roboalign_policy.tools.expert_operator``); takes that do not succeed are discarded automatically.
+With ``--launch sim`` the node processes are supervised: a node that dies stops the run at once (exit status 1)
+naming the node, how it died and the end of its log; the kept takes stay, and the cut take's recording is left
+for ``roboalign dataset repair``.
 """
 
 from __future__ import annotations
@@ -20,16 +23,37 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from roboalign.commands.csv_rows import append_row, read_rows
+from roboalign.commands.trials import Console, launch_sim
+from roboalign.data.convert import convert_bag_episode
+from roboalign.data.rosbag_episodes import BagOptions
 from roboalign.spec.tasks import DEFAULT_TASKS, Task
+from roboalign_policy.tools.process_graph import NodeDeath, NodeDied, ProcessGraph
 
 RECORD_CSV = "record.csv"
 BRIDGE = "bridge_node"
 VERDICTS = ("keep", "discard", "unusable", "unreviewed")
+
+
+def follow_take(client: Any, episode: int, done: Callable[[], bool], timeout: float) -> Any:
+    """Follow take ``episode`` to its end; the operator's ``done()`` (polled at 5 Hz) stops it. The final status."""
+
+    def update(st) -> None:
+        if done() and not st.terminal:
+            client.command("stop")
+
+    final = client.follow(episode, on_update=update, timeout=timeout, period=0.2)
+    if final is None:
+        client.command("stop")
+        final = client.wait_for_status(lambda s: s.episode == episode and s.terminal, timeout=10.0)
+    return final
 
 
 @dataclass(frozen=True)
@@ -106,6 +130,7 @@ class Recorder:
                  timeout: float = 600.0, echo=print) -> None:
         self.client, self.out, self.mode, self.operator, self.console = client, out, mode, operator, console
         self.fps, self.timeout, self.echo = fps, timeout, echo
+        self.current = ""  # the take in progress, e.g. "take 3 of bottle_to_basket/ketchup"
         got = client.get_parameters(BRIDGE, ["record_dir"])
         if not got["record_dir"]:
             raise RuntimeError("the bridge records nothing: start it with record_dir:=DIR (ros2 launch ... "
@@ -125,12 +150,12 @@ class Recorder:
 
     def record(self, task: Task, obj: str, episodes: int, sim: bool, first_init_state: int = 0) -> int:
         """Record until ``episodes`` takes of (task, object) are kept; returns how many are kept."""
-        from tqdm import tqdm
 
         have = kept(read_takes(self.out), task.name, obj)
         bar = tqdm(total=episodes, initial=min(have, episodes), desc=f"{task.name}/{obj}", unit="demo")
         while have < episodes:
             k = next_take(read_takes(self.out), task.name, obj)
+            self.current = f"take {k} of {task.name}/{obj}"
             take = self.take(task, obj, k, first_init_state + k if sim else -1)
             append_take(self.out, take)
             self.echo(f"[record] {task.name}/{obj} take {k}: {take.verdict} ({take.outcome}, {take.steps} steps)"
@@ -139,6 +164,7 @@ class Recorder:
                 have += 1
                 bar.update(1)
         bar.close()
+        self.current = ""
         return have
 
     def take(self, task: Task, obj: str, k: int, init_state: int) -> Take:
@@ -161,9 +187,6 @@ class Recorder:
         return self._convert(folder, base)
 
     def _convert(self, folder: Path, base: dict[str, Any]) -> Take:
-        from roboalign.data.convert import convert_bag_episode
-        from roboalign.data.rosbag_episodes import BagOptions
-
         mark_verdict(folder, "keep")  # a kept demonstration is a success, whatever phase ended it (e.g. stopped)
         try:
             path = convert_bag_episode(folder, self.out / "dataset", BagOptions(fps=self.fps))
@@ -186,15 +209,7 @@ class HumanOperator:
         self.console.pressed()  # forget earlier keystrokes
         self.echo(f"[record] '{instruction}': demonstrate now; press Enter when done")
 
-        def update(st) -> None:
-            if self.console.pressed() and not st.terminal:
-                client.command("stop")
-
-        final = client.follow(episode, on_update=update, timeout=timeout, period=0.2)
-        if final is None:
-            client.command("stop")
-            final = client.wait_for_status(lambda s: s.episode == episode and s.terminal, timeout=10.0)
-        return final
+        return follow_take(client, episode, self.console.pressed, timeout)
 
     def verdict(self, final) -> str:
         while True:
@@ -255,31 +270,54 @@ def _objects(task: Task, obj: str | None, sim: bool) -> str:
     return obj or task.objects[0]
 
 
-def main(argv: list[str] | None = None) -> int:
+def _plan(args: argparse.Namespace, sim: bool) -> list[tuple[Task, str]]:
+    """(task, object) pairs to record; bad input is refused here, before any ROS."""
+    if args.operator == "expert" and (not sim or args.mode != "leader"):
+        raise ValueError("--operator expert plays the teleoperator in simulation on the leader input: "
+                         "use --launch sim --mode leader")
+    tasks = list(DEFAULT_TASKS) if args.task == "all" else [DEFAULT_TASKS.get(args.task)]
+    return [(task, _objects(task, args.object, sim)) for task in tasks]
+
+
+def _recorder(args: argparse.Namespace, client: Any, console: Any) -> Recorder:
+    """A recorder on the running bridge, with the bags of an interrupted run listed as unreviewed."""
+    client.wait_for_bridge(timeout=300.0)
+    if client.wait_for_status(timeout=300.0) is None:
+        raise RuntimeError("the bridge publishes no episode status (is the robot / simulator running?)")
+    if args.operator != "expert" and console is None:
+        console = Console()
+    role = ExpertOperatorRole(client) if args.operator == "expert" else HumanOperator(console)
+    rec = Recorder(client, Path(args.out), args.mode, role, console, args.fps, args.timeout)
+    rec.adopt_crashed()
+    return rec
+
+
+def node_died(death: NodeDeath, out: Path, current: str, bags: Path | None) -> str:
+    """What ``record`` says when a node it started died: which node and how, what is kept, what to repair."""
+    takes = read_takes(out) if (out / RECORD_CSV).is_file() else []
+    during = f" during {current}" if current else ""
+    cut = (f"; the cut take's recording stays in {bags}: `roboalign dataset repair {bags}` makes it readable "
+           "(marked incomplete)") if current and bags is not None else ""
+    return (f"[record] error: {death}\n[record] stopped{during}: {sum(t.verdict == 'keep' for t in takes)} kept "
+            f"demonstrations are in {out / 'dataset'} ({out / RECORD_CSV}){cut}")
+
+
+def main(argv: list[str] | None = None, procs: ProcessGraph | None = None, console: Any = None) -> int:
+    """``roboalign record``; ``procs``: a started, supervised node graph to record on (instead of
+    ``--launch``), ``console``: the operator's input (default: stdin)."""
     args = _parser().parse_args(argv)
     out, sim = Path(args.out), args.launch == "sim"
-    procs = client = None
+    client = rec = None
+    own = procs is None
     try:
-        if args.operator == "expert" and (not sim or args.mode != "leader"):
-            raise ValueError("--operator expert plays the teleoperator in simulation on the leader input: "
-                             "use --launch sim --mode leader")
-        tasks = list(DEFAULT_TASKS) if args.task == "all" else [DEFAULT_TASKS.get(args.task)]
-        plan = [(task, _objects(task, args.object, sim)) for task in tasks]  # bad input refused before any ROS
+        plan = _plan(args, sim)
         out.mkdir(parents=True, exist_ok=True)
         from roboalign_policy.tools.operator_client import OperatorClient
 
-        if sim:
+        if sim and own:
             procs = _launch_sim(out, args.set, expert=args.operator == "expert")
         client = OperatorClient()
-        client.wait_for_bridge(timeout=300.0)
-        if client.wait_for_status(timeout=300.0) is None:
-            raise RuntimeError("the bridge publishes no episode status (is the robot / simulator running?)")
-        from roboalign.commands.trials import Console
-
-        console = None if args.operator == "expert" else Console()
-        role = ExpertOperatorRole(client) if args.operator == "expert" else HumanOperator(console)
-        rec = Recorder(client, out, args.mode, role, console, args.fps, args.timeout)
-        rec.adopt_crashed()
+        rec = _recorder(args, client, console)
         for task, obj in plan:
             rec.record(task, obj, args.episodes, sim, args.first_init_state)
         takes = read_takes(out)
@@ -287,6 +325,10 @@ def main(argv: list[str] | None = None) -> int:
               f"({len(takes)} takes in {out / RECORD_CSV}); train with: roboalign train vla --config "
               f"training/configs/vla_tiny_joint.yaml --set dataset={out / 'dataset'}")
         return 0
+    except NodeDied as e:
+        current = rec.current if rec is not None else ""
+        print(node_died(e.death, out, current, rec.bags if rec is not None else None), file=sys.stderr, flush=True)
+        return 1
     except KeyboardInterrupt:
         print("[record] interrupted; kept demonstrations stay in the dataset, the take in progress is not used",
               file=sys.stderr)
@@ -297,15 +339,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if client is not None:
             client.close()
-        if procs is not None:
+        if procs is not None and own:
             procs.stop()
 
 
-def _launch_sim(out: Path, sets: list[str], expert: bool = False):
+def _launch_sim(out: Path, sets: list[str], expert: bool = False) -> ProcessGraph:
     """The sim stack recording into ``out/bags``; with the expert operator each sim step waits for its relay (sent
     after the leader target), so the bridge never ticks before the target it must command is out."""
-    from roboalign.commands.trials import launch_sim
-
     args = {"record_dir": str((out / "bags").resolve()), "render_every": "1"}
     if expert:
         from roboalign_policy.tools.expert_operator import LOCKSTEP_TOPIC

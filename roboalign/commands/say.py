@@ -4,19 +4,24 @@
     roboalign say --task bottle_to_basket                   # start a task by name
     roboalign say --stop | --home | --reset | --estop | --release-estop
 
-Prints the matched task, progress (phase, time, steps) and the outcome. Exit code: 0 success (or an
-accepted non-start command), 1 the episode ended otherwise (failure, timeout, stopped, fault, e-stop),
-2 refused / bridge not reachable. The ROS client (rclpy) lives in ``roboalign_policy.tools.operator_client``
+Before a start it names the policy that will act (backend and checkpoint, and plainly when that is the tiny
+untrained demo model); a START the bridge refuses (the policy not active or faulted, in the policy's own words;
+no joint state or camera image yet) is printed with the bridge's reason. Then the matched task, progress
+(phase, time, steps) and the outcome. Exit code: 0 success (or an accepted non-start command), 1 the episode
+ended otherwise (failure, timeout, stopped, fault, e-stop), 2 refused / bridge not reachable. The ROS client (rclpy) lives in ``roboalign_policy.tools.operator_client``
 and is imported only here, when the command runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
+from pathlib import Path
+from typing import Any
 
-from roboalign.spec.topics import COMMAND_SERVICE, EPISODE_STATUS
+from roboalign.spec.topics import COMMAND_SERVICE, EPISODE_STATUS, POLICY_STATUS
 
 ACTIONS = ("stop", "home", "reset", "estop", "release_estop")
 
@@ -32,7 +37,46 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=600.0, help="give up following after this many seconds")
     p.add_argument("--service", default=COMMAND_SERVICE, help="the bridge's TaskCommand service")
     p.add_argument("--status-topic", default=EPISODE_STATUS)
+    p.add_argument("--policy-status-topic", default=POLICY_STATUS, help="the policy node's PolicyStatus")
     return p
+
+
+def _config_of(checkpoint: str) -> dict[str, Any]:
+    """config.json of a VLA checkpoint folder, or of the checkpoint an export's manifest names ({} if unknown)."""
+    path = Path(checkpoint)
+    try:
+        if (path / "manifest.json").is_file():
+            source = Path(json.loads((path / "manifest.json").read_text()).get("checkpoint", ""))
+            path = source if source.is_absolute() else path.parent / source
+        return json.loads((path / "config.json").read_text()) if (path / "config.json").is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def untrained(checkpoint: str) -> bool:
+    """Whether ``checkpoint`` (a VLA folder or its export, readable here) is a tiny random-weight model (the
+    demo's and the tests' ``roboalign.control.tiny_model``)."""
+    return bool(checkpoint) and str(_config_of(checkpoint).get("backbone_source", "")).startswith("tiny")
+
+
+def policy_line(backend: str, checkpoint: str) -> str:
+    """What will act, in words: backend, checkpoint, and what to expect of it."""
+    if backend == "expert":
+        return "expert (the scripted sim expert: it reads the simulator's object poses)"
+    if backend == "reach":
+        return "reach (bring-up: moves towards a fixed joint goal)"
+    text = f"{backend}, checkpoint {checkpoint or '(none)'}"
+    return text + (" (tiny untrained model: it will not succeed)" if untrained(checkpoint) else "")
+
+
+def announce_policy(client, echo=print) -> None:
+    """Say which policy will act (its newest PolicyStatus), and its state when it cannot act now."""
+    policy = client.wait_for_policy(timeout=2.0)
+    if policy is None:
+        echo("[say] policy: no policy status yet (is policy_node running?)")
+        return
+    state = "" if policy.active else f" [{policy.state}: {policy.message}]"
+    echo(f"[say] policy: {policy_line(policy.backend, policy.checkpoint)}{state}")
 
 
 def format_status(st) -> str:
@@ -46,6 +90,7 @@ def run_episode(client, instruction: str = "", task: str = "", timeout: float = 
     """START an episode and follow it; returns (response, final status or None)."""
     before = client.wait_for_status(timeout=2.0)
     prev = before.episode if before is not None else 0
+    announce_policy(client, echo)
     res = client.command("start", task=task, instruction=instruction)
     if not res.accepted:
         echo(f"[say] refused: {res.message}")
@@ -68,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from roboalign_policy.tools.operator_client import BridgeUnavailable, OperatorClient
 
-    client = OperatorClient(command_service=args.service, status_topic=args.status_topic)
+    client = OperatorClient(command_service=args.service, status_topic=args.status_topic,
+                            policy_status_topic=args.policy_status_topic)
     try:
         if args.action in ("estop", "release_estop"):
             res = client.set_estop(args.action == "estop")

@@ -13,13 +13,17 @@ finished trials are skipped on a re-run, and a finished trial recorded with anot
 plan's is an error; ``--label`` tells models apart, like the paper's base / SFT / RoboAlign
 columns): ``trials.csv`` (one row per trial), ``results.csv`` + ``results.md`` (success rate per task and
 object, one column per label) and ``results.png`` (bar plot). With ``--launch sim`` episodes are recorded
-as rosbag2 under ``<out>/episodes``.
+as rosbag2 under ``<out>/episodes`` and the node processes are supervised: a node that dies stops the run at
+once (exit status 1) naming the node, how it died and the end of its log; finished trials stay. Before the first
+trial the policy that will act is named (the policy node's backend and checkpoint; the tiny demo model is
+untrained and will not succeed).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import queue
 import sys
 import threading
 import time
@@ -28,8 +32,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from tqdm import tqdm
+
 from roboalign.commands.csv_rows import append_row, read_rows
+from roboalign.commands.say import format_status
+from roboalign.control.policy_words import describe_policy
 from roboalign.spec.tasks import DEFAULT_TASKS, Task
+from roboalign_policy.graph import load_graph
+from roboalign_policy.tools.process_graph import NodeDied, ProcessGraph, interrupt_on_sigterm
 
 TRIALS_CSV, RESULTS_CSV, RESULTS_MD, RESULTS_PNG = "trials.csv", "results.csv", "results.md", "results.png"
 
@@ -117,7 +128,6 @@ def plot(summary: list[dict[str, Any]], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     rows = [r for r in summary if r["object"] != "all"]
     groups = sorted({(r["task"], r["object"]) for r in rows})
@@ -155,7 +165,6 @@ class Console:
     """Operator input from stdin on a background thread, so an episode can watch for Enter while it runs."""
 
     def __init__(self, stream=None) -> None:
-        import queue
 
         self._lines: queue.Queue[str] = queue.Queue()
         self._stream = stream or sys.stdin
@@ -189,8 +198,6 @@ def ask_operator(prompt: str, console: Console) -> str:
 def run_trial(client, task: Task, obj: str, mode: str, timeout: float, echo: Callable[[str], None],
               console: Console | None, init_state: int = -1) -> dict[str, Any] | None:
     """One episode through the bridge; returns the outcome fields (None if the operator skipped it)."""
-    from roboalign.commands.say import format_status
-
     instruction = task.instruction(obj if mode == "real" else None, domain=mode)
     res = client.command("start", task=task.name, instruction=instruction, init_state=init_state)
     if not res.accepted:
@@ -246,7 +253,6 @@ def run_trials(client, tasks: list[Task], mode: str, trials_per_object: int, out
                timeout: float = 600.0, echo: Callable[[str], None] = print,
                console: Console | None = None, first_init_state: int = 0) -> list[dict[str, Any]]:
     """Run every trial of the protocol not yet in ``out/trials.csv``; returns the summary."""
-    from tqdm import tqdm
 
     out.mkdir(parents=True, exist_ok=True)
     finished = read_trials(out)
@@ -288,16 +294,30 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def launch_sim(overrides: dict[str, str], sets: list[str], logs: Path, who: str):
-    """Start the sim stack's node processes (config/sim_graph.yaml) with ``overrides`` and the user's ``--set``s."""
-    from roboalign_policy.graph import load_graph
-    from roboalign_policy.tools.process_graph import ProcessGraph, interrupt_on_sigterm
-
+def launch_sim(overrides: dict[str, str], sets: list[str], logs: Path, who: str) -> ProcessGraph:
+    """Start the sim stack's node processes (config/sim_graph.yaml) with ``overrides`` and the user's ``--set``s,
+    supervised: a node that dies raises :class:`NodeDied` in this program's main thread."""
     interrupt_on_sigterm()  # SIGTERM stops the sim stack too (its nodes run in their own sessions)
-    procs = ProcessGraph(load_graph("sim"), {**overrides, **dict(kv.split("=", 1) for kv in sets)}, logs)
+    procs = ProcessGraph(load_graph("sim"), {**overrides, **dict(kv.split("=", 1) for kv in sets)}, logs,
+                         supervise=True)
     procs.start()
     print(f"[{who}] started the sim stack (logs in {logs})", flush=True)
     return procs
+
+
+def policy_line(backend: str, checkpoint: str) -> str:
+    """Which policy acts, in words: backend, checkpoint, and whether it is trained."""
+    words = describe_policy(backend, checkpoint).removesuffix(f" ({backend}, {checkpoint})")
+    return f"acting policy: backend {backend or '(unknown)'}, checkpoint {checkpoint or '(none)'}: {words}"
+
+
+def live_policy(client: Any, node: str = "policy_node") -> str:
+    """:func:`policy_line` of the running policy node (its backend and checkpoint parameters)."""
+    try:
+        got = client.get_parameters(node, ["backend", "checkpoint"], timeout=10.0)
+    except (RuntimeError, ValueError) as e:
+        return f"acting policy: unknown ({e})"
+    return policy_line(str(got["backend"]), str(got["checkpoint"]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -315,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         client.wait_for_bridge(timeout=300.0)
         if client.wait_for_status(timeout=300.0) is None:
             raise RuntimeError("the bridge publishes no episode status (is the robot / simulator running?)")
+        print(f"[trials] {live_policy(client)}", flush=True)
         summary = run_trials(client, tasks, args.mode, args.trials_per_object, out, args.label, args.timeout,
                              first_init_state=args.first_init_state)
         print((out / RESULTS_MD).read_text(), end="")
@@ -322,6 +343,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[trials] wrote {out / RESULTS_CSV}, {out / RESULTS_MD}, {out / RESULTS_PNG}; "
               + ", ".join(f"{r['task']}: {100 * r['success_rate']:.1f}%" for r in total))
         return 0
+    except NodeDied as e:
+        print(f"[trials] error: {e.death}\n[trials] stopped: finished trials are kept in {out / TRIALS_CSV}",
+              file=sys.stderr, flush=True)
+        return 1
     except KeyboardInterrupt:
         print("[trials] interrupted; finished trials are kept in trials.csv", file=sys.stderr)
         return 1

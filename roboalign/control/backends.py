@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from roboalign.control.reach_policy import ReachPolicy
 from roboalign.spec.policy_io import RUNTIME_BACKENDS, BasePolicy
 
 BACKENDS = (*RUNTIME_BACKENDS, "expert", "reach")
@@ -36,8 +37,6 @@ def load_policy(backend: str, checkpoint: str = "", options: dict[str, Any] | No
 
         options.setdefault("action_space", "joint_position")  # what the bridge executes
         return ScriptedExpert(ExpertConfig(**options))
-    from roboalign.control.reach_policy import ReachPolicy
-
     if "goal" not in options:
         raise ValueError("backend 'reach' needs options {'goal': [7 joint positions]}")
     return ReachPolicy(goal=np.asarray(options.pop("goal"), np.float64), **options)

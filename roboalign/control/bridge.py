@@ -8,6 +8,8 @@ caller's clock (``now`` in seconds: ROS time, sim time or a test's counter):
     offer_chunk(space, actions, ...) -> str | None      a policy chunk (None: accepted or not running)
     estop(reason, now) / fault(reason, now) -> Output   hold at once
     success(now)                            the sim's success predicate turned true
+    policy_status(PolicyReport)             what the policy node says of itself (a policy START needs it active)
+    set_active(active, now) -> Output       lifecycle: inactive holds the robot and commands nothing
 
 Every entry point returns what the adapter must do (an ``Output``): the command to publish (or, in dry run,
 only to record), the instruction for the policy, a sim reset to request, and events (phase changes, log
@@ -31,6 +33,8 @@ from roboalign.control.bridge_io import (  # noqa: F401  (re-exported: the bridg
     Event,
     Inputs,
     Output,
+    PolicyReport,
+    PolicyState,
     Reply,
     Request,
     SimReset,
@@ -81,15 +85,17 @@ class Bridge:
         self.space = make_joint_position(c.joint_names, JOINT_LIMITS[c.joint_limits])
         self.limits = SafetyLimits.from_action_space(
             self.space, max_joint_step=c.max_joint_step, gripper_velocity=c.gripper_velocity,
-            velocity_scale=c.velocity_scale, reject_margin=c.reject_margin)
+            velocity_scale=c.velocity_scale, reject_margin=c.reject_margin, max_start_steps=c.max_start_steps)
         self.period = c.period
         self.ctrl = ArmController(self.limits, self.period, ExecutorConfig(
             ensemble_decay=c.ensemble_decay, blend_time=c.blend_time_s, max_chunk_age=c.max_chunk_age_s,
-            max_future=c.max_chunk_future_s, row_offset=c.row_offset_steps), lookahead=c.lookahead_steps)
+            max_future=c.max_chunk_future_s, row_offset=c.row_offset_steps, execution=c.execution,
+            rtc_soft_horizon=c.rtc_soft_horizon), lookahead=c.lookahead_steps)
         self.machine = EpisodeMachine(max_duration=c.max_episode_s, home_first=c.home_first)
         self.watchdog = Watchdog(self._timeouts(c))
         self.counts = {"published": 0, "dry_run": 0, "chunks_rejected": 0, "bad_state": 0, "faults": 0}
         self.last_rejection = ""
+        self.rejected_in_a_row = 0  # chunks rejected since the last accepted one (or since the episode armed)
         self.init_state = -1  # the sim's init state of the current episode's scene (-1: none / not yet)
         self._state: np.ndarray | None = None  # (7,) last measured arm joints
         self._state_time = -1e18
@@ -100,6 +106,8 @@ class Bridge:
         self._teleop: TwistCommand | None = None
         self._leader: JointTargets | None = None
         self._follower: TwistFollower | None = None  # built on first use (pinocchio)
+        self._policy: PolicyReport | None = None  # the policy node's newest status
+        self.active = True  # lifecycle: an inactive bridge arms nothing and sends nothing
 
     @staticmethod
     def _timeouts(c: BridgeConfig) -> dict[str, float]:
@@ -118,15 +126,84 @@ class Bridge:
     def has_state(self) -> bool:
         return self._state is not None
 
-    def ready_for(self, command: int) -> bool:
-        """Whether ``command`` has the inputs it needs: a joint state (START, HOME) and, when the cameras are
-        watched, a first image (START)."""
+    def ready_for(self, command: int, now: float | None = None) -> bool:
+        """Whether ``command`` has what it needs: a joint state (START, HOME), when the cameras are watched a
+        first image (START) and, with ``now`` and a watched policy, a policy that is not still starting."""
+        return self.wait_s(command, now) == 0.0
+
+    def wait_s(self, command: int, now: float | None = None) -> float:
+        """How long ``command`` may wait for what it lacks now (0: nothing to wait for; it is carried out or
+        refused with the reason): the inputs ``start_wait_s``, a policy still starting ``policy_wait_s``."""
         if command not in NEEDS_STATE:
-            return True
-        return self.has_state and (command != Command.START or self._seen_images())
+            return 0.0
+        if not self.has_state or (command == Command.START and not self._seen_images()):
+            return self.config.start_wait_s
+        if command == Command.START and now is not None and self._needs_policy():
+            problem = self.policy_problem(now)
+            if problem is not None and problem[1]:
+                return self.config.policy_wait_s
+        return 0.0
 
     def _seen_images(self) -> bool:
         return not self.config.watch_cameras or self.watchdog.age("image", 0.0) is not None
+
+    # ------------------------------------------------------------------ the policy and the lifecycle
+    def policy_status(self, report: PolicyReport) -> None:
+        """The policy node's newest status (``received`` on this bridge's clock)."""
+        self._policy = report
+
+    @property
+    def policy(self) -> PolicyReport | None:
+        return self._policy
+
+    def _needs_policy(self) -> bool:
+        return bool(self.config.policy_status_topic) and self.config.mode == "policy"
+
+    def policy_problem(self, now: float) -> tuple[str, bool] | None:
+        """Why the policy cannot act now, in its own words, and whether waiting may help (it is starting or
+        loading); None when it is active (READY or RUNNING) or no policy is watched."""
+        topic, p = self.config.policy_status_topic, self._policy
+        if not topic:
+            return None
+        if p is None:
+            return f"no policy status on {topic}: is policy_node running?", True
+        age = now - p.received
+        if age > self.config.policy_status_timeout_s:
+            return (f"no policy status on {topic} for {age:.1f} s (its last: {p.state_name}: {p.message}): "
+                    "is policy_node running?", True)
+        if p.state == PolicyState.LOADING:
+            return f"the policy is not active yet: {p.state_name}: {p.message}", True
+        if p.state in (PolicyState.READY, PolicyState.RUNNING):
+            return None
+        return f"the policy cannot act: {p.state_name}: {p.message}", False
+
+    def _require_policy(self, now: float) -> None:
+        if not self._needs_policy():
+            return
+        problem = self.policy_problem(now)
+        if problem is not None:
+            waited = f" (waited {self.config.policy_wait_s:g} s)" if problem[1] else ""
+            raise TransitionError(problem[0] + waited)
+
+    def _require_active(self, what: str) -> None:
+        if not self.active:
+            name = self.config.node_name
+            raise TransitionError(f"cannot {what}: {name} is inactive (lifecycle); activate it: "
+                                  f"ros2 lifecycle set /{name} activate")
+
+    def set_active(self, active: bool, now: float) -> Output:
+        """Lifecycle activate / deactivate. Deactivating stops a moving episode, holds the arm where it is
+        commanded (the hold is in the output, to be sent at once) and then commands nothing until activated."""
+        out = Output()
+        if not active and self.active:
+            reason = f"{self.config.node_name} deactivated: holding position"
+            if self.machine.phase.moving:
+                self.machine.stop(reason)
+            if self.ctrl.last_command is not None:
+                self._emit(self.ctrl.hold(now, reason), out)
+            out.events.append(Event("log", "warning", reason))
+        self.active = active
+        return self._after(now, out)
 
     def reconfigure(self, **changes: Any) -> None:
         """Apply runtime settings (``RUNTIME_SETTINGS``); raises ValueError naming a fixed or invalid one."""
@@ -165,6 +242,8 @@ class Bridge:
             raise TransitionError(f"no joint state on {self.config.joint_states_topic} yet; is the robot up?")
         if not self._seen_images():
             raise TransitionError("no camera image yet (the bridge watches the cameras); are the cameras up?")
+        self._require_active("start")
+        self._require_policy(now)
         self._require_sim()
         self._check_init_state(req)
         self.machine.start(task, instruction, now)
@@ -180,6 +259,7 @@ class Bridge:
     def _cmd_home(self, req: Request, now: float, out: Output) -> Reply:
         if self._state is None:
             raise TransitionError("no joint state yet")
+        self._require_active("go home")
         self.machine.home()
         self.ctrl.reset(self._measured(), now)
         self.watchdog.arm("state", now)
@@ -278,6 +358,7 @@ class Bridge:
             reason = f"malformed chunk: {e}"
         if reason:
             return self.reject_chunk(reason)
+        self.rejected_in_a_row = 0
         self.watchdog.feed("chunk", now)
         return None
 
@@ -286,6 +367,7 @@ class Bridge:
         if self.machine.phase is not Phase.RUNNING:
             return None
         self.counts["chunks_rejected"] += 1
+        self.rejected_in_a_row += 1
         self.last_rejection = reason
         return reason
 
@@ -298,6 +380,8 @@ class Bridge:
         """One control step at ``now``: take the inputs, check the watchdogs, compute the command."""
         out = Output()
         self._take(inputs or Inputs(), now, out)
+        if not self.active:  # inactive (lifecycle): inputs are kept, nothing is commanded
+            return self._after(now, out)
         tick = self._step(now, out)
         if tick is not None:
             self._emit(tick, out)
@@ -329,7 +413,7 @@ class Bridge:
         if m.phase.moving:
             problems = self.watchdog.check(now)
             if problems:
-                self._fault("; ".join(problems), out)
+                self._fault("; ".join(self._with_policy_cause(p, now) for p in problems), out)
         if self._reset is not None:
             self._wait_for_sim_reset(now, out)
             return None
@@ -340,6 +424,16 @@ class Bridge:
         if m.phase in (Phase.FAULT, Phase.ESTOP) and self.episode_mode != "kinesthetic":
             return self.ctrl.hold(now, m.episode.message)
         return None
+
+    def _with_policy_cause(self, problem: str, now: float) -> str:
+        """A chunk watchdog's text plus its cause: every chunk since the last good one was rejected (and why), or
+        what the policy says of itself when it cannot act."""
+        if "chunk" not in problem.split(":")[0]:
+            return problem
+        if self.rejected_in_a_row:
+            return f"{problem}; the {self.rejected_in_a_row} chunk(s) received were rejected, last: {self.last_rejection}"
+        why = self.policy_problem(now)
+        return problem if why is None else f"{problem}; {why[0]}"
 
     def _home(self, now: float, out: Output) -> Tick:
         home = np.r_[self.config.home_pose, self.config.home_gripper]
@@ -452,6 +546,7 @@ class Bridge:
         source = {"policy": "chunk", "teleop": "teleop", "leader": "leader"}.get(self.episode_mode)
         if source:
             self.watchdog.arm(source, now, forget=True)
+        self.rejected_in_a_row = 0
         if self.config.watch_cameras:
             self.watchdog.arm("image", now)
         if self.episode_mode == "policy":  # the policy runs only in policy episodes
@@ -484,10 +579,12 @@ class Bridge:
     def safety_report(self) -> tuple[str, str, dict[str, Any]]:
         """(level ok|warn|error, message, values) of the safety layer."""
         phase = self.machine.phase
-        values = dict(self.counts, phase=phase.name, dry_run=self.config.dry_run,
+        values = dict(self.counts, phase=phase.name, dry_run=self.config.dry_run, active=self.active,
                       chunks_accepted=self.ctrl.chunks_accepted, last_rejection=self.last_rejection)
         if phase in (Phase.FAULT, Phase.ESTOP):
             return "error", f"{phase.name}: holding position: {self.machine.episode.message}", values
+        if not self.active:
+            return "warn", f"{self.config.node_name} inactive (lifecycle): commanding nothing", values
         if self.counts["chunks_rejected"] or self.counts["bad_state"]:
             return "warn", f"rejected inputs (last: {self.last_rejection or 'bad joint state'})", values
         return "ok", "dry run: nothing sent" if self.config.dry_run else "ok", values

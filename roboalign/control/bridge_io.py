@@ -30,6 +30,35 @@ class Command(IntEnum):
 NEEDS_STATE = frozenset({Command.START, Command.HOME})  # commands refused until the robot's first joint state
 
 
+class PolicyState(IntEnum):
+    """What the policy node says of itself, numbered like roboalign_msgs/PolicyStatus."""
+
+    UNCONFIGURED = 0  # lifecycle unconfigured or inactive (its message says which)
+    LOADING = 1  # starting or configuring: loading the model
+    READY = 2  # active, waiting for an instruction or for inputs
+    RUNNING = 3  # active, publishing chunks
+    FAULT = 4  # a configure or an inference failed (its message says why)
+
+
+@dataclass(frozen=True)
+class PolicyReport:
+    """The policy node's newest status (roboalign_msgs/PolicyStatus): its state in its own words, what acts
+    (backend, checkpoint) and when it arrived (on the bridge's clock)."""
+
+    state: int
+    message: str
+    received: float
+    backend: str = ""
+    checkpoint: str = ""
+
+    @property
+    def state_name(self) -> str:
+        try:
+            return PolicyState(self.state).name.lower()
+        except ValueError:
+            return f"state {self.state}"
+
+
 def setting(default: Any, doc: str, lo: float | None = None, hi: float | None = None,
             choices: tuple[str, ...] | None = None, runtime: bool = False) -> Any:
     """A config field with what a parameter declaration needs: description, range, choices, runtime-settable."""
@@ -66,6 +95,11 @@ class BridgeConfig:
     start_wait_s: float = setting(2.0, "a START (HOME) sent before the first joint state and camera image (joint "
                                   "state) waits this long for them before it is refused (at start-up the "
                                   "subscriptions may still be matching)", 0.0, 60.0, runtime=True)
+    policy_status_timeout_s: float = setting(3.0, "a policy status older than this counts as no policy (policy_node "
+                                             "publishes one at its status_rate_hz)", 0.1, 600.0, runtime=True)
+    policy_wait_s: float = setting(20.0, "a START sent while the policy is starting or loading its model waits this "
+                                   "long for it to become active, then is refused with what the policy reports",
+                                   0.0, 600.0, runtime=True)
     chunk_timeout_s: float = setting(1.0, "no accepted chunk for this long faults a running episode", 0.001, 60.0,
                                      runtime=True)
     sim_reset_timeout_s: float = setting(30.0, "a sim reset not done in this time faults the episode", 0.1, 600.0,
@@ -77,6 +111,13 @@ class BridgeConfig:
     max_chunk_future_s: float = setting(0.05, "chunks stamped further ahead of this node's clock are dropped",
                                         0.0, 10.0)
     row_offset_steps: float = setting(1.0, "row k of a chunk is the target for stamp + (k + offset) * dt", 0.0, 10.0)
+    execution: str = setting("ensemble", "how a new chunk takes over: blended with the others in time (ensemble), "
+                             "alone from its arrival (switch), or alone from its first row after the committed "
+                             "prefix it was computed with (rtc, real-time chunking)", choices=("ensemble", "switch", "rtc"))
+    rtc_soft_horizon: int = setting(0, "rtc: soft-mask horizon s; > 0 refuses chunks whose prefix d breaks "
+                                    "d <= s <= H - d (0: unchecked)", 0, 64)
+    max_start_steps: float = setting(10.0, "a chunk whose first commanded row is further than this many "
+                                     "max_joint_step from the command it continues is refused", 1.0, 1000.0)
     task_domain: str = setting("any", "match free text to real tasks, sim tasks or both",
                                choices=("real", "sim", "any"), runtime=True)
     instruction_mode: str = setting("canonical", "send the task's canonical instruction or the operator's words",
@@ -92,6 +133,8 @@ class BridgeConfig:
     teleop_max_angular_speed: float = setting(0.6, "teleop end-effector rotation speed limit [rad/s]", 0.001, 3.0)
     # set by the adapter from its wiring, not parameters of their own
     watch_cameras: bool = False  # camera arrivals are watched for staleness while running
+    policy_status_topic: str = ""  # the policy's PolicyStatus; non-empty: a policy START needs an active policy
+    node_name: str = "bridge_node"  # named in messages only
     joint_states_topic: str = JOINT_STATES  # named in messages only
     sim_reset_service: str = ""  # named in messages only
 

@@ -42,7 +42,7 @@ class ArmController:
             raise ValueError(f"lookahead must be >= 1, got {lookahead}")
         self.limits = limits
         self.safety = SafetyFilter(limits)
-        self.executor = ChunkExecutor(limits.dim, executor)
+        self.executor = ChunkExecutor(limits.dim, executor, start_check=self.safety.check_start)
         self.period = period
         self.lookahead = lookahead
         self.max_interval = max_interval_factor * period  # a late tick may not buy a bigger step than this
@@ -65,10 +65,13 @@ class ArmController:
         self._last_time = now
         self.executor.clear()
 
-    def offer_chunk(self, actions: np.ndarray, stamp: float, dt: float, now: float) -> str | None:
-        """Accept a policy chunk, or say why not (the previous chunks keep running)."""
+    def offer_chunk(self, actions: np.ndarray, stamp: float, dt: float, now: float,
+                    prefix_len: int | None = None) -> str | None:
+        """Accept a policy chunk, or say why not (the previous chunks keep running). ``prefix_len``: the
+        committed prefix the chunk was computed with (``rtc`` execution)."""
         reason = self.safety.check_chunk(actions) or self.executor.add(
-            np.clip(np.asarray(actions, np.float64), self.limits.lower, self.limits.upper), stamp, dt, now)
+            np.clip(np.asarray(actions, np.float64), self.limits.lower, self.limits.upper), stamp, dt, now,
+            prefix_len=prefix_len, current=self._last)
         if reason:
             self.chunks_rejected += 1
         else:

@@ -2,7 +2,8 @@
 
 ROS-free (the policy node feeds it arrival times): :func:`wait_reason` says why no observation can be
 assembled yet (an input missing or older than its limit), :class:`StreamStats` keeps a camera's receive rate,
-the age of its newest frame, header-stamp -> arrival latency and the frames missing from its stamp sequence.
+the age of its newest frame, header-stamp -> arrival latency, the frames missing from its stamp sequence, its
+largest gap and frame size (:meth:`StreamStats.health`, explained by ``roboalign.control.stream_health``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from roboalign.control.stream_health import StreamHealth
 
 
 @dataclass(frozen=True)
@@ -64,9 +67,11 @@ class StreamStats:
     _spacings: deque = field(default_factory=lambda: deque(maxlen=64))
     _last_stamp: float | None = None
     _last_latency: float = 0.0
+    frame_bytes: int = 0  # size of the newest frame as received (0: not given)
 
-    def add(self, stamp: float, arrival: float) -> None:
-        """A frame with header ``stamp`` arrived at ``arrival`` (same clock for both where possible)."""
+    def add(self, stamp: float, arrival: float, size: int = 0) -> None:
+        """A frame with header ``stamp`` and ``size`` bytes arrived at ``arrival`` (same clock for both where
+        possible)."""
         if self._last_stamp is not None:
             spacing = stamp - self._last_stamp
             if spacing <= 0:  # a repeated or reordered stamp (a publisher restart): start the sequence again
@@ -78,6 +83,7 @@ class StreamStats:
         self._last_latency = arrival - stamp
         self._arrivals.append(arrival)
         self.frames += 1
+        self.frame_bytes = size or self.frame_bytes
 
     def _missing(self, spacing: float) -> int:
         period = self.period_s()
@@ -89,12 +95,29 @@ class StreamStats:
             return 1.0 / self.expected_hz
         return float(np.percentile(self._spacings, 10)) if len(self._spacings) >= 3 else 0.0
 
-    def rate_hz(self, now: float) -> float:
+    def _recent(self, now: float) -> list[float]:
+        return [a for a in self._arrivals if now - a <= self.window_s]
+
+    def rate_hz(self, now: float, recent: list[float] | None = None) -> float:
         """Frames received per second over the last ``window_s``."""
-        recent = [a for a in self._arrivals if now - a <= self.window_s]
+        recent = self._recent(now) if recent is None else recent
         if len(recent) < 2:
             return 0.0
         return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-9)
+
+    def max_gap_s(self, now: float, recent: list[float] | None = None) -> float:
+        """The longest time between two arrivals over the last ``window_s``, up to ``now`` (a stream that stopped
+        has a gap that keeps growing)."""
+        recent = self._recent(now) if recent is None else recent
+        if not recent:
+            return 0.0
+        return float(max(np.diff(recent, append=now).max(), 0.0))
+
+    def health(self, now: float, label: str) -> StreamHealth:
+        """Rate, the publisher's rate (nominal or from the stamps), largest gap and frame size, to explain."""
+        period, recent = self.period_s(), self._recent(now)
+        return StreamHealth(label, self.rate_hz(now, recent), 1.0 / period if period > 0 else 0.0,
+                            self.max_gap_s(now, recent), self.frame_bytes, len(recent))
 
     def age_s(self, now: float) -> float | None:
         """Time since the newest frame arrived (None: none yet)."""

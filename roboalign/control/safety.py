@@ -8,7 +8,9 @@ Guarantees, for any input (NaN, inf, huge values, wrong shape):
 
 Whole chunks are checked before they are accepted (``check_chunk``): a chunk with a non-finite value or a
 target far outside the limits is rejected with a message naming the row and column; targets slightly
-outside the limits are clamped by ``command``.
+outside the limits are clamped by ``command``. ``check_start`` refuses a chunk whose first commanded row lies
+more than ``max_start_steps`` control steps (at ``max_step``) from the command it would continue: a far but
+in-range chunk would otherwise be driven to at the rate limit.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class SafetyLimits:
     lower/upper: position limits (rad for joints, the action space's units for the gripper).
     max_velocity: units per second. max_step: largest change in one control step.
     reject_margin: a chunk target further than this outside [lower, upper] rejects the whole chunk.
+    max_start_steps: a chunk whose first commanded row is further than ``max_start_steps * max_step`` from the
+    command it continues is refused (``inf`` turns the check off).
     """
 
     names: tuple[str, ...]
@@ -36,6 +40,7 @@ class SafetyLimits:
     max_velocity: np.ndarray  # (D,)
     max_step: np.ndarray  # (D,)
     reject_margin: float = 0.2
+    max_start_steps: float = 10.0
 
     def __post_init__(self) -> None:
         d = len(self.names)
@@ -55,6 +60,8 @@ class SafetyLimits:
                 raise ValueError(f"SafetyLimits.{key} must be > 0 for every dimension, got {getattr(self, key)}")
         if not (np.isfinite(self.reject_margin) and self.reject_margin >= 0):
             raise ValueError(f"SafetyLimits.reject_margin must be >= 0, got {self.reject_margin}")
+        if not self.max_start_steps > 0:  # inf allowed: no start check
+            raise ValueError(f"SafetyLimits.max_start_steps must be > 0 (inf: no check), got {self.max_start_steps}")
 
     @property
     def dim(self) -> int:
@@ -62,18 +69,20 @@ class SafetyLimits:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SafetyLimits:
-        """From a dict with keys names, lower, upper, max_velocity, max_step (lists) and reject_margin."""
+        """From a dict with keys names, lower, upper, max_velocity, max_step (lists), reject_margin and
+        max_start_steps."""
         required = ("names", "lower", "upper", "max_velocity", "max_step")
         missing = [k for k in required if k not in d]
         if missing:
             raise ValueError(f"safety limits are missing {missing}; required keys: {list(required)}")
         return cls(tuple(d["names"]), *(np.asarray(d[k], float) for k in required[1:]),
-                   reject_margin=float(d.get("reject_margin", 0.2)))
+                   reject_margin=float(d.get("reject_margin", 0.2)),
+                   max_start_steps=float(d.get("max_start_steps", 10.0)))
 
     @classmethod
     def from_action_space(cls, space: ActionSpace, max_joint_step: float = 0.05, gripper_velocity: float = 20.0,
                           gripper_step: float = 2.0, velocity_scale: float = 1.0,
-                          reject_margin: float = 0.2) -> SafetyLimits:
+                          reject_margin: float = 0.2, max_start_steps: float = 10.0) -> SafetyLimits:
         """Limits for an absolute joint-position space: its joint limits, then the gripper's [low, high].
 
         ``velocity_scale`` (0, 1] scales the published joint velocity limits (e.g. 0.5 for first bring-up).
@@ -90,14 +99,14 @@ class SafetyLimits:
         lower[arm], upper[arm] = jl.lower, jl.upper
         vel[arm], step[arm] = np.asarray(jl.velocity) * velocity_scale, max_joint_step
         lower[g], upper[g] = min(space.low[g], space.high[g]), max(space.low[g], space.high[g])
-        return cls(space.names, lower, upper, vel, step, reject_margin=reject_margin)
+        return cls(space.names, lower, upper, vel, step, reject_margin=reject_margin, max_start_steps=max_start_steps)
 
     def scaled(self, velocity_scale: float) -> SafetyLimits:
         """The same limits with velocities and steps scaled (e.g. 0.2 for slow homing)."""
         if not 0 < velocity_scale <= 1:
             raise ValueError(f"velocity_scale must be in (0, 1], got {velocity_scale}")
         return SafetyLimits(self.names, self.lower, self.upper, self.max_velocity * velocity_scale,
-                            self.max_step * velocity_scale, self.reject_margin)
+                            self.max_step * velocity_scale, self.reject_margin, self.max_start_steps)
 
 
 class SafetyFilter:
@@ -126,6 +135,19 @@ class SafetyFilter:
             return (f"chunk row {r}: {lim.names[c]} = {a[r, c]:.4g} is more than {lim.reject_margin} outside "
                     f"its limits [{lim.lower[c]:.4g}, {lim.upper[c]:.4g}]")
         return None
+
+    def check_start(self, first: np.ndarray, reference: np.ndarray) -> str | None:
+        """Why a chunk whose first commanded row is ``first`` (D,) may not continue from ``reference`` (D,)."""
+        lim = self.limits
+        bound = lim.max_start_steps * lim.max_step  # (D,)
+        gap = np.abs(self.clamp(first) - self.clamp(reference))
+        far = gap > bound
+        if not far.any():
+            return None
+        c = int(np.argmax(np.where(far, gap / bound, 0.0)))
+        return (f"{lim.names[c]} would jump {gap[c]:.4g} from {reference[c]:.4g} to {first[c]:.4g}, more than "
+                f"max_start_steps={lim.max_start_steps:g} steps of {lim.max_step[c]:.4g}; home the robot near the "
+                "policy's start or raise max_start_steps")
 
     def clamp(self, position: np.ndarray) -> np.ndarray:
         """``position`` clipped into the position limits (finite input only; ``command`` checks that)."""

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from roboalign.spec.action_space import get_action_space
+from roboalign.spec.normalization import NormStats
+
 # LIBERO-Object's robot start posture (Panda), from its init states.
 LIBERO_START_Q = np.array([0.0, 0.18, 0.0, -2.44, 0.0, 2.62, 0.79])
 MANIFEST = "manifest.json"
@@ -25,8 +28,6 @@ def make_tiny_joint_checkpoint(path: str | Path, seed: int = 0, spread: float = 
     from roboalign.models.action_head import ActionHeadConfig
     from roboalign.models.backbone import build_tiny_backbone
     from roboalign.models.vla import build_vla, save_vla
-    from roboalign.spec.action_space import get_action_space
-    from roboalign.spec.normalization import NormStats
 
     rng = np.random.default_rng(seed)
     space = get_action_space("joint_position")

@@ -3,12 +3,15 @@
 Each stream has a timeout; ``check(now)`` lists the armed streams whose last message is older than that.
 A stream is armed by ``arm`` (e.g. chunks only while an episode runs) and a stream that never delivered a
 message since it was armed counts as stale once its timeout has passed since arming, so a dead camera is
-caught even if it never published at all.
+caught even if it never published at all. A stream may have an explanation (:meth:`Watchdog.explain`): what its
+subscriber measured and the likely cause (``roboalign.control.stream_health``), added to a stale stream's message
+so the fault names the cause, not only the symptom.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -30,6 +33,7 @@ class Watchdog:
 
     def __init__(self, timeouts: dict[str, float]) -> None:
         self._streams = {name: _Stream(_valid_timeout(name, t)) for name, t in timeouts.items()}
+        self._explain: dict[str, Callable[[], str | None]] = {}
 
     @property
     def names(self) -> list[str]:
@@ -44,6 +48,16 @@ class Watchdog:
     def set_timeout(self, name: str, timeout: float) -> None:
         """Change the timeout of ``name`` (e.g. a parameter changed at runtime)."""
         self._get(name).timeout = _valid_timeout(name, timeout)
+
+    def explain(self, name: str, why: Callable[[], str | None]) -> None:
+        """``why()`` (called when ``name`` is stale) says what was measured and the likely cause, or None."""
+        self._get(name)
+        self._explain[name] = why
+
+    def _why(self, name: str) -> str:
+        why = self._explain.get(name)
+        text = why() if why is not None else None
+        return f"; {text}" if text else ""
 
     def feed(self, name: str, now: float) -> None:
         """A message of stream ``name`` arrived at ``now``."""
@@ -75,7 +89,8 @@ class Watchdog:
             if s.last is None:
                 if now - s.armed_at > s.timeout:
                     problems.append(f"no {name} message for {now - s.armed_at:.3f} s since armed "
-                                    f"(timeout {s.timeout} s)")
+                                    f"(timeout {s.timeout} s){self._why(name)}")
             elif now - s.last > s.timeout:
-                problems.append(f"stale {name}: last message {now - s.last:.3f} s ago (timeout {s.timeout} s)")
+                problems.append(f"stale {name}: last message {now - s.last:.3f} s ago (timeout {s.timeout} s)"
+                                f"{self._why(name)}")
         return problems

@@ -135,22 +135,67 @@ def repair_bag(bag_dir: Path) -> Salvage | None:
     return s
 
 
-def _alive(pid: Any) -> bool:
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, start time in clock ticks since boot) of process ``pid`` from /proc, or None: no such process."""
     try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, TypeError, ValueError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[0], int(fields[19])
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def process_identity(pid: int | None = None) -> dict[str, Any]:
+    """What identifies a recorder process beyond its pid (which the system reuses): its start time and
+    command line, written into ``episode.json`` beside the pid."""
+    pid = os.getpid() if pid is None else pid
+    stat = _proc_stat(pid)
+    return {"pid": pid, "pid_start": stat[1] if stat else -1, "cmdline": _cmdline(pid)}
+
+
+def _posix_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
         return False
     except PermissionError:
         return True
     return True
 
 
+def live_recorder(meta: dict[str, Any]) -> bool:
+    """Whether the process that recorded ``meta`` still runs: the pid exists, is no zombie (exited, not yet
+    reaped by its parent), and is the same process (start time; an ``episode.json`` without one: a command
+    line of ours), not another process that got the pid."""
+    try:
+        pid = int(meta.get("pid"))
+    except (TypeError, ValueError):
+        return False
+    if pid <= 0:
+        return False
+    if not Path("/proc/self/stat").is_file():  # no procfs: the pid is all there is
+        return _posix_alive(pid)
+    stat = _proc_stat(pid)
+    if stat is None or stat[0] in ("Z", "X"):
+        return False
+    if int(meta.get("pid_start", -1)) >= 0:
+        return stat[1] == int(meta["pid_start"])
+    cmdline = _cmdline(pid)
+    return bool(cmdline) and "roboalign" in cmdline
+
+
 def recover_crashed(root: Path, logger: Any = None, force: bool = False) -> list[Path]:
     """Repair every recorded episode under ``root`` left "running" by a recorder that no longer exists (the
     bridge's ``BagRecorder`` on start, ``roboalign dataset repair``); mark it "incomplete" in ``episode.json``.
 
-    Returns the repaired episode folders. An episode whose recorder process (``pid``) is still alive is left
-    alone, unless ``force`` (the pid was reused by another process).
+    Returns the repaired episode folders. An episode whose recorder process is still alive (:func:`live_recorder`:
+    neither gone, nor a zombie, nor another process with the same pid) is left alone, unless ``force``.
     """
     done = []
     for meta_path in sorted(Path(root).glob("*/episode.json")):
@@ -160,10 +205,11 @@ def recover_crashed(root: Path, logger: Any = None, force: bool = False) -> list
             continue
         if meta.get("outcome") != "running":
             continue
-        if not force and meta.get("pid") != os.getpid() and _alive(meta.get("pid")):
+        if not force and meta.get("pid") != os.getpid() and live_recorder(meta):
             if logger is not None:
-                logger.warning(f"{meta_path.parent.name}: still being recorded by process {meta.get('pid')}; left "
-                               "alone (roboalign dataset repair --force if that process is not a recorder)")
+                logger.warning(f"{meta_path.parent.name}: still being recorded by process {meta.get('pid')} "
+                               f"({_cmdline(int(meta['pid']))[:120]}); left alone (stop that recorder first, or "
+                               "roboalign dataset repair --force if it is not recording)")
             continue
         folder = meta_path.parent
         bag = folder / meta.get("bag", "bag")

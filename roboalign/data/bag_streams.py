@@ -88,7 +88,7 @@ class BagEpisode:
         return decode_cdr(self.store, stream.raw[i], stream.msgtype)
 
     def images(self, stream: Stream, idx: np.ndarray) -> list[Any]:
-        """The image messages ``idx`` of a camera stream, read in full from the bag now (one pass, only these)."""
+        """The image messages ``idx`` of a camera stream, read in full from the bag in one pass (only these)."""
         wanted = stream.ordinals[np.asarray(idx, np.int64)]
         s = salvage(self.mcap, select={stream.topic: set(wanted.tolist())})
         full = dict(zip(sorted(set(wanted.tolist())), (m[2] for m in s.messages), strict=True))
@@ -156,7 +156,7 @@ def read_bag_episode(folder: str | Path) -> BagEpisode:
     if not bag.is_dir():
         raise BagEpisodeError(f"episode {folder.name}: no bag folder {bag}")
     problems = []
-    # file order, complete or not (a backwards step is a clock jump); images: headers only for now
+    # file order, complete or not (a backwards step is a clock jump); images: headers only (their data is read per index by BagEpisode.images)
     s: Salvage = salvage(mcap_file(bag), head_only=lambda msgtype: ROLES.get(msgtype) == "camera")
     topics = {t.topic: (t.msgtype, t.msgdef) for t in s.topics.values()}
     msgs = s.messages

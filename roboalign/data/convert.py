@@ -15,8 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
+from roboalign.data.dataset import META_FILE, EpisodeDataset, write_meta
 from roboalign.data.episodes import SUFFIX, Episode, episode_files, read_episode, write_episode
 from roboalign.data.formats import bag_episode_folders, detect
+from roboalign.data.lerobot_v3 import LeRobotV3Writer
+from roboalign.data.lerobot_v3_reader import LeRobotV3Dataset
 from roboalign.data.rosbag_episodes import BagOptions, bag_to_episode
 
 TARGETS = ("roboalign", "lerobot")
@@ -67,8 +72,6 @@ def _ours_source(src: Path, opts: ConvertOptions, report: ConvertReport) -> Iter
 
 
 def _lerobot_source(src: Path, opts: ConvertOptions, report: ConvertReport) -> Iterator[tuple[str, Episode]]:
-    from roboalign.data.lerobot_v3_reader import LeRobotV3Dataset
-
     ds = LeRobotV3Dataset(src, action_space=opts.action_space)
     for i, row in enumerate(ds.episodes):
         name = f"episode_{row['episode_index']:06d}"
@@ -97,8 +100,6 @@ def _keep(name: str, ep: Episode, opts: ConvertOptions, report: ConvertReport, t
 def convert(src: str | Path, dst: str | Path, to: str, opts: ConvertOptions | None = None,
             progress: bool = True) -> ConvertReport:
     """Convert the dataset at ``src`` (format detected) into ``dst`` in format ``to``."""
-    from tqdm import tqdm
-
     src, dst, opts = Path(src), Path(dst), opts or ConvertOptions()
     if to not in TARGETS:
         raise ValueError(f"--to {to!r}; valid: {', '.join(TARGETS)}")
@@ -129,8 +130,6 @@ class _OursSink:
         self.meta = _dataset_meta(ep, self.meta)
 
     def close(self, report: ConvertReport) -> None:
-        from roboalign.data.dataset import EpisodeDataset, write_meta
-
         if not report.written:
             return
         write_meta(self.dst, self.meta | {"converted_from": report.source_format})
@@ -151,8 +150,6 @@ class _LeRobotSink:
         self.dst, self.opts, self.writer = dst, opts, None
 
     def add(self, name: str, ep: Episode) -> None:
-        from roboalign.data.lerobot_v3 import LeRobotV3Writer
-
         if self.writer is None:
             space = self.opts.action_space or ("joint_position" if "joint_position" in ep.actions else sorted(ep.actions)[0])
             fps = self.opts.fps or int(round(ep.meta.get("fps") or 1.0 / ep.meta.get("dt", 0.05)))
@@ -171,8 +168,6 @@ def convert_bag_episode(folder: str | Path, dst: str | Path, opts: BagOptions | 
     Success is the bridge's outcome, or the operator's ``operator_verdict: keep`` in ``episode.json`` (a kept
     demonstration ends with STOP); an incomplete recording is never successful.
     """
-    from roboalign.data.dataset import META_FILE, write_meta
-
     folder, dst = Path(folder), Path(dst)
     ep = bag_to_episode(folder, opts)
     path = write_episode(dst / "episodes" / f"{folder.name}{SUFFIX}", ep)

@@ -18,6 +18,7 @@ Typical use by a trainer::
 from __future__ import annotations
 
 import json
+import os
 import random
 import warnings
 from collections import OrderedDict
@@ -35,6 +36,7 @@ from roboalign.data.episodes import (
     read_episode,
     read_header,
 )
+from roboalign.spec.action_space import get_action_space
 from roboalign.spec.loader import check_mapping, read_spec_file
 from roboalign.spec.normalization import NormStats
 
@@ -134,8 +136,6 @@ class EpisodeDataset:
         Frames are stored one HDF5 chunk each, so this decompresses one image per camera. File handles
         are kept open per process (safe with DataLoader workers: a forked worker opens its own).
         """
-        import os
-
         import h5py
 
         path = self.episodes[i].path
@@ -185,8 +185,6 @@ class EpisodeDataset:
 
         key: ``state`` or ``actions.<space>`` (``actions.eef_delta``, ``actions.joint_position``).
         """
-        from roboalign.spec.action_space import get_action_space
-
         if not self.episodes:
             raise ValueError("dataset is empty")
         rows = []

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from roboalign.spec.action_space import get_action_space
 from roboalign.spec.folder_kind import wrong_kind
 
 FORMAT = "roboalign.episode/1"
@@ -99,8 +100,6 @@ class Episode:
 
     def action_chunks(self, space: str, horizon: int, steps: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(N, H, D) chunks starting at each of ``steps`` (default all T steps) and (N, H) masks."""
-        from roboalign.spec.action_space import get_action_space
-
         if space not in self.actions:
             raise KeyError(f"episode has no actions for space {space!r}; has {sorted(self.actions)}")
         if horizon <= 0:

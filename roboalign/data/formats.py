@@ -11,12 +11,20 @@ lists all of them; ``expect`` (action space, cameras, e.g. from a training confi
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
+
+from roboalign.data.bag_streams import BagEpisodeError, is_bag_episode
+from roboalign.data.episodes import SUFFIX, CorruptEpisodeError, episode_files, read_header, validate_dir
+from roboalign.data.lerobot_v3 import QUANTILES, STATS, LeRobotFormatError, quantile_key
+from roboalign.data.lerobot_v3_reader import LeRobotV3Dataset, camera_of
+from roboalign.data.rosbag_episodes import BagOptions, bag_to_episode
 
 FORMATS = ("roboalign", "lerobot", "rosbag")
 
@@ -30,16 +38,12 @@ class Expect:
 
     @classmethod
     def from_config(cls, path: str | Path) -> Expect:
-        import yaml
-
         cfg = yaml.safe_load(Path(path).read_text()) or {}
         cams = cfg.get("cameras")
         return cls(cfg.get("action_space"), tuple(cams) if cams else None)
 
 
 def bag_episode_folders(root: Path) -> list[Path]:
-    from roboalign.data.bag_streams import is_bag_episode
-
     if is_bag_episode(root):
         return [root]
     return sorted(p for p in root.iterdir() if p.is_dir() and is_bag_episode(p)) if root.is_dir() else []
@@ -47,8 +51,6 @@ def bag_episode_folders(root: Path) -> list[Path]:
 
 def detect(root: str | Path) -> str:
     """``roboalign`` | ``lerobot`` | ``rosbag``; raises naming what was looked for."""
-    from roboalign.data.episodes import SUFFIX
-
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder")
@@ -72,8 +74,6 @@ def info(root: str | Path) -> list[str]:
 
 
 def _info_ours(root: Path) -> list[str]:
-    from roboalign.data.episodes import CorruptEpisodeError, episode_files, read_header
-
     heads, bad = [], 0
     for p in episode_files(root):
         try:
@@ -91,8 +91,6 @@ def _info_ours(root: Path) -> list[str]:
 
 
 def _info_lerobot(root: Path) -> list[str]:
-    from roboalign.data.lerobot_v3_reader import LeRobotV3Dataset
-
     ds = LeRobotV3Dataset(root)
     i = ds.info
     feats = [f"{k} {f['dtype']}{list(f['shape'])}" for k, f in ds.features.items()]
@@ -103,8 +101,6 @@ def _info_lerobot(root: Path) -> list[str]:
 
 
 def _info_bags(root: Path) -> list[str]:
-    import json
-
     lines, outcomes = [], Counter()
     for f in bag_episode_folders(root):
         meta = json.loads((f / "episode.json").read_text()) if (f / "episode.json").is_file() else {}
@@ -125,8 +121,6 @@ def validate(root: str | Path, expect: Expect | None = None, full: bool = False)
 
 
 def _validate_ours(root: Path, expect: Expect, full: bool) -> list[tuple[str, str]]:
-    from roboalign.data.episodes import CorruptEpisodeError, episode_files, read_header, validate_dir
-
     bad = [(str(p), why) for p, why in validate_dir(root, full=full)]
     broken = {p for p, _ in bad}
     for p in episode_files(root):
@@ -156,8 +150,6 @@ def _expect_problems(spaces: list[str], cams: list[str], expect: Expect) -> list
 
 def require(files: list[Path], expect: Expect, what: str = "the config") -> None:
     """Raise one ValueError naming the episode files that lack ``expect``'s action space or cameras (headers only)."""
-    from roboalign.data.episodes import read_header
-
     bad = []
     for p in files:
         h = read_header(p)
@@ -169,9 +161,6 @@ def require(files: list[Path], expect: Expect, what: str = "the config") -> None
 
 
 def _validate_bags(root: Path, expect: Expect, full: bool) -> list[tuple[str, str]]:
-    from roboalign.data.bag_streams import BagEpisodeError
-    from roboalign.data.rosbag_episodes import BagOptions, bag_to_episode
-
     bad = []
     for f in bag_episode_folders(root):
         try:
@@ -186,9 +175,6 @@ def _validate_bags(root: Path, expect: Expect, full: bool) -> list[tuple[str, st
 
 
 def _validate_lerobot(root: Path, expect: Expect, full: bool) -> list[tuple[str, str]]:
-    from roboalign.data.lerobot_v3 import LeRobotFormatError
-    from roboalign.data.lerobot_v3_reader import LeRobotV3Dataset, camera_of
-
     try:
         ds = LeRobotV3Dataset(root, action_space=expect.action_space)
         rows = ds.episodes
@@ -236,10 +222,6 @@ def _lerobot_info_problems(ds: Any, rows: list[dict[str, Any]]) -> list[str]:
 
 
 def _lerobot_stats_problems(ds: Any) -> list[str]:
-    import json
-
-    from roboalign.data.lerobot_v3 import QUANTILES, STATS, quantile_key
-
     p = ds.root / STATS
     if not p.is_file():
         return ["missing"]
@@ -258,8 +240,6 @@ def _lerobot_stats_problems(ds: Any) -> list[str]:
 
 
 def _check_lerobot_episode(ds: Any, row: dict[str, Any], tasks: dict[int, str], full: bool) -> None:
-    from roboalign.data.lerobot_v3 import LeRobotFormatError
-
     t = ds.frames(row)
     where = f"episode {row['episode_index']} ({ds.data_file(row).relative_to(ds.root)})"
     fi = t.column("frame_index").to_numpy()

@@ -34,6 +34,7 @@ import numpy as np
 
 from roboalign.data.episodes import Episode
 from roboalign.data.scheduling import scheduling_kept
+from roboalign.spec.action_space import ACTION_SPACES
 
 CODEBASE_VERSION = "v3.0"
 CHUNKS_SIZE = 1000
@@ -94,8 +95,6 @@ def _column_keys(ep: Episode, action_space: str) -> dict[str, tuple[str, np.ndar
 
 
 def _names(key: str, src: str, ep: Episode, dim: int) -> list[str] | None:
-    from roboalign.spec.action_space import ACTION_SPACES
-
     if src.startswith("actions.") and src[8:] in ACTION_SPACES:
         return list(ACTION_SPACES[src[8:]].names)
     if key == "observation.state" and len(ep.meta.get("state_names") or []) == dim:

@@ -23,6 +23,7 @@ from roboalign.data.lerobot_v3 import (
     LeRobotFormatError,
     slug,
 )
+from roboalign.spec.action_space import ACTION_SPACES
 
 EPISODE_COLUMNS = ("episode_index", "tasks", "length", "data/chunk_index", "data/file_index", "dataset_from_index",
                    "dataset_to_index")
@@ -35,8 +36,6 @@ def camera_of(key: str) -> str:
 
 
 def guess_action_space(names: list[str] | None, dim: int) -> str | None:
-    from roboalign.spec.action_space import ACTION_SPACES
-
     for space in ACTION_SPACES.values():
         if names is not None and list(names) == list(space.names):
             return space.name
@@ -235,8 +234,6 @@ def _matrix(table: Any, key: str, where: str) -> np.ndarray:
 def _to_fields(cols: dict[str, np.ndarray], layout: dict[str, str] | None, action_space: str,
                shapes: dict[str, list[int]]) -> dict[str, Any]:
     """Our Episode fields from the LeRobot columns (using the layout we wrote, or the naming convention)."""
-    from roboalign.spec.action_space import ACTION_SPACES
-
     out: dict[str, Any] = {"actions": {}, "robot": {}, "privileged": {}, "state": cols["observation.state"]}
     for key, v in cols.items():
         src = (layout or {}).get(key)

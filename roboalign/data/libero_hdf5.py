@@ -27,6 +27,7 @@ import numpy as np
 
 from roboalign.data.episodes import CorruptEpisodeError, Episode, open_hdf5
 from roboalign.spec.action_space import STATE_NAMES
+from roboalign.spec.tasks import SCENE_SETS
 
 CAMERA_KEYS = {"agentview": "agentview_rgb", "wrist": "eye_in_hand_rgb"}
 REQUIRED_OBS = ("joint_states", "gripper_states")
@@ -51,8 +52,6 @@ def _instruction(path: Path, data) -> tuple[str, str]:
 
 def libero_task_name(problem: str, instruction: str) -> str:
     """Our task name when the demo is one of the four tasks' sim scenes (either scene set), else the file stem."""
-    from roboalign.spec.tasks import SCENE_SETS
-
     for tasks in SCENE_SETS.values():
         for t in tasks:
             if problem == t.sim.problem or instruction.lower() == t.sim.instruction:

@@ -1,7 +1,7 @@
 """Keep the calling thread's scheduling policy across encoder calls: SVT-AV1 (lerobot's default video codec,
 ``libsvtav1``) puts the thread that encodes under SCHED_FIFO 99 when the process runs as root, and every thread
-started from it afterwards inherits that. A busy real-time Python thread then starves the rest of the process
-(seen: DDS participant creation stalled in every ROS test after the LeRobot v3 tests, as root in CI)."""
+started from it afterwards inherits that. A busy real-time Python thread then starves the rest of the process (as
+root, a ROS test run in the same process after a LeRobot v3 export stalls creating its DDS participant)."""
 
 from __future__ import annotations
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib
 import shutil
 
+import numpy as np
+
 from roboalign.doctor.report import Check, DeployConfig
 
 CUDA_TORCH = 'ROBOALIGN_TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128" make setup'
@@ -36,7 +38,6 @@ def check_torch(cfg: DeployConfig | None = None) -> Check:
 
 def _probe_session(provider: str) -> str | None:
     """Run a one-node graph on ``provider``; returns the provider onnxruntime really used (None: it failed)."""
-    import numpy as np
     import onnxruntime as ort
     from onnx import TensorProto, helper
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from roboalign.spec.policy_io import ALLOW_CPU_FALLBACK
+
 STATUSES = ("OK", "WARN", "FAIL")
 
 
@@ -38,7 +40,7 @@ class DeployConfig:
     source: str = ""
     backend: str = ""
     providers: tuple[str, ...] = ()
-    allow_cpu_fallback: bool = False
+    allow_cpu_fallback: bool = ALLOW_CPU_FALLBACK
     cameras: tuple[str, ...] = ()
     realtime_priority: int = 0
     cpu_affinity: dict[str, tuple[int, ...]] = field(default_factory=dict)
@@ -62,7 +64,7 @@ class DeployConfig:
         providers = options.get("providers", [])
         providers = [p.strip() for p in providers.split(",")] if isinstance(providers, str) else list(providers)
         return cls(source=str(path), backend=str(policy.get("backend", "")), providers=tuple(providers),
-                   allow_cpu_fallback=bool(options.get("allow_cpu_fallback", policy.get("allow_cpu_fallback", False))),
+                   allow_cpu_fallback=bool(options.get("allow_cpu_fallback", policy.get("allow_cpu_fallback", ALLOW_CPU_FALLBACK))),
                    cameras=tuple(policy.get("camera_names", ())),
                    realtime_priority=int(bridge.get("realtime_priority", 0) or 0),
                    cpu_affinity={n: tuple(int(c) for c in p["cpu_affinity"]) for n, p in nodes.items()

@@ -19,11 +19,25 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
+from roboalign.data import EpisodeDataset
+from roboalign.evaluation.episode_results import markdown_table, success_table
+from roboalign.evaluation.libero_eval import LiberoEvalConfig, evaluate_parallel
+from roboalign.evaluation.libero_tasks import (
+    EvalSetupError,
+    check_checkpoint,
+    check_expert,
+    checkpoint_scenes,
+    resolve_tasks,
+)
+from roboalign.evaluation.probe import ProbeSetting, run_probe
+from roboalign.evaluation.suite_table import suite_markdown, suite_rows
 from roboalign.sim.constants import SIM_CAMERA_SIZE
+from roboalign.sim.default_dataset import resolve_dataset
 from roboalign.sim.suites import MAX_STEPS, SUITES
 from roboalign.spec.policy_io import RUNTIME_BACKENDS, BasePolicy
-from roboalign.spec.tasks import SCENE_SETS
+from roboalign.spec.tasks import DEFAULT_TASKS, SCENE_SETS
 
 
 class PolicyFactory:
@@ -56,15 +70,6 @@ class PolicyFactory:
 
 
 def _libero(args: argparse.Namespace) -> int:
-    from roboalign.evaluation.libero_eval import (
-        LiberoEvalConfig,
-        evaluate_parallel,
-        markdown_table,
-        success_table,
-    )
-    from roboalign.evaluation.libero_tasks import EvalSetupError
-    from roboalign.evaluation.suite_table import suite_markdown, suite_rows
-
     try:
         scenes, space = _libero_setup(args)
     except (EvalSetupError, FileNotFoundError, ValueError) as e:
@@ -90,14 +95,6 @@ def _libero(args: argparse.Namespace) -> int:
 
 def _libero_setup(args: argparse.Namespace) -> tuple[dict, str]:
     """(task -> scene, action space) of an ``eval libero`` run; raises EvalSetupError naming what is valid."""
-    from roboalign.evaluation.libero_tasks import (
-        EvalSetupError,
-        check_checkpoint,
-        check_expert,
-        checkpoint_scenes,
-        resolve_tasks,
-    )
-
     if (args.checkpoint is None) == (args.policy == "vla"):
         raise EvalSetupError("give --checkpoint for --policy vla (the default), none for --policy expert")
     scenes = resolve_tasks(args.suite, args.tasks, args.scenes or "targets")
@@ -117,10 +114,8 @@ def _libero_setup(args: argparse.Namespace) -> tuple[dict, str]:
 def _offline(args: argparse.Namespace) -> int:
     import torch
 
-    from roboalign.data import EpisodeDataset
     from roboalign.evaluation.offline import offline_mse
     from roboalign.models.vla import load_vla
-    from roboalign.sim.default_dataset import resolve_dataset
 
     torch.set_num_threads(args.threads)
     vla = load_vla(args.checkpoint)
@@ -140,9 +135,6 @@ def _offline(args: argparse.Namespace) -> int:
 
 def _probe(args: argparse.Namespace) -> int:
     import torch
-
-    from roboalign.evaluation.probe import ProbeSetting, run_probe
-    from roboalign.spec.tasks import DEFAULT_TASKS
 
     torch.set_num_threads(args.threads)
     backbones = {}
@@ -180,80 +172,94 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_libero_parser(sub: Any) -> None:
+    """``eval libero``: closed-loop rollouts of a VLA checkpoint or the scripted expert."""
+    p = sub.add_parser("libero", help="closed-loop rollouts in LIBERO with the official init states")
+    p.add_argument("--checkpoint", help="VLA checkpoint folder (for --policy vla)")
+    p.add_argument("--policy", choices=("vla", "expert"), default="vla")
+    p.add_argument("--backend", choices=RUNTIME_BACKENDS, default="torch",
+                   help="runtime Policy backend for --policy vla (onnxruntime/tensorrt: the export in CHECKPOINT/onnx)")
+    p.add_argument("--suite", nargs="+", default=["tasks"], metavar="SUITE",
+                   help=f"one or more of: {', '.join(('tasks', *SUITES))} (tasks = our four tasks)")
+    p.add_argument("--tasks", nargs="+", default=None,
+                   help="tasks of the one --suite: our task names, or LIBERO task indices / problem names "
+                        "(default: all of the suite)")
+    p.add_argument("--scenes", choices=tuple(SCENE_SETS), default=None,
+                   help="scene set of our four tasks (default: the checkpoint's tasks.json, else targets)")
+    p.add_argument("--episodes", type=int, default=20, help="episodes per task (one per official init state)")
+    p.add_argument("--first-init-state", type=int, default=0)
+    p.add_argument("--action-space", default="eef_delta", help="for --policy expert")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help=f"steps per episode (default: the suite's usual limit {MAX_STEPS}; 300 for our tasks)")
+    p.add_argument("--execute-steps", type=int, default=8, help="chunk rows executed per policy call (0 = all)")
+    p.add_argument("--camera-size", type=int, default=SIM_CAMERA_SIZE)
+    p.add_argument("--no-antialias", action="store_true", help="render without multisampling (match the data)")
+    p.add_argument("--strip-episodes", type=int, default=2)
+    p.add_argument("--videos", type=int, default=0, help="episodes per task saved as MP4 in OUT/videos")
+    p.add_argument("--no-resume", action="store_true", help="rerun episodes already logged in --out")
+    p.add_argument("--label", default="", help="row label of the suite table (default: policy + checkpoint)")
+    p.add_argument("--render-every-step", action="store_true",
+                   help="render the cameras after every step, not only where the policy looks (same rollout, slower)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1, help="processes (tasks are split over them)")
+    p.add_argument("--out", default=None)
+    p.set_defaults(fn=_libero)
+
+
+def _add_offline_parser(sub: Any) -> None:
+    """``eval offline``: action MSE of a checkpoint on held-out episodes."""
+    p = sub.add_parser("offline", help="action MSE on held-out episodes")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--tasks", nargs="+", default=None)
+    p.add_argument("--split", choices=("val", "train", "all"), default="val")
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--split-seed", type=int, default=0, help="must match the training run's seed")
+    p.add_argument("--frame-stride", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default=None)
+    p.set_defaults(fn=_offline)
+
+
+def _add_probe_parser(sub: Any) -> None:
+    """``eval probe``: the KNN phase probe on backbone features."""
+    p = sub.add_parser("probe", help="KNN phase probe on backbone features (DTW phase labels)")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--task", required=True, help="a task, comma-separated tasks, or all")
+    p.add_argument("--backbone", action="append", help="name=tiny|folder (repeat: base, sft, grpo)")
+    p.add_argument("--layer", type=int, default=None, help="hidden-state index k (default: N-1)")
+    p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--k", type=int, default=5)
+    p.add_argument("--prompt-state", choices=("none", "raw"), default="none")
+    p.add_argument("--cameras", nargs="+", default=["agentview", "wrist"], help="cameras in the prompt")
+    p.add_argument("--feature-dim", type=int, default=0,
+                   help="project the pooled features to this many dimensions (one seeded random projection; 0: all)")
+    p.add_argument("--projections", type=int, default=5, help="--feature-dim: average over this many projections")
+    p.add_argument("--split", choices=("episodes", "tasks"), default="episodes",
+                   help="episodes: hold out each task's last half; tasks: leave one task out (needs 2+ tasks)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default=None)
+    p.set_defaults(fn=_probe)
+
+
+def _add_compare_parser(sub: Any) -> None:
+    """``eval compare``: several ``eval libero`` runs side by side."""
+    p = sub.add_parser("compare", help="per-task success of several eval runs side by side + bar plot")
+    p.add_argument("--run", action="append", required=True,
+                   help="name=folder[,folder...] of `eval libero --out` folders (repeat per run)")
+    p.add_argument("--tasks", nargs="+", default=None)
+    p.add_argument("--title", default="")
+    p.add_argument("--out", required=True)
+    p.set_defaults(fn=_compare)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="roboalign eval", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="what", required=True)
-
-    lib = sub.add_parser("libero", help="closed-loop rollouts in LIBERO with the official init states")
-    lib.add_argument("--checkpoint", help="VLA checkpoint folder (for --policy vla)")
-    lib.add_argument("--policy", choices=("vla", "expert"), default="vla")
-    lib.add_argument("--backend", choices=RUNTIME_BACKENDS, default="torch",
-                     help="runtime Policy backend for --policy vla (onnxruntime/tensorrt: the export in CHECKPOINT/onnx)")
-    lib.add_argument("--suite", nargs="+", default=["tasks"], metavar="SUITE",
-                     help=f"one or more of: {', '.join(('tasks', *SUITES))} (tasks = our four tasks)")
-    lib.add_argument("--tasks", nargs="+", default=None,
-                     help="tasks of the one --suite: our task names, or LIBERO task indices / problem names "
-                          "(default: all of the suite)")
-    lib.add_argument("--scenes", choices=tuple(SCENE_SETS), default=None,
-                     help="scene set of our four tasks (default: the checkpoint's tasks.json, else targets)")
-    lib.add_argument("--episodes", type=int, default=20, help="episodes per task (one per official init state)")
-    lib.add_argument("--first-init-state", type=int, default=0)
-    lib.add_argument("--action-space", default="eef_delta", help="for --policy expert")
-    lib.add_argument("--max-steps", type=int, default=None,
-                     help=f"steps per episode (default: the suite's usual limit {MAX_STEPS}; 300 for our tasks)")
-    lib.add_argument("--execute-steps", type=int, default=8, help="chunk rows executed per policy call (0 = all)")
-    lib.add_argument("--camera-size", type=int, default=SIM_CAMERA_SIZE)
-    lib.add_argument("--no-antialias", action="store_true", help="render without multisampling (match the data)")
-    lib.add_argument("--strip-episodes", type=int, default=2)
-    lib.add_argument("--videos", type=int, default=0, help="episodes per task saved as MP4 in OUT/videos")
-    lib.add_argument("--no-resume", action="store_true", help="rerun episodes already logged in --out")
-    lib.add_argument("--label", default="", help="row label of the suite table (default: policy + checkpoint)")
-    lib.add_argument("--render-every-step", action="store_true",
-                     help="render the cameras after every step, not only where the policy looks (same rollout, slower)")
-    lib.add_argument("--seed", type=int, default=0)
-    lib.add_argument("--threads", type=int, default=1)
-    lib.add_argument("--workers", type=int, default=1, help="processes (tasks are split over them)")
-    lib.add_argument("--out", default=None)
-    lib.set_defaults(fn=_libero)
-
-    off = sub.add_parser("offline", help="action MSE on held-out episodes")
-    off.add_argument("--checkpoint", required=True)
-    off.add_argument("--dataset", required=True)
-    off.add_argument("--tasks", nargs="+", default=None)
-    off.add_argument("--split", choices=("val", "train", "all"), default="val")
-    off.add_argument("--val-fraction", type=float, default=0.1)
-    off.add_argument("--split-seed", type=int, default=0, help="must match the training run's seed")
-    off.add_argument("--frame-stride", type=int, default=4)
-    off.add_argument("--seed", type=int, default=0)
-    off.add_argument("--threads", type=int, default=1)
-    off.add_argument("--out", default=None)
-    off.set_defaults(fn=_offline)
-
-    pr = sub.add_parser("probe", help="KNN phase probe on backbone features (DTW phase labels)")
-    pr.add_argument("--dataset", required=True)
-    pr.add_argument("--task", required=True, help="a task, comma-separated tasks, or all")
-    pr.add_argument("--backbone", action="append", help="name=tiny|folder (repeat: base, sft, grpo)")
-    pr.add_argument("--layer", type=int, default=None, help="hidden-state index k (default: N-1)")
-    pr.add_argument("--episodes", type=int, default=20)
-    pr.add_argument("--k", type=int, default=5)
-    pr.add_argument("--prompt-state", choices=("none", "raw"), default="none")
-    pr.add_argument("--cameras", nargs="+", default=["agentview", "wrist"], help="cameras in the prompt")
-    pr.add_argument("--feature-dim", type=int, default=0,
-                    help="project the pooled features to this many dimensions (one seeded random projection; 0: all)")
-    pr.add_argument("--projections", type=int, default=5, help="--feature-dim: average over this many projections")
-    pr.add_argument("--split", choices=("episodes", "tasks"), default="episodes",
-                    help="episodes: hold out each task's last half; tasks: leave one task out (needs 2+ tasks)")
-    pr.add_argument("--threads", type=int, default=1)
-    pr.add_argument("--out", default=None)
-    pr.set_defaults(fn=_probe)
-
-    cmp_ = sub.add_parser("compare", help="per-task success of several eval runs side by side + bar plot")
-    cmp_.add_argument("--run", action="append", required=True,
-                      help="name=folder[,folder...] of `eval libero --out` folders (repeat per run)")
-    cmp_.add_argument("--tasks", nargs="+", default=None)
-    cmp_.add_argument("--title", default="")
-    cmp_.add_argument("--out", required=True)
-    cmp_.set_defaults(fn=_compare)
+    for add in (_add_libero_parser, _add_offline_parser, _add_probe_parser, _add_compare_parser):
+        add(sub)
     return ap
 
 

@@ -17,25 +17,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import binomtest
 
-from roboalign.evaluation.libero_eval import EpisodeResult, success_table
-
-
-def read_episode_logs(folders: Sequence[str | Path]) -> list[EpisodeResult]:
-    """Episodes logged in ``folders`` (``episodes_log*.csv``), one per (task, init state), in log order."""
-    seen: dict[tuple[str, int], EpisodeResult] = {}
-    for folder in folders:
-        logs = sorted(Path(folder).glob("episodes_log*.csv"))
-        if not logs:
-            raise FileNotFoundError(f"{folder}: no episodes_log*.csv (is it a `roboalign eval libero --out` folder?)")
-        for log in logs:
-            with open(log, newline="") as f:
-                for row in csv.DictReader(f):
-                    r = EpisodeResult(task=row["task"], init_state=int(row["init_state"]),
-                                      success=row["success"] == "True", steps=int(row["steps"]),
-                                      seconds=float(row["seconds"]), policy_calls=int(row["policy_calls"]),
-                                      policy_ms_mean=float(row["policy_ms_mean"]))
-                    seen.setdefault((r.task, r.init_state), r)
-    return list(seen.values())
+from roboalign.evaluation.episode_results import EpisodeResult, read_episode_logs, success_table
 
 
 def compare_runs(runs: Mapping[str, Sequence[EpisodeResult]], tasks: Sequence[str] | None = None

@@ -25,17 +25,31 @@ the first ``video_episodes`` episodes per task) and ``summary.json``.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
+import multiprocessing as mp
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
+from roboalign.evaluation.episode_results import (
+    LOG_COLUMNS,
+    EpisodeResult,
+    append_episode,
+    log_row,
+    logged_results,
+    markdown_table,
+    success_table,
+)
 from roboalign.evaluation.suite_table import write_suite_table
 from roboalign.sim.constants import SIM_CAMERA_SIZE
+from roboalign.sim.libero_env import LiberoEnv, LiberoEnvConfig
+from roboalign.sim.suites import MAX_STEPS
 from roboalign.spec.policy_io import BasePolicy, Observation
 from roboalign.spec.tasks import DEFAULT_TASKS, SimTask
 
@@ -72,24 +86,9 @@ class LiberoEvalConfig:
 
     def steps_for(self, task: str) -> int:
         """Step limit of one task: ``max_steps``, else its suite's usual limit."""
-        from roboalign.sim.suites import MAX_STEPS
-
         if self.max_steps is not None:
             return self.max_steps
         return MAX_STEPS.get(task.split("/", 1)[0], OUR_MAX_STEPS) if "/" in task else OUR_MAX_STEPS
-
-
-@dataclass
-class EpisodeResult:
-    task: str
-    init_state: int
-    success: bool
-    steps: int
-    seconds: float
-    policy_calls: int
-    policy_ms_mean: float
-    frames: list[np.ndarray] = field(default_factory=list, repr=False)  # agentview frames for the strip
-    wrist: list[np.ndarray] = field(default_factory=list, repr=False)  # wrist frames (videos)
 
 
 def run_episode(env: Any, policy: BasePolicy, init_state: int, cfg: LiberoEvalConfig, record: bool,
@@ -141,22 +140,11 @@ def _keep(frames: dict[str, list[np.ndarray]], obs: Observation, record: bool) -
 
 def _env_for(task: str, cfg: LiberoEvalConfig, scene: SimTask | str | None) -> Any:
     """The LiberoEnv of one task; ``scene`` (a SimTask or a task string) overrides the task's own scene."""
-    from roboalign.sim.libero_env import LiberoEnv, LiberoEnvConfig
-
     name = scene if isinstance(scene, str) else task
     env_cfg = LiberoEnvConfig(task=name, camera_size=cfg.camera_size, action_space=cfg.action_space,
                               max_steps=cfg.steps_for(task), antialias=cfg.antialias, seed=cfg.seed,
                               scenes=cfg.scenes)
     return LiberoEnv(env_cfg, sim_task=scene if isinstance(scene, SimTask) else None)
-
-
-def logged_results(out: str | Path | None) -> dict[tuple[str, int], EpisodeResult]:
-    """Episodes already logged in ``out`` (``episodes_log*.csv``), by (task, init state); {} if none."""
-    from roboalign.evaluation.compare import read_episode_logs
-
-    if out is None or not list(Path(out).glob("episodes_log*.csv")):
-        return {}
-    return {(r.task, r.init_state): r for r in read_episode_logs([out])}
 
 
 def evaluate_policy(make_policy: Callable[[str], BasePolicy], cfg: LiberoEvalConfig, out: str | Path | None = None,
@@ -170,8 +158,6 @@ def evaluate_policy(make_policy: Callable[[str], BasePolicy], cfg: LiberoEvalCon
     line per finished episode as it happens, so a stopped run keeps what it measured; ``done`` (default: what
     ``out``'s logs hold, with ``cfg.resume``) are episodes not run again.
     """
-    from tqdm import tqdm
-
     if done is None:
         done = logged_results(out) if cfg.resume else {}
     log_path = log_path or (Path(out) / "episodes_log.csv" if out is not None else None)
@@ -202,7 +188,7 @@ def _run_task(task: str, inits: list[int], make_policy: Callable[[str], BasePoli
             k = init - cfg.first_init_state
             r = run_episode(env, policy, init, cfg, record=k < max(cfg.strip_episodes, cfg.video_episodes), task=task)
             results.append(r)
-            _log_episode(r, log_path)
+            append_episode(r, log_path)
             if log_path is not None and k < cfg.video_episodes:
                 write_video(r, log_path.parent / "videos" / f"{task.replace('/', '__')}_{init:03d}.mp4")
             ok = [x for x in results if x.task == task]
@@ -210,22 +196,6 @@ def _run_task(task: str, inits: list[int], make_policy: Callable[[str], BasePoli
             bar.update(1)
     finally:
         env.close()
-
-
-_LOG_COLS = ["task", "init_state", "success", "steps", "seconds", "policy_calls", "policy_ms_mean"]
-
-
-def _log_episode(r: EpisodeResult, path: str | Path | None) -> None:
-    if path is None:
-        return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.is_file()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=_LOG_COLS)
-        if new:
-            w.writeheader()
-        w.writerow({c: getattr(r, c) for c in _LOG_COLS})
 
 
 def _worker(args: tuple[Callable[[str], BasePolicy], LiberoEvalConfig, dict[str, SimTask | str] | None, Path | None,
@@ -245,9 +215,6 @@ def evaluate_parallel(make_policy: Callable[[str], BasePolicy], cfg: LiberoEvalC
     Each worker builds its own env and policy and logs to its own ``episodes_log_<i>.csv``; results come back
     in task order, reports as usual.
     """
-    import dataclasses
-    import multiprocessing as mp
-
     workers = max(1, min(workers, len(cfg.tasks)))
     if workers == 1:
         return evaluate_policy(make_policy, cfg, out=out, env_tasks=env_tasks)
@@ -269,31 +236,6 @@ def evaluate_parallel(make_policy: Callable[[str], BasePolicy], cfg: LiberoEvalC
 
 
 # ---------------------------------------------------------------------------------------------- reports
-def success_table(results: Sequence[EpisodeResult]) -> list[dict[str, Any]]:
-    """Per-task rows {task, episodes, successes, success_rate, mean_steps} + a final ``mean`` row."""
-    rows = []
-    for task in dict.fromkeys(r.task for r in results):
-        rs = [r for r in results if r.task == task]
-        rows.append({"task": task, "episodes": len(rs), "successes": sum(r.success for r in rs),
-                     "success_rate": sum(r.success for r in rs) / len(rs),
-                     "mean_steps": float(np.mean([r.steps for r in rs]))})
-    if rows:
-        rows.append({"task": "mean", "episodes": sum(r["episodes"] for r in rows),
-                     "successes": sum(r["successes"] for r in rows),
-                     "success_rate": float(np.mean([r["success_rate"] for r in rows])),
-                     "mean_steps": float(np.mean([r.steps for r in results]))})
-    return rows
-
-
-def markdown_table(rows: Sequence[dict[str, Any]], title: str = "") -> str:
-    lines = [f"### {title}", ""] if title else []
-    lines += ["| task | success | rate % | mean steps |", "|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['task']} | {r['successes']}/{r['episodes']} | {100 * r['success_rate']:.1f} | "
-                     f"{r['mean_steps']:.0f} |")
-    return "\n".join(lines) + "\n"
-
-
 def write_strip(results: Sequence[EpisodeResult], path: str | Path, frames_per_episode: int = 8) -> Path | None:
     """A PNG grid: one row per recorded episode, ``frames_per_episode`` evenly spaced agentview frames."""
     import matplotlib
@@ -345,10 +287,9 @@ def write_reports(results: Sequence[EpisodeResult], cfg: LiberoEvalConfig, out: 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "episodes.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=_LOG_COLS)
+        w = csv.DictWriter(f, fieldnames=LOG_COLUMNS)
         w.writeheader()
-        for r in results:
-            w.writerow({c: getattr(r, c) for c in _LOG_COLS})
+        w.writerows(log_row(r) for r in results)
     rows = success_table(results)
     with open(out / "success.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))

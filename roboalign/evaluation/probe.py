@@ -15,12 +15,20 @@ dimension (over all frames of the task) before Euclidean distances so joints and
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
+
+from roboalign.data import EpisodeDataset
+from roboalign.sim.default_dataset import resolve_dataset
+from roboalign.spec.normalization import NormStats
+from roboalign.spec.policy_io import Observation
 
 
 def dtw_path(a: np.ndarray, b: np.ndarray) -> tuple[float, list[tuple[int, int]]]:
@@ -148,12 +156,9 @@ def episode_features(backbone: Any, datasets: Sequence[Any], layer: int, spec: A
     tokens from the first image on (the system prefix is identical for every frame).
     """
     import torch
-    from tqdm import tqdm
 
     from roboalign.models.vla import TruncatedBackbone
     from roboalign.models.vla_inputs import preprocess, vl_token_start
-    from roboalign.spec.normalization import NormStats
-    from roboalign.spec.policy_io import Observation
     from roboalign.spec.prompts import PromptTemplate
 
     trunc = TruncatedBackbone(backbone, layer)
@@ -277,9 +282,6 @@ def _task_labels(ds: Any, ref_episode: int) -> tuple[list[list[str]], float | No
 
 
 def _task_datasets(dataset: str, tasks: Sequence[str], episodes: int) -> list[Any]:
-    from roboalign.data import EpisodeDataset
-    from roboalign.sim.default_dataset import resolve_dataset
-
     out = []
     for task in tasks:
         ds = EpisodeDataset(resolve_dataset(dataset), tasks=[task])
@@ -338,9 +340,6 @@ def _delta_text(d: dict[str, float] | None) -> str:
 
 
 def write_probe_report(results: dict[str, Any], out: str) -> None:
-    import json
-    from pathlib import Path
-
     import matplotlib
 
     matplotlib.use("Agg")

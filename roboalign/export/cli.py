@@ -16,7 +16,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from roboalign.runtime.manifest import MODULES
+from roboalign.export.parity import ParityError
+from roboalign.export.trt_compat import check_file
+from roboalign.runtime.manifest import MODULES, load_manifest, verify_module_file
+from roboalign.runtime.tensorrt_engines import (
+    TensorRTUnavailable,
+    TRTBuildConfig,
+    build_engines,
+    require_tensorrt,
+    trtexec_commands,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -61,9 +70,7 @@ def _print_report(manifest: dict[str, Any], out: Path) -> None:
 
 def _check_only(checkpoint: Path, out: Path, cfg: Any) -> dict[str, Any]:
     from roboalign.export.onnx_export import run_parity
-    from roboalign.export.trt_compat import check_file
     from roboalign.models.vla import load_vla
-    from roboalign.runtime.manifest import load_manifest, verify_module_file
 
     manifest = load_manifest(out)
     for name in MODULES:
@@ -76,76 +83,77 @@ def _check_only(checkpoint: Path, out: Path, cfg: Any) -> dict[str, Any]:
     return manifest
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+class ExportExit(Exception):
+    """Ends ``roboalign export`` with a message on stderr and an exit code (1: a check or the exporter failed,
+    2: bad arguments, or TensorRT requested but unavailable)."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _export(args: argparse.Namespace, out: Path) -> tuple[dict[str, Any], int]:
+    """Export the checkpoint into ``out`` (or re-check ``out``): the manifest and 0, or 1 when parity failed."""
+    from roboalign.export.onnx_export import ExportConfig, export_checkpoint
+
+    try:
+        cfg = ExportConfig(opset=args.opset, exporter=args.exporter, max_batch=args.max_batch, max_seq=args.max_seq,
+                           min_cosine=args.min_cosine)
+    except ValueError as e:
+        raise ExportExit(str(e), 2) from e
+    try:
+        if args.check_only:
+            return _check_only(args.checkpoint, out, cfg), 0
+        return export_checkpoint(args.checkpoint, out, cfg), 0
+    except ParityError as e:
+        print(f"roboalign export: PARITY FAILED: {e}", file=sys.stderr)
+        return load_manifest(out), 1
+    except (FileNotFoundError, NotImplementedError, ValueError) as e:  # bad checkpoint / export folder
+        raise ExportExit(str(e), 2) from e
+    except RuntimeError as e:  # the exporter itself failed
+        raise ExportExit(str(e), 1) from e
+
+
+def _tensorrt(action: Any, *args: Any) -> Any:
+    """``action(*args)``; TensorRT missing is exit code 2."""
+    try:
+        return action(*args)
+    except TensorRTUnavailable as e:
+        raise ExportExit(f"cannot build TensorRT engines: {e}", 2) from e
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.out is None and args.checkpoint is None:
-        print("roboalign export: give --checkpoint (and optionally --out)", file=sys.stderr)
-        return 2
+        raise ExportExit("give --checkpoint (and optionally --out)", 2)
     out = args.out or args.checkpoint / "onnx"
-
-    from roboalign.runtime.tensorrt_engines import (
-        TensorRTUnavailable,
-        TRTBuildConfig,
-        build_engines,
-        trtexec_commands,
-    )
-
     trt_cfg = TRTBuildConfig.from_yaml(args.trt_config) if args.trt_config else TRTBuildConfig(precision=args.trt_precision)
     if args.print_trtexec:
         for cmd in trtexec_commands(out, trt_cfg):
             print(cmd)
         return 0
     if args.checkpoint is None:
-        print("roboalign export: --checkpoint is required to export or check", file=sys.stderr)
-        return 2
+        raise ExportExit("--checkpoint is required to export or check", 2)
     if args.tensorrt:  # fail before spending time on the export
-        from roboalign.runtime.tensorrt_engines import require_tensorrt
-
-        try:
-            require_tensorrt()
-        except TensorRTUnavailable as e:
-            print(f"roboalign export: cannot build TensorRT engines: {e}", file=sys.stderr)
-            return 2
-
-    from roboalign.export.onnx_export import ExportConfig, export_checkpoint
-    from roboalign.export.parity import ParityError
-
-    try:
-        cfg = ExportConfig(opset=args.opset, exporter=args.exporter, max_batch=args.max_batch, max_seq=args.max_seq,
-                           min_cosine=args.min_cosine)
-    except ValueError as e:
-        print(f"roboalign export: {e}", file=sys.stderr)
-        return 2
-    rc = 0
-    try:
-        manifest = _check_only(args.checkpoint, out, cfg) if args.check_only else export_checkpoint(
-            args.checkpoint, out, cfg)
-    except ParityError as e:
-        print(f"roboalign export: PARITY FAILED: {e}", file=sys.stderr)
-        from roboalign.runtime.manifest import load_manifest
-
-        manifest, rc = load_manifest(out), 1
-    except (FileNotFoundError, NotImplementedError, ValueError) as e:  # bad checkpoint / export folder
-        print(f"roboalign export: {e}", file=sys.stderr)
-        return 2
-    except RuntimeError as e:  # the exporter itself failed
-        print(f"roboalign export: {e}", file=sys.stderr)
-        return 1
+        _tensorrt(require_tensorrt)
+    manifest, rc = _export(args, out)
     _print_report(manifest, out)
     if not manifest["parity"]["ok"] or not manifest["tensorrt_compat"]["ok"]:
         rc = 1
     if args.tensorrt:
-        try:
-            engines = build_engines(out, trt_cfg)
-        except TensorRTUnavailable as e:
-            print(f"roboalign export: cannot build TensorRT engines: {e}", file=sys.stderr)
-            return 2
-        for name, path in engines.items():
+        for name, path in _tensorrt(build_engines, out, trt_cfg).items():
             print(f"engine {name}: {path}")
     print(f"export: out={out} parity_ok={manifest['parity']['ok']} "
           f"min_cosine={min(manifest['parity'][m]['cosine'] for m in (*MODULES, 'pipeline')):.6f} "
           f"tensorrt_ops_ok={manifest['tensorrt_compat']['ok']}")
     return rc
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return _run(_parser().parse_args(argv))
+    except ExportExit as e:
+        print(f"roboalign export: {e}", file=sys.stderr)
+        return e.code
 
 
 if __name__ == "__main__":

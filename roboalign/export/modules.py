@@ -16,7 +16,8 @@ layers, action head) with a batch axis instead of packed sequences:
 * :class:`TruncatedLLMExport` — ``input_ids, attention_mask (B, S), position_ids (3, B, S),
   image_embeds (B, M, D) -> hidden (B, S, D)``: the layer-k hidden states of the truncated LLM, with the
   image features gathered into the ``<|image_pad|>`` slots and an explicit causal + padding mask.
-* :class:`ActionHeadExport` — the flow-matching head with its Euler loop unrolled; the noise is an input.
+* :class:`ActionHeadExport` — the flow-matching head with its Euler loop unrolled; the noise is an input, and
+  so is the committed prefix of real-time chunking (``prefix_actions``, ``prefix_len``, ``soft_horizon``).
 
 Parity with the stock forward is checked on real inputs by :mod:`roboalign.export.parity` at export time.
 """
@@ -29,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from roboalign.models.action_head import FlowMatchingActionHead
+from roboalign.models.rtc import EXPORTABLE_VARIANTS
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -245,13 +247,25 @@ class TruncatedLLMExport(nn.Module):
 
 
 class ActionHeadExport(nn.Module):
-    """The flow-matching head's sampler: hidden states + mask + state + noise -> normalised actions."""
+    """The flow-matching head's sampler: hidden states + mask + state + noise -> normalised actions.
 
-    def __init__(self, head: FlowMatchingActionHead) -> None:
+    With ``rtc`` (``inpaint`` or ``trained``) the graph takes the committed prefix too: ``prefix_actions``
+    (B, H, A) normalised, ``prefix_len`` d and ``soft_horizon`` s (B,) int64; d = s = 0 samples without RTC.
+    """
+
+    def __init__(self, head: FlowMatchingActionHead, rtc: str | None = None) -> None:
         super().__init__()
+        if rtc is not None and rtc not in EXPORTABLE_VARIANTS:
+            raise ValueError(f"the head graph exports RTC variants {', '.join(EXPORTABLE_VARIANTS)}, not {rtc!r} "
+                             "(guided RTC needs autograd: it runs in PyTorch only)")
         self.head = head
+        self.rtc = rtc
 
     def forward(self, vl_tokens: torch.Tensor, vl_mask: torch.Tensor, state: torch.Tensor, noise: torch.Tensor,
-                embodiment: torch.Tensor) -> torch.Tensor:
-        # (B, S, D), (B, S), (B, S_dim), (B, H, A), (B,) -> (B, H, A)
-        return self.head(vl_tokens, vl_mask, state, noise, embodiment)
+                embodiment: torch.Tensor, prefix_actions: torch.Tensor | None = None,
+                prefix_len: torch.Tensor | None = None, soft_horizon: torch.Tensor | None = None) -> torch.Tensor:
+        # (B, S, D), (B, S), (B, S_dim), (B, H, A), (B,)[, (B, H, A), (B,), (B,)] -> (B, H, A)
+        if self.rtc is None:
+            return self.head(vl_tokens, vl_mask, state, noise, embodiment)
+        return self.head(vl_tokens, vl_mask, state, noise, embodiment, prefix_actions, prefix_len, soft_horizon,
+                         rtc=self.rtc)

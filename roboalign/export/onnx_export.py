@@ -7,14 +7,18 @@ Output folder layout (``roboalign export --checkpoint CKPT --out OUT``)::
     OUT/llm.onnx        input_ids, attention_mask (batch, seq), position_ids (3, batch, seq),
                         image_embeds (batch, M, D) -> hidden (batch, seq, D)   [layer-k hidden states]
     OUT/head.onnx       vl_tokens (batch, vl_seq, D), vl_mask (batch, vl_seq), state (batch, S_dim),
-                        noise (batch, H, A), embodiment (batch,) -> actions (batch, H, A)   [normalised]
+                        noise (batch, H, A), embodiment (batch,)[, prefix_actions (batch, H, A),
+                        prefix_len (batch,), soft_horizon (batch,)] -> actions (batch, H, A)   [normalised]
     OUT/processor/      tokenizer + chat template + image processor config (for the pre-processing)
     OUT/manifest.json   see :mod:`roboalign.runtime.manifest`
 
 ``batch``, ``seq``, ``vl_seq`` and ``num_images`` are dynamic axes; everything else is fixed by the
 checkpoint's specs (image size -> patch grid, head horizon and dims). The head graph contains the whole
 Euler denoising loop (``num_inference_steps`` steps, unrolled) with the noise as an input, so the graph
-is deterministic and comparable with PyTorch.
+is deterministic and comparable with PyTorch. With real-time chunking (``ExportConfig.rtc``, default
+``auto``: ``trained`` for heads trained with ``rtc_max_delay > 0``, else ``inpaint``) the head graph also
+takes the committed prefix, its length d and the soft-mask horizon s (see :mod:`roboalign.models.rtc`);
+d = s = 0 gives the chunk without RTC. ``rtc: off`` exports the graph without these inputs.
 
 Exporter: ``legacy`` (TorchScript tracer, ``torch.onnx.export(dynamo=False)``) is the default: it
 exports all three modules with dynamic axes in seconds. ``dynamo`` (``torch.export``, opset >= 18)
@@ -37,7 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from roboalign.export.parity import DEFAULT_MIN_COSINE, ParityError, module_parity
+from roboalign.export.parity import DEFAULT_MIN_COSINE, ParityError, module_parity, rtc_example
+from roboalign.export.trt_compat import check_file
 from roboalign.models.families import FAMILIES, get_family
 from roboalign.runtime.manifest import (
     FORMAT,
@@ -50,6 +55,8 @@ from roboalign.runtime.manifest import (
 from roboalign.runtime.preprocess import synthetic_observations
 
 EXPORTERS = ("legacy", "dynamo")
+RTC_CHOICES = ("auto", "inpaint", "trained", "off")
+RTC_INPUTS = ("prefix_actions", "prefix_len", "soft_horizon")
 # opsets each exporter emits (LayerNormalization needs 17; torch.export-based ONNX starts at 18)
 OPSETS = {"legacy": (17, 20), "dynamo": (18, 23)}
 
@@ -70,12 +77,18 @@ IO: dict[str, dict[str, Any]] = {
 DEEPSTACK = "deepstack_embeds"
 
 
-def graph_io(num_deepstack: int) -> dict[str, dict[str, Any]]:
-    """The graphs' input / output names and dynamic axes (``IO`` plus the DeepStack tensor when used)."""
-    if not num_deepstack:
+def graph_io(num_deepstack: int, rtc: bool = False) -> dict[str, dict[str, Any]]:
+    """The graphs' input / output names and dynamic axes (``IO`` plus the DeepStack tensor and the RTC
+    prefix inputs when used)."""
+    if not num_deepstack and not rtc:
         return IO
     io = {name: {"inputs": list(v["inputs"]), "outputs": list(v["outputs"]), "axes": dict(v["axes"])}
           for name, v in IO.items()}
+    if rtc:
+        io["head"]["inputs"] += list(RTC_INPUTS)
+        io["head"]["axes"].update({name: {0: "batch"} for name in RTC_INPUTS})
+    if not num_deepstack:
+        return io
     io["vision"]["outputs"].append(DEEPSTACK)
     io["vision"]["axes"][DEEPSTACK] = {0: "num_images"}  # (N, T, L, D)
     io["llm"]["inputs"].append(DEEPSTACK)
@@ -101,8 +114,11 @@ class ExportConfig:
     max_seq: int = 1024
     min_cosine: float = DEFAULT_MIN_COSINE
     seed: int = 0
+    rtc: str = "auto"  # RTC variant in the head graph: auto | inpaint | trained | off
 
     def __post_init__(self) -> None:
+        if self.rtc not in RTC_CHOICES:
+            raise ValueError(f"ExportConfig.rtc={self.rtc!r}; valid: {', '.join(RTC_CHOICES)}")
         if self.exporter not in EXPORTERS:
             raise ValueError(f"ExportConfig.exporter={self.exporter!r}; valid: {', '.join(EXPORTERS)}")
         lo, hi = OPSETS[self.exporter]
@@ -212,7 +228,14 @@ def _versions() -> dict[str, str]:
             "transformers": transformers.__version__}
 
 
-def export_modules(vla: Any, pre: Any, num_deepstack: int) -> dict[str, Any]:
+def rtc_variant(vla: Any, cfg: ExportConfig) -> str | None:
+    """The RTC variant the head graph carries (None: no prefix inputs)."""
+    if cfg.rtc == "off":
+        return None
+    return vla.cfg.head.rtc_variant if cfg.rtc == "auto" else cfg.rtc
+
+
+def export_modules(vla: Any, pre: Any, num_deepstack: int, rtc: str | None = None) -> dict[str, Any]:
     """The three export wrappers of a loaded VLA (vision by family, truncated LLM, head), in eval mode."""
     from roboalign.export.modules import (
         ActionHeadExport,
@@ -228,37 +251,32 @@ def export_modules(vla: Any, pre: Any, num_deepstack: int) -> dict[str, Any]:
     else:
         vision = VisionEncoderExport(visual, pre.grid, pre.image_spec.lut())
     return {"vision": vision.eval(), "llm": TruncatedLLMExport(model, pre.image_token_id, num_deepstack).eval(),
-            "head": ActionHeadExport(vla.head).eval()}
+            "head": ActionHeadExport(vla.head, rtc).eval()}
 
 
-def export_vla(vla: Any, out: str | Path, cfg: ExportConfig | None = None, checkpoint: str | Path | None = None,
-               check_parity: bool = True) -> dict[str, Any]:
-    """Export a loaded VLA to ``out`` and write the manifest; returns the manifest dict.
-
-    Raises :class:`ParityError` (after writing the manifest, so it can be inspected) when a module's cosine
-    similarity with PyTorch is below ``cfg.min_cosine``.
-    """
-    import torch
-
-    from roboalign.export.trt_compat import check_file
-    from roboalign.runtime.checkpoint_specs import RuntimeSpecs
-    from roboalign.runtime.torch_backend import preprocessor_for_vla
-
-    cfg = cfg or ExportConfig()
+def _check_exportable(vla: Any) -> Any:
     family = get_family(vla.cfg.backbone_family)
     if not family.exportable:
         raise NotImplementedError(f"ONNX export has no graph wrappers for backbone family {family.name!r}; "
                                   f"exportable: {', '.join(f.name for f in FAMILIES.values() if f.exportable)}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    specs = RuntimeSpecs.from_vla(vla)
-    pre = preprocessor_for_vla(vla)
-    n_cam = len(specs.cameras)
-    x = pre(synthetic_observations(specs, 2, seed=cfg.seed))  # batch 2, prompts of different lengths
-    n_deep = num_deepstack_layers(vla)
-    graphs_io = graph_io(n_deep)
-    graphs = export_modules(vla, pre, n_deep)
-    rng = np.random.default_rng(cfg.seed)
+    return family
+
+
+@dataclass
+class _Traced:
+    """Example inputs of each graph and the tensors the shapes are pinned from."""
+
+    args: dict[str, tuple]
+    hidden: Any  # (B, S', D) layer-k hidden states
+    image_embeds: Any  # (B, M, D)
+
+
+def _trace_inputs(vla: Any, pre: Any, graphs: dict[str, Any], specs: Any, cfg: ExportConfig,
+                  rtc: str | None) -> _Traced:
+    """Run the wrappers on synthetic observations (batch 2, prompts of different lengths) for tracing."""
+    import torch
+
+    x = pre(synthetic_observations(specs, 2, seed=cfg.seed))
     hc = vla.cfg.head
     t = {k: torch.from_numpy(v) for k, v in (("frames", x.frames), ("input_ids", x.input_ids),
                                              ("attention_mask", x.attention_mask), ("position_ids", x.position_ids),
@@ -268,22 +286,37 @@ def export_vla(vla: Any, out: str | Path, cfg: ExportConfig | None = None, check
         vis = vis if isinstance(vis, tuple) else (vis,)
         feats = tuple(v.reshape(x.batch, -1, *v.shape[2:]) for v in vis)  # (B, M, D)[, (B, M, L, D)]
         hidden = graphs["llm"](t["input_ids"], t["attention_mask"], t["position_ids"], *feats)[:, x.token_start:]
-        vl_mask = t["attention_mask"][:, x.token_start:].contiguous()
-        noise = torch.from_numpy(rng.standard_normal((x.batch, hc.horizon, hc.action_dim)).astype(np.float32))
-        args = {"vision": (t["frames"],),
-                "llm": (t["input_ids"], t["attention_mask"], t["position_ids"], *feats),
-                "head": (hidden.contiguous(), vl_mask, t["state"], noise, t["embodiment"])}
+    vl_mask = t["attention_mask"][:, x.token_start:].contiguous()
+    rng = np.random.default_rng(cfg.seed)
+    noise = torch.from_numpy(rng.standard_normal((x.batch, hc.horizon, hc.action_dim)).astype(np.float32))
+    head = (hidden.contiguous(), vl_mask, t["state"], noise, t["embodiment"])
+    if rtc:
+        head += tuple(torch.from_numpy(v) for v in rtc_example(x.batch, hc.horizon, hc.action_dim, cfg.seed).values())
+    args = {"vision": (t["frames"],), "llm": (t["input_ids"], t["attention_mask"], t["position_ids"], *feats),
+            "head": head}
+    return _Traced(args, hidden, feats[0])
+
+
+def _export_all(vla: Any, graphs: dict[str, Any], traced: _Traced, out: Path, cfg: ExportConfig,
+                graphs_io: dict[str, dict[str, Any]], pre: Any, n_deep: int) -> None:
+    """Write the three graphs and pin the output sizes the tracer leaves symbolic."""
+    import torch
+
+    with torch.no_grad(), eager_attention(vla.backbone.model):
         for name in MODULES:
-            _export_graph(graphs[name], args[name], out / f"{name}.onnx", name, cfg, graphs_io)
-    emb = feats[0]
+            _export_graph(graphs[name], traced.args[name], out / f"{name}.onnx", name, cfg, graphs_io)
+    emb, hc = traced.image_embeds, vla.cfg.head
     pinned = {"image_embeds": {1: pre.tokens_per_image, 2: int(emb.shape[-1])}}
     if n_deep:
         pinned[DEEPSTACK] = {1: pre.tokens_per_image, 2: n_deep, 3: int(emb.shape[-1])}
     _pin_output_dims(out / "vision.onnx", pinned)
-    _pin_output_dims(out / "llm.onnx", {"hidden": {2: int(hidden.shape[-1])}})
+    _pin_output_dims(out / "llm.onnx", {"hidden": {2: int(traced.hidden.shape[-1])}})
     _pin_output_dims(out / "head.onnx", {"actions": {1: hc.horizon, 2: hc.action_dim}})
-    _save_processor(vla, out)
 
+
+def _module_entries(out: Path, traced: _Traced, cfg: ExportConfig, n_cam: int,
+                    graphs_io: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Per graph: file facts, I/O specs and TensorRT profiles; and the TensorRT compatibility check."""
     import onnx
 
     modules: dict[str, Any] = {}
@@ -291,30 +324,64 @@ def export_vla(vla: Any, out: str | Path, cfg: ExportConfig | None = None, check
     for name in MODULES:
         path = out / f"{name}.onnx"
         graph = onnx.load(str(path), load_external_data=False)
-        shapes = {n: tuple(a.shape) for n, a in zip(graphs_io[name]["inputs"], args[name], strict=True)}
+        shapes = {n: tuple(a.shape) for n, a in zip(graphs_io[name]["inputs"], traced.args[name], strict=True)}
         modules[name] = {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path),
                          "inputs": tensor_specs(graph.graph.input), "outputs": tensor_specs(graph.graph.output),
                          "profile": _profiles(name, shapes, cfg, n_cam, graphs_io)}
         compat[name] = check_file(path, name).to_dict()
     compat["ok"] = all(compat[m]["ok"] for m in MODULES)
-    layout = {"family": family.name, "deepstack_layers": n_deep, "image_grid_thw": list(pre.grid), "tokens_per_image": pre.tokens_per_image,
-              "num_cameras": n_cam, "image_token_id": pre.image_token_id, "vision_start_id": pre.vision_start_id,
-              "pad_token_id": pre.pad_token_id, "hidden_size": int(hidden.shape[-1]),
-              "backbone_layer": int(hc.backbone_layer), "drop_system_tokens": bool(specs.inputs.drop_system_tokens),
-              "num_inference_steps": int(hc.num_inference_steps), "image_processor": asdict(pre.image_spec)}
+    return modules, compat
+
+
+def _layout(vla: Any, pre: Any, specs: Any, traced: _Traced, n_deep: int, rtc: str | None) -> dict[str, Any]:
+    hc = vla.cfg.head
+    return {"family": get_family(vla.cfg.backbone_family).name, "deepstack_layers": n_deep,
+            "image_grid_thw": list(pre.grid), "tokens_per_image": pre.tokens_per_image,
+            "num_cameras": len(specs.cameras), "image_token_id": pre.image_token_id,
+            "vision_start_id": pre.vision_start_id, "pad_token_id": pre.pad_token_id,
+            "hidden_size": int(traced.hidden.shape[-1]), "backbone_layer": int(hc.backbone_layer),
+            "drop_system_tokens": bool(specs.inputs.drop_system_tokens),
+            "num_inference_steps": int(hc.num_inference_steps), "image_processor": asdict(pre.image_spec),
+            "rtc": rtc or "off", "rtc_max_delay": int(hc.rtc_max_delay)}
+
+
+def export_vla(vla: Any, out: str | Path, cfg: ExportConfig | None = None, checkpoint: str | Path | None = None,
+               check_parity: bool = True) -> dict[str, Any]:
+    """Export a loaded VLA to ``out`` and write the manifest; returns the manifest dict.
+
+    Raises :class:`ParityError` (after writing the manifest, so it can be inspected) when a module's cosine
+    similarity with PyTorch is below ``cfg.min_cosine``.
+    """
+    from roboalign.runtime.checkpoint_specs import RuntimeSpecs
+    from roboalign.runtime.torch_backend import preprocessor_for_vla
+
+    cfg = cfg or ExportConfig()
+    _check_exportable(vla)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    specs, pre, rtc = RuntimeSpecs.from_vla(vla), preprocessor_for_vla(vla), rtc_variant(vla, cfg)
+    n_deep = num_deepstack_layers(vla)
+    graphs_io = graph_io(n_deep, rtc=rtc is not None)
+    graphs = export_modules(vla, pre, n_deep, rtc)
+    traced = _trace_inputs(vla, pre, graphs, specs, cfg, rtc)
+    _export_all(vla, graphs, traced, out, cfg, graphs_io, pre, n_deep)
+    _save_processor(vla, out)
+    modules, compat = _module_entries(out, traced, cfg, len(specs.cameras), graphs_io)
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else "",
         "exporter": cfg.exporter, "opset": cfg.opset, "config": asdict(cfg), "versions": _versions(),
-        "processor_dir": PROCESSOR_DIR, "layout": layout, "modules": modules, "specs": specs.to_dict(),
-        "tensorrt_compat": compat, "parity": {"ok": None, "note": "not checked (export_vla(check_parity=False))"},
+        "processor_dir": PROCESSOR_DIR, "layout": _layout(vla, pre, specs, traced, n_deep, rtc), "modules": modules,
+        "specs": specs.to_dict(), "tensorrt_compat": compat,
+        "parity": {"ok": None, "note": "not checked (export_vla(check_parity=False))"},
     }
     if check_parity:
         manifest["parity"] = run_parity(vla, out, manifest, cfg)
     write_manifest(out, manifest)
     if check_parity and not manifest["parity"]["ok"]:
-        bad = [m for m in ("vision", "llm", "head", "pipeline") if not manifest["parity"][m]["ok"]]
+        checked = [m for m in ("vision", "llm", "head", "head_rtc", "pipeline") if m in manifest["parity"]]
+        bad = [m for m in checked if not manifest["parity"][m]["ok"]]
         raise ParityError(f"exported graphs differ from PyTorch beyond cosine {cfg.min_cosine}: {bad} "
                           f"({json.dumps({m: manifest['parity'][m] for m in bad})}); manifest written to {out}")
     return manifest
@@ -330,7 +397,9 @@ def run_parity(vla: Any, out: str | Path, manifest: dict[str, Any], cfg: ExportC
     pre = preprocessor_for_vla(vla)
     sessions = {m: make_session(Path(out) / manifest["modules"][m]["file"]) for m in MODULES}
     sets = [synthetic_observations(specs, 2, seed=cfg.seed + 1), synthetic_observations(specs, 1, seed=cfg.seed + 2)]
-    return module_parity(vla, pre, sessions, sets, min_cosine=cfg.min_cosine, seed=cfg.seed)
+    rtc = manifest["layout"].get("rtc", "off")
+    return module_parity(vla, pre, sessions, sets, min_cosine=cfg.min_cosine, seed=cfg.seed,
+                         rtc=None if rtc == "off" else rtc)
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, cfg: ExportConfig | None = None) -> dict[str, Any]:

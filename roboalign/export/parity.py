@@ -12,9 +12,12 @@ PyTorch reference so errors do not compound:
   fed the PyTorch vision features, compared on non-padding tokens;
 * ``head``: ``FlowMatchingActionHead`` (Euler loop) vs ``head.onnx`` on the PyTorch hidden states and a
   fixed noise;
+* ``head_rtc`` (graphs with real-time chunking inputs): the head's RTC sampler of the exported variant vs
+  ``head.onnx`` fed a committed prefix, with d and s differing across the batch;
 * ``pipeline``: the three graphs chained vs the PyTorch VLA end to end (normalised action chunk).
 
-A module passes when its cosine similarity is at least ``min_cosine`` (0.999 by default).
+A module passes when its cosine similarity is at least ``min_cosine`` (0.999 by default); ``head_rtc``
+also needs its largest absolute difference within ``RTC_MAX_ABS_DIFF`` (1e-4) of the PyTorch chunk.
 """
 
 from __future__ import annotations
@@ -27,10 +30,28 @@ import numpy as np
 from roboalign.spec.policy_io import Observation
 
 DEFAULT_MIN_COSINE = 0.999
+RTC_MAX_ABS_DIFF = 1e-4  # the RTC head must match PyTorch to this, times max(1, largest |value|)
 
 
 class ParityError(RuntimeError):
     """An exported graph disagrees with PyTorch beyond tolerance."""
+
+
+def rtc_example(batch: int, horizon: int, action_dim: int, seed: int) -> dict[str, np.ndarray]:
+    """RTC inputs for tracing and parity: a random prefix, d and s differing across the batch (row 0: d=3, s=8)."""
+    rng = np.random.default_rng(seed)
+    d = np.array([min(3, horizon - 1), *[0] * (batch - 1)], dtype=np.int64)
+    s = np.array([min(8, horizon), *[0] * (batch - 1)], dtype=np.int64)
+    if batch > 1:
+        d[-1], s[-1] = min(2, horizon - 1), min(2, horizon)  # a hard prefix with no soft rows
+    return {"prefix_actions": rng.uniform(-1, 1, (batch, horizon, action_dim)).astype(np.float32),
+            "prefix_len": d, "soft_horizon": s}
+
+
+def no_prefix(batch: int, horizon: int, action_dim: int) -> dict[str, np.ndarray]:
+    """RTC inputs that sample without a prefix (d = s = 0)."""
+    return {"prefix_actions": np.zeros((batch, horizon, action_dim), np.float32),
+            "prefix_len": np.zeros(batch, np.int64), "soft_horizon": np.zeros(batch, np.int64)}
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -81,14 +102,36 @@ def vision_reference(vla: Any, ref_in: dict[str, np.ndarray], num_images: int, d
     return feats
 
 
+def head_rtc_parity(vla: Any, session: Any, head_feed: dict[str, np.ndarray], rtc: str, seed: int,
+                    min_cosine: float = DEFAULT_MIN_COSINE) -> dict[str, Any]:
+    """The head graph's RTC inputs vs the PyTorch RTC sampler of variant ``rtc`` on the same feed."""
+    import torch
+
+    hc = vla.cfg.head
+    feed = {**head_feed, **rtc_example(head_feed["noise"].shape[0], hc.horizon, hc.action_dim, seed)}
+    with torch.no_grad():
+        ref = vla.head(*(torch.from_numpy(np.ascontiguousarray(v)) for v in feed.values()), rtc=rtc).numpy()
+    result = compare(ref, session.run(None, feed)[0], min_cosine)
+    result["ok"] = bool(result["ok"] and result["max_abs_diff"] <= RTC_MAX_ABS_DIFF * max(1.0, result["ref_max_abs"]))
+    return result
+
+
 def module_parity(vla: Any, preprocessor: Any, sessions: dict[str, Any], observation_sets: Sequence[Sequence[Observation]],
-                  min_cosine: float = DEFAULT_MIN_COSINE, seed: int = 0) -> dict[str, Any]:
-    """Compare ``sessions`` (onnxruntime, keyed vision/llm/head) with ``vla`` on every observation set."""
+                  min_cosine: float = DEFAULT_MIN_COSINE, seed: int = 0, rtc: str | None = None) -> dict[str, Any]:
+    """Compare ``sessions`` (onnxruntime, keyed vision/llm/head) with ``vla`` on every observation set.
+
+    A head graph with RTC inputs is compared with a prefix too (``head_rtc``, variant ``rtc``, default the
+    head config's) and with d = s = 0 everywhere else.
+    """
     import torch
 
     from roboalign.runtime.ort_backend import llm_feed
 
     results: dict[str, list[dict[str, Any]]] = {"vision": [], "llm": [], "head": [], "pipeline": []}
+    has_rtc = {"prefix_actions", "prefix_len", "soft_horizon"} <= {i.name for i in sessions["head"].get_inputs()}
+    rtc = (rtc or vla.cfg.head.rtc_variant) if has_rtc else None
+    if rtc:
+        results["head_rtc"] = []
     rng = np.random.default_rng(seed)
     hc = vla.cfg.head
     names = [o.name for o in sessions["vision"].get_outputs()]  # image_embeds[, deepstack_embeds]
@@ -110,6 +153,9 @@ def module_parity(vla: Any, preprocessor: Any, sessions: dict[str, Any], observa
                                 torch.from_numpy(noise), torch.from_numpy(x.embodiment)).numpy()
         head_feed = {"vl_tokens": np.ascontiguousarray(hidden_ref), "vl_mask": mask, "state": x.state, "noise": noise,
                      "embodiment": x.embodiment}
+        if rtc:
+            results["head_rtc"].append(head_rtc_parity(vla, sessions["head"], head_feed, rtc, seed, min_cosine))
+            head_feed.update(no_prefix(x.batch, hc.horizon, hc.action_dim))
         results["head"].append(compare(head_ref, sessions["head"].run(None, head_feed)[0], min_cosine))
         # the whole pipeline, graphs chained on their own outputs
         vis = dict(zip(names, sessions["vision"].run(names, {"frames": x.frames}), strict=True))
@@ -117,6 +163,8 @@ def module_parity(vla: Any, preprocessor: Any, sessions: dict[str, Any], observa
         chunk = sessions["head"].run(None, {**head_feed, "vl_tokens": hid})[0]
         results["pipeline"].append(compare(vla.predict_normalized(ref_in, noise), chunk, min_cosine))
     report = {name: merge(r, min_cosine) for name, r in results.items()}
+    if rtc:  # the RTC head also has to meet RTC_MAX_ABS_DIFF in every case
+        report["head_rtc"].update(ok=all(r["ok"] for r in results["head_rtc"]), variant=rtc)
     report["min_cosine"] = min_cosine
     report["ok"] = all(report[m]["ok"] for m in results)
     report["inputs"] = (f"{len(observation_sets)} batches of synthetic table-top observations "

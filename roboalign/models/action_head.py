@@ -22,6 +22,11 @@ training concentrates on the noisy end. Sampling integrates ``dx/dt = v`` with `
 Euler steps from ``t = 0`` (the given noise) to ``t = 1``; the flow time enters the network as the
 bucket ``floor(t * num_timestep_buckets)`` as in GR00T. The noise is an input of :meth:`forward`, so
 sampling is deterministic given the noise (ONNX export and parity tests rely on that).
+
+Real-time chunking (:mod:`roboalign.models.rtc`): :meth:`FlowMatchingActionHead.forward` takes an optional
+committed prefix (B, H, A) with its length ``d`` and soft-mask horizon ``s`` and samples a chunk that
+continues it (variants ``inpaint``, ``guided``, ``trained``). With ``rtc_max_delay > 0`` training draws a
+delay ``d`` per example, gives the first ``d`` rows clean (row flow time 1) and leaves them out of the loss.
 """
 
 from __future__ import annotations
@@ -38,9 +43,10 @@ from diffusers.models.embeddings import TimestepEmbedding, Timesteps, get_timest
 from diffusers.models.normalization import AdaLayerNorm
 from torch import nn
 
+from roboalign.models.rtc import check_variant, guided_sample, inpaint_sample
 from roboalign.spec.loader import build
 
-__all__ = ["ActionHeadConfig", "FlowMatchingActionHead", "sample_flow_time"]
+__all__ = ["ActionHeadConfig", "FlowMatchingActionHead", "sample_flow_time", "sample_prefix_len"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,7 @@ class ActionHeadConfig:
     noise_s: float = 0.999
     dropout: float = 0.0
     max_horizon: int = 64  # size of the learned action position table
+    rtc_max_delay: int = 0  # training-time RTC: largest committed prefix drawn per example (0 = off)
 
     def __post_init__(self) -> None:
         positive = ("action_dim", "state_dim", "horizon", "backbone_dim", "num_layers", "num_heads", "head_dim",
@@ -88,12 +95,20 @@ class ActionHeadConfig:
             raise ValueError(f"ActionHeadConfig.noise_s must be in (0, 1], got {self.noise_s}")
         if self.noise_beta_alpha <= 0 or self.noise_beta_beta <= 0:
             raise ValueError("ActionHeadConfig.noise_beta_alpha and noise_beta_beta must be > 0")
+        if not 0 <= self.rtc_max_delay < self.horizon:
+            raise ValueError(f"ActionHeadConfig.rtc_max_delay must be in [0, horizon={self.horizon}), "
+                             f"got {self.rtc_max_delay} (0 turns training-time RTC off)")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"ActionHeadConfig.dropout must be in [0, 1), got {self.dropout}")
 
     @property
     def width(self) -> int:
         return self.num_heads * self.head_dim
+
+    @property
+    def rtc_variant(self) -> str:
+        """The gradient-free RTC variant that fits this head: ``trained`` when trained with delays."""
+        return "trained" if self.rtc_max_delay > 0 else "inpaint"
 
     @classmethod
     def paper(cls, action_dim: int = 7, state_dim: int = 8) -> ActionHeadConfig:
@@ -129,6 +144,12 @@ def sample_flow_time(batch: int, cfg: ActionHeadConfig, generator: torch.Generat
     b = torch._standard_gamma(torch.full((batch,), cfg.noise_beta_beta, device=device), generator=generator)
     u = a / (a + b)  # (B,) ~ Beta(alpha, beta)
     return (cfg.noise_s - u) / cfg.noise_s
+
+
+def sample_prefix_len(batch: int, cfg: ActionHeadConfig, generator: torch.Generator | None = None,
+                      device: torch.device | str = "cpu") -> torch.Tensor:
+    """Training-time RTC delays: ``d ~ U{0..rtc_max_delay}`` per example, (B,) long."""
+    return torch.randint(0, cfg.rtc_max_delay + 1, (batch,), generator=generator, device=device)
 
 
 class CategorySpecificLinear(nn.Module):
@@ -167,11 +188,17 @@ class ActionEncoder(nn.Module):
         self.w3 = CategorySpecificLinear(num_categories, width, width)
 
     def forward(self, actions: torch.Tensor, t_bucket: torch.Tensor, cat_ids: torch.Tensor) -> torch.Tensor:
+        """``t_bucket`` is (B,) (one flow time per chunk) or (B, H) (one per row: RTC's clean prefix rows)."""
         b, h, _ = actions.shape  # (B, H, A)
         a_emb = self.w1(actions, cat_ids)  # (B, H, W)
-        tau = get_timestep_embedding(t_bucket.float(), self.width, flip_sin_to_cos=False,
-                                     downscale_freq_shift=0)  # (B, W)
-        tau = tau.to(a_emb.dtype).unsqueeze(1).expand(b, h, self.width)  # (B, H, W), in the weights' dtype (bf16)
+        if t_bucket.ndim == 2:
+            tau = get_timestep_embedding(t_bucket.reshape(-1).float(), self.width, flip_sin_to_cos=False,
+                                         downscale_freq_shift=0).reshape(b, h, self.width)
+            tau = tau.to(a_emb.dtype)  # (B, H, W)
+        else:
+            tau = get_timestep_embedding(t_bucket.float(), self.width, flip_sin_to_cos=False,
+                                         downscale_freq_shift=0)  # (B, W)
+            tau = tau.to(a_emb.dtype).unsqueeze(1).expand(b, h, self.width)  # (B, H, W), in the weights' dtype
         x = self.w2(torch.cat([a_emb, tau], dim=-1), cat_ids)  # (B, H, W)
         return self.w3(F.silu(x), cat_ids)  # (B, H, W)
 
@@ -246,13 +273,18 @@ class FlowMatchingActionHead(nn.Module):
         return x, bias
 
     def velocity(self, vl: torch.Tensor, vl_bias: torch.Tensor | None, state: torch.Tensor, x_t: torch.Tensor,
-                 t: torch.Tensor, embodiment: torch.Tensor) -> torch.Tensor:
-        """Predicted velocity (B, H, A) at flow time t (B,) for encoded VL tokens ``vl`` (B, S, W)."""
+                 t: torch.Tensor, embodiment: torch.Tensor, row_t: torch.Tensor | None = None) -> torch.Tensor:
+        """Predicted velocity (B, H, A) at flow time t (B,) for encoded VL tokens ``vl`` (B, S, W).
+
+        ``row_t`` (B, H): a flow time per action row for the action encoder (RTC's clean prefix rows have 1);
+        the DiT's time embedding stays ``t``.
+        """
         b, h, _ = x_t.shape
         t_bucket = torch.floor(t * self.cfg.num_timestep_buckets)  # (B,) as in GR00T
         temb = self.time_embed(self.time_proj(t_bucket).to(x_t.dtype))  # (B, W)
         state_tok = self.state_encoder(state.unsqueeze(1), embodiment)  # (B, 1, W)
-        act_tok = self.action_encoder(x_t, t_bucket, embodiment) + self.action_pos.weight[:h].unsqueeze(0)  # (B, H, W)
+        row_bucket = t_bucket if row_t is None else torch.floor(row_t * self.cfg.num_timestep_buckets)
+        act_tok = self.action_encoder(x_t, row_bucket, embodiment) + self.action_pos.weight[:h].unsqueeze(0)
         future = self.future_tokens.weight.unsqueeze(0).expand(b, -1, -1)  # (B, F, W)
         x = torch.cat([state_tok, future, act_tok], dim=1)  # (B, 1 + F + H, W)
         for block in self.blocks:
@@ -273,45 +305,93 @@ class FlowMatchingActionHead(nn.Module):
     def compute_loss(self, vl_tokens: torch.Tensor, vl_mask: torch.Tensor | None, state: torch.Tensor,
                      actions: torch.Tensor, embodiment: torch.Tensor, action_mask: torch.Tensor | None = None,
                      noise: torch.Tensor | None = None, t: torch.Tensor | None = None,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+                     generator: torch.Generator | None = None, prefix_len: torch.Tensor | None = None) -> torch.Tensor:
         """Flow-matching MSE between predicted and target velocity ``action - noise``.
 
         vl_tokens (B, S, D), vl_mask (B, S), state (B, S_dim), actions (B, H, A) normalised, embodiment (B,),
         action_mask (B, H) or (B, H, A) with 1 = supervised (0 for padding past an episode's end).
-        ``noise`` / ``t`` may be given (tests); otherwise drawn from ``generator``.
+        ``noise`` / ``t`` may be given (tests); otherwise drawn from ``generator``. ``prefix_len`` (B,)
+        (training-time RTC; drawn when ``rtc_max_delay > 0`` and not given): the first ``d`` rows are given
+        clean at row flow time 1 and left out of the loss.
         """
         self._check(state, actions, embodiment)
-        b = actions.shape[0]
+        b, h, _ = actions.shape
         if noise is None:
             noise = torch.randn(actions.shape, generator=generator, dtype=actions.dtype, device=actions.device)
         if t is None:
             t = sample_flow_time(b, self.cfg, generator=generator, device=actions.device).to(actions.dtype)
+        if prefix_len is None and self.cfg.rtc_max_delay > 0:
+            prefix_len = sample_prefix_len(b, self.cfg, generator=generator, device=actions.device)
         tt = t[:, None, None]  # (B, 1, 1)
         x_t = (1.0 - tt) * noise + tt * actions  # (B, H, A); t = 0 is noise
         target = actions - noise  # (B, H, A)
+        row_t, free = None, None
+        if prefix_len is not None:
+            hard = torch.arange(h, device=actions.device).unsqueeze(0) < prefix_len.unsqueeze(1)  # (B, H)
+            x_t = torch.where(hard.unsqueeze(-1), actions, x_t)
+            row_t = torch.where(hard, torch.ones_like(hard, dtype=t.dtype), t.unsqueeze(1).expand(b, h))
+            free = (~hard).to(actions.dtype)
         vl, bias = self.encode_vl(vl_tokens, vl_mask)
-        pred = self.velocity(vl, bias, state, x_t, t, embodiment)
-        err = (pred - target) ** 2  # (B, H, A)
-        if action_mask is None:
+        pred = self.velocity(vl, bias, state, x_t, t, embodiment, row_t)
+        return self._masked_mse((pred - target) ** 2, action_mask, free)
+
+    @staticmethod
+    def _masked_mse(err: torch.Tensor, action_mask: torch.Tensor | None, free: torch.Tensor | None) -> torch.Tensor:
+        """Mean of ``err`` (B, H, A) over supervised entries (``action_mask``) of free rows (``free`` (B, H))."""
+        if action_mask is None and free is None:
             return err.mean()
-        m = action_mask.to(err.dtype)
+        m = torch.ones_like(err) if action_mask is None else action_mask.to(err.dtype)
         if m.ndim == 2:
-            m = m.unsqueeze(-1).expand_as(err)
+            m = m.unsqueeze(-1)
+        m = m.expand_as(err)
+        if free is not None:
+            m = m * free.unsqueeze(-1)
         return (err * m).sum() / m.sum().clamp_min(1.0)
 
     # --- inference ----------------------------------------------------------------------------------------
     def forward(self, vl_tokens: torch.Tensor, vl_mask: torch.Tensor | None, state: torch.Tensor,
-                noise: torch.Tensor, embodiment: torch.Tensor) -> torch.Tensor:
-        """Sample a normalised action chunk (B, H, A) by Euler integration from ``noise`` (B, H, A)."""
+                noise: torch.Tensor, embodiment: torch.Tensor, prefix_actions: torch.Tensor | None = None,
+                prefix_len: torch.Tensor | None = None, soft_horizon: torch.Tensor | None = None,
+                rtc: str | None = None, max_guidance_weight: float = 5.0) -> torch.Tensor:
+        """Sample a normalised action chunk (B, H, A) by Euler integration from ``noise`` (B, H, A).
+
+        With ``prefix_actions`` (B, H, A) normalised, ``prefix_len`` d and ``soft_horizon`` s (B,) long, the
+        chunk continues the committed prefix (real-time chunking); ``rtc`` picks the variant (default: the
+        config's :attr:`ActionHeadConfig.rtc_variant`).
+        """
         self._check(state, noise, embodiment)
         vl, bias = self.encode_vl(vl_tokens, vl_mask)
         n = self.cfg.num_inference_steps
+        if prefix_actions is not None:
+            return self._sample_rtc(vl, bias, state, noise, embodiment, prefix_actions, prefix_len, soft_horizon,
+                                    check_variant(rtc or self.cfg.rtc_variant), max_guidance_weight)
         dt = 1.0 / n
         x = noise
         for k in range(n):
             t = torch.full((x.shape[0],), k * dt, dtype=x.dtype, device=x.device)  # (B,)
             x = x + dt * self.velocity(vl, bias, state, x, t, embodiment)
         return x
+
+    def _sample_rtc(self, vl: torch.Tensor, bias: torch.Tensor | None, state: torch.Tensor, noise: torch.Tensor,
+                    embodiment: torch.Tensor, prefix: torch.Tensor, prefix_len: torch.Tensor | None,
+                    soft_horizon: torch.Tensor | None, variant: str, max_guidance_weight: float) -> torch.Tensor:
+        if prefix.shape != noise.shape:
+            raise ValueError(f"prefix_actions must be {tuple(noise.shape)} like the noise, got {tuple(prefix.shape)}")
+        if prefix_len is None or soft_horizon is None:
+            raise ValueError("RTC needs prefix_len (d) and soft_horizon (s) with prefix_actions, each (B,) long")
+        prefix = prefix.to(noise.dtype)
+        n = self.cfg.num_inference_steps
+        if variant == "guided":  # autograd through the head: leave inference mode, take plain copies
+            with torch.inference_mode(False):
+                vl, state, embodiment = vl.clone(), state.clone(), embodiment.clone()
+                bias = None if bias is None else bias.clone()
+
+        def velocity(x: torch.Tensor, t: torch.Tensor, row_t: torch.Tensor | None) -> torch.Tensor:
+            return self.velocity(vl, bias, state, x, t, embodiment, row_t)
+
+        if variant == "guided":
+            return guided_sample(velocity, noise, prefix, prefix_len, soft_horizon, n, max_guidance_weight)
+        return inpaint_sample(velocity, noise, prefix, prefix_len, soft_horizon, n, trained=variant == "trained")
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -108,7 +108,7 @@ def dist_setup(path: Path, opts: Options, report: Report) -> DistSetup:
 
 def check(path: str | Path, opts: Options | None = None) -> Report:
     """Check one run config; failures are FAIL lines in the report (never an exception for bad input)."""
-    from roboalign.paper_scale import stages
+    from roboalign.paper_scale import stages, vla_stage
 
     opts = opts or Options()
     path = Path(path)
@@ -118,9 +118,11 @@ def check(path: str | Path, opts: Options | None = None) -> Report:
         if report.kind == "accelerate":
             dist_setup(path, Options(**{**opts.__dict__, "accelerate": str(path)}), report)
             return report
-        setup = dist_setup(path, opts, report) if report.kind != "vla" else DistSetup()
-        {"sft": stages.check_sft, "grpo": stages.check_grpo, "vla": stages.check_vla}[report.kind](
-            path, opts, setup, report)
+        if report.kind == "vla":  # one GPU, no accelerate setup
+            vla_stage.check_vla(path, opts, report)
+            return report
+        setup = dist_setup(path, opts, report)
+        {"sft": stages.check_sft, "grpo": stages.check_grpo}[report.kind](path, opts, setup, report)
     except (CheckError, SetupError, ValueError, FileNotFoundError) as e:
         report.add(str(e), "FAIL")
     return report

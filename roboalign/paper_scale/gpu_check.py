@@ -31,6 +31,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from roboalign.bench.runtime import make_tiny_vla_checkpoint
+from roboalign.paper_scale.architectures import QWEN25_VL_7B
+from roboalign.paper_scale.resolve import resolve_tiny
+from roboalign.runtime import Policy
+
 PAPER_LAYER = 18
 CAMERAS = 2
 IMAGE = 224
@@ -80,9 +85,7 @@ def _random_init(model: nn.Module, seed: int) -> None:
 def build_backbone(tiny: bool, device: torch.device, dtype: torch.dtype, seed: int = 0) -> tuple[nn.Module, str, int]:
     """(model cut after layer k with random weights on ``device``, family, k)."""
     from roboalign.models.backbone import language_layers
-    from roboalign.paper_scale.architectures import QWEN25_VL_7B
     from roboalign.paper_scale.meta_models import build_meta_model
-    from roboalign.paper_scale.resolve import resolve_tiny
 
     if tiny:
         res = resolve_tiny("tiny")
@@ -197,9 +200,7 @@ def run_export(device: torch.device, work: Path, existing: tuple[Path, Path] | N
     ``existing``: (checkpoint, export folder) to use instead of building and exporting one in ``work``."""
     import onnxruntime as ort
 
-    from roboalign.bench.runtime import make_tiny_vla_checkpoint
     from roboalign.export.onnx_export import export_checkpoint
-    from roboalign.runtime import Policy
     from roboalign.runtime.preprocess import draw_noise, synthetic_observations
 
     if existing is None:

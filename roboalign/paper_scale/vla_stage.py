@@ -15,7 +15,16 @@ import numpy as np
 
 from roboalign.paper_scale import meta_models as mm
 from roboalign.paper_scale.resolve import resolve_backbone
-from roboalign.paper_scale.stages import STATE_DIM, _b, build, count, dataset_note, prompt_tokens
+from roboalign.paper_scale.shared_checks import (
+    STATE_DIM,
+    build,
+    count,
+    dataset_note,
+    param_text,
+    prompt_tokens,
+)
+from roboalign.spec.action_space import get_action_space
+from roboalign.spec.normalization import NormStats
 
 
 def _meta_backbone(model: Any, family: str) -> Any:
@@ -43,8 +52,6 @@ def _check_head_fields(cfg: Any, where: str, layers: int, hidden: int) -> None:
 def build_meta_vla(cfg: Any, model: Any, family: str) -> Any:
     from roboalign.models.vla import build_vla
     from roboalign.models.vla_inputs import VLAInputSpec
-    from roboalign.spec.action_space import get_action_space
-    from roboalign.spec.normalization import NormStats
     from roboalign.training.config import EMBODIMENT
     from roboalign.training.vla_head import head_config
 
@@ -77,7 +84,7 @@ def check_vla(path: Path, opts: Any, report: Any) -> None:
     total, trainable = count(vla, report, f"backbone frozen, cut at layer {k} of {layers}; head trainable")
     report.add(f"head: {vla.cfg.head.num_layers} DiT layers, {vla.cfg.head.num_heads} x {vla.cfg.head.head_dim}, "
                f"horizon {vla.cfg.head.horizon}, {vla.cfg.head.num_inference_steps} Euler steps, reads width "
-               f"{vla.cfg.head.backbone_dim} ({_b(trainable)})")
+               f"{vla.cfg.head.backbone_dim} ({param_text(trainable)})")
     shapes(vla, cfg, res.family, report)
     weights = (total - trainable) * 2 + trainable * 16  # bf16 frozen backbone; fp32 head + grads + AdamW
     report.add(f"memory estimate: {weights / 1024**3:.1f} GiB of weights and optimizer state on one GPU "

@@ -30,8 +30,11 @@ class InferenceBackend(Protocol):
     specs: RuntimeSpecs
     preprocessor: Preprocessor
 
-    def infer(self, x: ModelInputs, noise: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
-        """Normalised actions (B, H, A) float32 for ``x`` and ``noise`` (B, H, A); stage timings in ms."""
+    def infer(self, x: ModelInputs, noise: np.ndarray,
+              prefix: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, dict[str, float]]:
+        """Normalised actions (B, H, A) float32 for ``x`` and ``noise`` (B, H, A); stage timings in ms.
+        ``prefix``: real-time chunking's ``prefix_actions`` (B, H, A) normalised, ``prefix_len`` and
+        ``soft_horizon`` (B,)."""
 
     def describe(self) -> dict[str, Any]:
         """Human-readable facts (device, providers, threads, files) for logs and benchmarks."""

@@ -1,11 +1,8 @@
 """onnxruntime backend: the exported vision / LLM / head graphs, on CPU, CUDA or TensorRT execution providers.
 
 Execution providers are chosen by config, in priority order (``cpu``, ``cuda``, ``tensorrt`` or full
-onnxruntime names). A requested provider that this onnxruntime build lacks (e.g. ``cuda`` with the CPU
-package, or a CUDA build on a machine without a usable GPU) is an error naming the missing providers
-(:class:`ProviderUnavailable`), unless ``allow_cpu_fallback=True``: then it is dropped with a logged
-warning and the session runs on the next provider / the CPU. A robot that silently runs a GPU-sized
-model on the CPU misses its control deadlines, so falling back is a decision, not a default.
+onnxruntime names). A requested provider that cannot run here (``cuda`` with the CPU package, or a CUDA
+build on a machine without a usable GPU) follows :data:`roboalign.spec.policy_io.ALLOW_CPU_FALLBACK`.
 TensorRT EP options (FP16, engine cache, shape profiles from the manifest) are filled in automatically.
 
 Before a graph is loaded its size and sha256 are checked against the manifest (a truncated or corrupt
@@ -34,8 +31,28 @@ from roboalign.runtime.manifest import (
     verify_module_file,
 )
 from roboalign.runtime.preprocess import ImageProcessorSpec, ModelInputs, Preprocessor
+from roboalign.spec.policy_io import ALLOW_CPU_FALLBACK
 
 log = logging.getLogger(__name__)
+
+RTC_INPUTS = ("prefix_actions", "prefix_len", "soft_horizon")  # the head graph's real-time chunking inputs
+
+
+def prefix_feed(has_rtc: bool, batch: int, noise: np.ndarray, prefix: dict[str, np.ndarray] | None,
+                source: str) -> dict[str, np.ndarray]:
+    """The head's RTC feed: ``prefix`` (keys :data:`RTC_INPUTS`), zeros (d = s = 0) when None, nothing for a
+    graph without the inputs (a warning when a prefix is dropped)."""
+    if not has_rtc:
+        if prefix is not None:
+            log.warning("%s: the head graph takes no prefix_actions input; sampling without real-time chunking "
+                        "(re-export to enable it)", source)
+        return {}
+    if prefix is None:
+        zeros = np.zeros(batch, np.int64)
+        return {"prefix_actions": np.zeros_like(noise, dtype=np.float32), "prefix_len": zeros, "soft_horizon": zeros}
+    return {"prefix_actions": np.ascontiguousarray(prefix["prefix_actions"], dtype=np.float32),
+            "prefix_len": np.asarray(prefix["prefix_len"], np.int64).reshape(batch),
+            "soft_horizon": np.asarray(prefix["soft_horizon"], np.int64).reshape(batch)}
 
 PROVIDER_ALIASES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
                     "tensorrt": "TensorrtExecutionProvider", "trt": "TensorrtExecutionProvider"}
@@ -67,24 +84,28 @@ def provider_names(requested: Sequence[str] | str | None) -> list[str]:
     return out
 
 
-def resolve_providers(requested: Sequence[str] | str | None, allow_cpu_fallback: bool = True) -> list[str]:
-    """Full provider names in priority order, keeping only those this onnxruntime has; CPU always last.
+def refuse_or_fall_back(where: str, unusable: Sequence[str], why: str, asked: Sequence[str],
+                        available: Sequence[str], allow_cpu_fallback: bool) -> None:
+    """Providers that cannot run, under :data:`~roboalign.spec.policy_io.ALLOW_CPU_FALLBACK`'s rule: raise
+    :class:`ProviderUnavailable`, or log a warning when ``allow_cpu_fallback``."""
+    facts = (f"{where}: execution provider(s) {', '.join(unusable)} {why} (asked for: {', '.join(asked)}; "
+             f"available: {', '.join(available)}; allow_cpu_fallback={allow_cpu_fallback})")
+    if not allow_cpu_fallback:
+        raise ProviderUnavailable(f"{facts}; {FALLBACK_HINT}")
+    log.warning("%s; falling back to the next provider, the CPU last", facts)
 
-    A requested provider this build lacks raises :class:`ProviderUnavailable` unless ``allow_cpu_fallback``.
-    """
+
+def resolve_providers(requested: Sequence[str] | str | None,
+                      allow_cpu_fallback: bool = ALLOW_CPU_FALLBACK) -> list[str]:
+    """Full provider names in priority order, keeping only those this onnxruntime has; CPU always last."""
     import onnxruntime as ort
 
     available = ort.get_available_providers()
     wanted = provider_names(requested)
     missing = [p for p in wanted if p not in available]
-    if missing and not allow_cpu_fallback:
-        raise ProviderUnavailable(f"onnxruntime execution provider(s) {', '.join(missing)} requested (providers="
-                                  f"{wanted}) but this onnxruntime {ort.__version__} has only {', '.join(available)}; "
-                                  + FALLBACK_HINT)
     if missing:
-        log.warning("onnxruntime execution provider(s) %s not available in this build (available: %s); "
-                    "falling back to the next one / CPUExecutionProvider (allow_cpu_fallback)", ", ".join(missing),
-                    ", ".join(available))
+        refuse_or_fall_back(f"onnxruntime {ort.__version__}", missing, "not in this build", wanted, available,
+                            allow_cpu_fallback)
     out = [p for p in wanted if p in available]
     if "CPUExecutionProvider" not in out:
         out.append("CPUExecutionProvider")
@@ -115,12 +136,9 @@ def provider_options(providers: Sequence[str], module: dict[str, Any] | None, fp
 
 def make_session(path: str | Path, providers: Sequence[str] | str | None = None, num_threads: int | None = None,
                  module: dict[str, Any] | None = None, fp16: bool = False, cache_dir: str | Path | None = None,
-                 allow_cpu_fallback: bool = True) -> Any:
-    """An onnxruntime session for one graph, with a clear error when the file is not a loadable model.
-
-    Without ``allow_cpu_fallback`` a session that onnxruntime silently moved off the first requested
-    provider (e.g. a CUDA build without a usable GPU) raises :class:`ProviderUnavailable`.
-    """
+                 allow_cpu_fallback: bool = ALLOW_CPU_FALLBACK) -> Any:
+    """An onnxruntime session for one graph, with a clear error when the file is not a loadable model; a
+    session that onnxruntime moved off the first requested provider follows :func:`refuse_or_fall_back`."""
     import onnxruntime as ort
 
     path = Path(path)
@@ -140,11 +158,8 @@ def make_session(path: str | Path, providers: Sequence[str] | str | None = None,
                             "is corrupt, truncated or not an ONNX model; re-run `roboalign export`") from None
     active = sess.get_providers()
     if provs and active and active[0] != provs[0]:
-        if not allow_cpu_fallback:
-            raise ProviderUnavailable(f"{path.name}: requested {provs[0]} but onnxruntime runs it on {active[0]} (the "
-                                      "provider is in this build but could not start: no GPU / driver / CUDA "
-                                      "libraries?); " + FALLBACK_HINT)
-        log.warning("%s: requested %s but onnxruntime runs it on %s", path.name, provs[0], active[0])
+        refuse_or_fall_back(path.name, provs[:1], f"is in this build but could not start (no GPU / driver / CUDA "
+                            f"libraries?), onnxruntime runs the graph on {active[0]}", provs, active, allow_cpu_fallback)
     return sess
 
 
@@ -185,7 +200,8 @@ class OnnxRuntimeBackend:
 
     def __init__(self, export_dir: str | Path, providers: Sequence[str] | str | None = None,
                  num_threads: int | None = None, check_hash: bool = True, allow_parity_failure: bool = False,
-                 fp16: bool = False, trt_cache_dir: str | Path | None = None, allow_cpu_fallback: bool = False) -> None:
+                 fp16: bool = False, trt_cache_dir: str | Path | None = None,
+                 allow_cpu_fallback: bool = ALLOW_CPU_FALLBACK) -> None:
         self.export_dir = resolve_export_dir(export_dir)
         self.manifest = load_manifest(self.export_dir)
         parity = self.manifest["parity"]
@@ -212,6 +228,7 @@ class OnnxRuntimeBackend:
             check_session_io(name, module, sess.get_inputs(), sess.get_outputs())
             self.sessions[name] = sess
         self._out = {name: [o["name"] for o in self.manifest["modules"][name]["outputs"]] for name in MODULES}
+        self.has_rtc = set(RTC_INPUTS) <= {i.name for i in self.sessions["head"].get_inputs()}
 
     @classmethod
     def from_path(cls, path: str | Path, **options: Any) -> OnnxRuntimeBackend:
@@ -227,7 +244,8 @@ class OnnxRuntimeBackend:
             if layout.get(key) != have:
                 raise ManifestError(f"{src}: {key}={layout.get(key)!r} but the export's specs/processor give {have!r}")
 
-    def infer(self, x: ModelInputs, noise: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+    def infer(self, x: ModelInputs, noise: np.ndarray,
+              prefix: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, dict[str, float]]:
         t0 = time.perf_counter()
         outs = self.sessions["vision"].run(self._out["vision"], {"frames": x.frames})  # (N, T, D)[, (N, T, L, D)]
         t1 = time.perf_counter()
@@ -237,8 +255,8 @@ class OnnxRuntimeBackend:
         t2 = time.perf_counter()
         actions = self.sessions["head"].run(self._out["head"], {
             "vl_tokens": np.ascontiguousarray(hidden[:, s:]), "vl_mask": np.ascontiguousarray(x.attention_mask[:, s:]),
-            "state": x.state, "noise": np.ascontiguousarray(noise, dtype=np.float32),
-            "embodiment": x.embodiment})[0]  # (B, H, A)
+            "state": x.state, "noise": np.ascontiguousarray(noise, dtype=np.float32), "embodiment": x.embodiment,
+            **prefix_feed(self.has_rtc, x.batch, noise, prefix, str(self.export_dir))})[0]  # (B, H, A)
         t3 = time.perf_counter()
         return actions, {"vision": (t1 - t0) * 1e3, "llm": (t2 - t1) * 1e3, "head": (t3 - t2) * 1e3}
 

@@ -67,8 +67,9 @@ class Policy:
         path: a VLA checkpoint folder (torch), an export folder with ``manifest.json`` (onnxruntime,
             tensorrt), or a checkpoint folder holding its export in ``onnx/``.
         backend: ``torch`` | ``onnxruntime`` | ``tensorrt``.
-        providers: onnxruntime execution providers in priority order (``cpu``, ``cuda``, ``tensorrt``);
-            unavailable ones fall back to CPU with a logged warning. Only for ``onnxruntime``.
+        providers: onnxruntime execution providers in priority order (``cpu``, ``cuda``, ``tensorrt``); one
+            that cannot run here follows :data:`~roboalign.spec.policy_io.ALLOW_CPU_FALLBACK` (refused unless
+            ``allow_cpu_fallback=True`` is among the backend options). Only for ``onnxruntime``.
         action_space / cameras: what the caller will send/expect; a mismatch raises SpecMismatchError.
         num_threads: CPU threads of the backend (torch intra-op / onnxruntime intra-op).
         backend_options: passed to the backend (e.g. ``device="cuda"`` for torch, ``precision="fp16"``
@@ -117,12 +118,21 @@ class Policy:
         for _ in range(n):
             self._run(obs, draw_noise(rng, 1, self.specs.horizon, self.specs.action_dim))
 
-    def act(self, obs: Observation, noise: np.ndarray | None = None) -> ActionChunk:
-        """The next action chunk for ``obs``; ``noise`` (1, H, A) overrides the policy's noise draw."""
-        return self.act_batch([obs], noise)[0]
+    def act(self, obs: Observation, noise: np.ndarray | None = None, prefix: np.ndarray | None = None,
+            prefix_len: int = 0, soft_horizon: int = 0) -> ActionChunk:
+        """The next action chunk for ``obs``; ``noise`` (1, H, A) overrides the policy's noise draw.
 
-    def act_batch(self, observations: Sequence[Observation], noise: np.ndarray | None = None) -> list[ActionChunk]:
-        """One chunk per observation, computed as one batch (e.g. parallel evaluation envs)."""
+        ``prefix`` (H, A) in action units: the committed prefix for real-time chunking, its first
+        ``prefix_len`` rows held, a soft mask up to row ``soft_horizon``.
+        """
+        rtc = None if prefix is None else {"prefix_actions": np.asarray(prefix)[None],
+                                           "prefix_len": np.array([prefix_len]), "soft_horizon": np.array([soft_horizon])}
+        return self.act_batch([obs], noise, rtc)[0]
+
+    def act_batch(self, observations: Sequence[Observation], noise: np.ndarray | None = None,
+                  prefix: dict[str, np.ndarray] | None = None) -> list[ActionChunk]:
+        """One chunk per observation, computed as one batch (e.g. parallel evaluation envs); ``prefix``:
+        ``prefix_actions`` (B, H, A) in action units, ``prefix_len`` and ``soft_horizon`` (B,) (see ``act``)."""
         b = len(observations)
         if noise is None:
             noise = draw_noise(self.rng, b, self.specs.horizon, self.specs.action_dim)
@@ -130,16 +140,22 @@ class Policy:
         want = (b, self.specs.horizon, self.specs.action_dim)
         if noise.shape != want:
             raise ValueError(f"noise must have shape {want} (batch, horizon, action_dim), got {noise.shape}")
-        actions, timings = self._run(observations, noise)
+        actions, timings = self._run(observations, noise, prefix)
         return [ActionChunk(actions=actions[i], action_space=self.specs.action_space.name,
                             action_names=self.specs.action_names, dt=self.specs.dt, stamp=float(o.stamp),
                             timings=dict(timings)) for i, o in enumerate(observations)]
 
-    def _run(self, observations: Sequence[Observation], noise: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+    def _run(self, observations: Sequence[Observation], noise: np.ndarray,
+             prefix: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, dict[str, float]]:
         t0 = time.perf_counter()
         x = self.preprocessor(observations)
         t1 = time.perf_counter()
-        norm, stages = self.backend.infer(x, noise)  # (B, H, A)
+        if prefix is None:
+            norm, stages = self.backend.infer(x, noise)  # (B, H, A)
+        else:  # the committed prefix in the head's normalised units
+            rtc = {**prefix, "prefix_actions": self.specs.action_stats.normalize(
+                np.asarray(prefix["prefix_actions"], np.float64)).astype(np.float32)}
+            norm, stages = self.backend.infer(x, noise, rtc)
         t2 = time.perf_counter()
         if not np.all(np.isfinite(norm)):
             bad = np.argwhere(~np.isfinite(norm))[0].tolist()

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from roboalign.runtime.checkpoint_specs import RuntimeSpecs
+from roboalign.runtime.manifest import load_manifest
 from roboalign.runtime.preprocess import ImageProcessorSpec, ModelInputs, Preprocessor
 
 
@@ -37,6 +38,7 @@ class TorchBackend:
         self.vla = vla.to(self.device).eval()
         self.specs = RuntimeSpecs.from_vla(vla)
         self.preprocessor = preprocessor_for_vla(vla)
+        self.rtc_variant: str | None = None  # RTC variant for chunks with a prefix (None: the head config's)
 
     @classmethod
     def from_path(cls, path: str | Path, device: str = "cpu", num_threads: int | None = None,
@@ -48,8 +50,6 @@ class TorchBackend:
         if unused:
             raise TypeError(f"torch backend: unexpected options {sorted(unused)}; valid: device, num_threads")
         if (path / "manifest.json").is_file() and not (path / "config.json").is_file():
-            from roboalign.runtime.manifest import load_manifest
-
             src = load_manifest(path).get("checkpoint", "")
             if not src or not Path(src).is_dir():
                 raise FileNotFoundError(f"{path} is an ONNX export; the torch backend needs the checkpoint it was made "
@@ -61,7 +61,10 @@ class TorchBackend:
         return torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
 
     @torch.inference_mode()
-    def infer(self, x: ModelInputs, noise: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+    def infer(self, x: ModelInputs, noise: np.ndarray,
+              prefix: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, dict[str, float]]:
+        """``prefix``: the committed prefix (``prefix_actions`` normalised, ``prefix_len``, ``soft_horizon``)
+        for real-time chunking with the head's variant."""
         inner = self.vla.backbone.model.model  # Qwen2_5_VLModel / Qwen3VLModel (truncated at layer k)
         grid = self._t(x.image_grid_thw)
         t0 = time.perf_counter()
@@ -74,8 +77,9 @@ class TorchBackend:
         s = x.token_start
         hidden = out.last_hidden_state[:, s:]  # (B, S', D)
         t2 = time.perf_counter()
+        rtc = {k: self._t(v) for k, v in (prefix or {}).items()}
         actions = self.vla.head(hidden, self._t(x.attention_mask[:, s:]), self._t(x.state), self._t(noise),
-                                self._t(x.embodiment))  # (B, H, A)
+                                self._t(x.embodiment), **rtc, rtc=self.rtc_variant)  # (B, H, A)
         actions = actions.float().cpu().numpy()
         t3 = time.perf_counter()
         return actions, {"vision": (t1 - t0) * 1e3, "llm": (t2 - t1) * 1e3, "head": (t3 - t2) * 1e3}

@@ -19,7 +19,7 @@ import numpy as np
 from roboalign.runtime.backend import resolve_export_dir
 from roboalign.runtime.checkpoint_specs import RuntimeSpecs
 from roboalign.runtime.manifest import MODULES, load_manifest
-from roboalign.runtime.ort_backend import llm_feed, load_tokenizer
+from roboalign.runtime.ort_backend import RTC_INPUTS, llm_feed, load_tokenizer, prefix_feed
 from roboalign.runtime.preprocess import ImageProcessorSpec, ModelInputs, Preprocessor
 from roboalign.runtime.tensorrt_engines import (
     ALTERNATIVE,
@@ -102,8 +102,12 @@ class TensorRTBackend:
         require_tensorrt()  # fail fast, before reading anything
         return cls(path, build or TRTBuildConfig(precision=precision, device=device), device=device)
 
-    def infer(self, x: ModelInputs, noise: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+    def infer(self, x: ModelInputs, noise: np.ndarray,
+              prefix: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, dict[str, float]]:
         torch = self.torch
+        has_rtc = set(RTC_INPUTS) <= set(self.engines["head"].inputs)
+        rtc = {k: torch.from_numpy(v) for k, v in prefix_feed(has_rtc, x.batch, noise, prefix,
+                                                               str(self.export_dir)).items()}
         t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in (
             ("frames", x.frames), ("input_ids", x.input_ids), ("attention_mask", x.attention_mask),
             ("position_ids", x.position_ids), ("state", x.state), ("noise", noise), ("embodiment", x.embodiment))}
@@ -119,7 +123,8 @@ class TensorRTBackend:
             self.stream.synchronize()
             t2 = time.perf_counter()
             actions = self.engines["head"]({"vl_tokens": hidden[:, s:], "vl_mask": t["attention_mask"][:, s:],
-                                            "state": t["state"], "noise": t["noise"], "embodiment": t["embodiment"]},
+                                            "state": t["state"], "noise": t["noise"], "embodiment": t["embodiment"],
+                                            **rtc},
                                            self.stream)["actions"]
             self.stream.synchronize()
             t3 = time.perf_counter()

@@ -15,11 +15,13 @@ import os
 import sys
 from pathlib import Path
 
+from roboalign.sim.collect import main as collect_main
+
 DEFAULT = "default"
 ENV_VAR = "ROBOALIGN_DATA_HOME"
 DATASET_NAME = "libero_object_4tasks"
-# Pinned, not collect's defaults, so the set stays the one the README's figures were measured on (the four tasks in
-# their LIBERO-Object stand-in scenes) when those defaults move; every task, collect's defaults otherwise.
+# Pinned rather than collect's defaults: the set is the one the README's figures are measured on (the four tasks in
+# their LIBERO-Object stand-in scenes) whatever collect's defaults are; every task, collect's defaults otherwise.
 COLLECT_ARGS: tuple[str, ...] = ("--scenes", "libero_object", "--episodes", "20", "--camera-size", "128")
 STAMP = "collected.json"  # written once `roboalign collect` finished the whole plan
 
@@ -55,8 +57,6 @@ def resolve_dataset(name_or_path: str | Path, collect: bool = True) -> Path:
 
 
 def _collect(path: Path) -> None:
-    from roboalign.sim.collect import main as collect_main
-
     args = ["--out", str(path), *COLLECT_ARGS]
     print(f"dataset: collecting the default demonstrations into {path} (first use; an interrupted run resumes; "
           f"set {ENV_VAR} to keep them elsewhere)", file=sys.stderr, flush=True)

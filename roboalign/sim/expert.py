@@ -113,6 +113,19 @@ class _Plan:
     yaw: float  # wrist rotation about the vertical applied before the grasp [rad]
 
 
+@dataclass(frozen=True)
+class _Step:
+    """Where the EEF is at this step, its orientation error and whether the phase ran out of steps."""
+
+    eef: np.ndarray
+    rot_err: float
+    timeout: bool
+
+    def near(self, target: np.ndarray, tol: float) -> bool:
+        """The EEF is within ``tol`` of ``target`` (or the phase timed out)."""
+        return bool(np.linalg.norm(target - self.eef) < tol) or self.timeout
+
+
 @dataclass
 class ScriptedExpert:
     """A ``BasePolicy`` that solves LIBERO-Object pick-and-place from privileged observations."""
@@ -213,65 +226,68 @@ class ScriptedExpert:
         """Advance the state machine; return (EEF target position (3,), gripper command)."""
         c, p = self.config, self._plan
         assert p is not None
-        eef = np.asarray(ex["eef_pos"])
-        rot_err = np.linalg.norm(_rotvec(p.orient @ _quat_to_mat(ex["eef_quat"]).T))
         self._phase_steps += 1
-        timeout = self._phase_steps > c.max_phase_steps
-        obj_bottom = float(np.asarray(ex["object_corners"])[:, 2].min())
+        step = _Step(eef=np.asarray(ex["eef_pos"]), timeout=self._phase_steps > c.max_phase_steps,
+                   rot_err=float(np.linalg.norm(_rotvec(p.orient @ _quat_to_mat(ex["eef_quat"]).T))))
+        if self.phase in ("approach", "descend", "grasp", "lift"):
+            return self._pick(step, ex)
+        if self.phase in ("carry", "lower", "release", "retreat"):
+            return self._place(step)
+        return step.eef.copy(), GRIPPER_OPEN  # done: hold still
 
-        def near(t: np.ndarray, tol: float) -> bool:
-            return bool(np.linalg.norm(t - eef) < tol) or timeout
-
+    def _pick(self, step: _Step, ex: dict[str, Any]) -> tuple[np.ndarray, float]:
+        """``approach`` / ``descend`` / ``grasp`` / ``lift`` (a missed grasp restarts from ``approach``)."""
+        c, p, eef = self.config, self._plan, step.eef
+        assert p is not None
         if self.phase == "approach":
             t = np.array([*p.grasp_xy, p.hover_z])
             if np.linalg.norm(eef[:2] - p.grasp_xy) > 0.03 and eef[2] < p.hover_z - 0.03:
                 t = np.array([*eef[:2], p.hover_z])  # below hover height and off target: rise first
-            if near(t, c.pos_tol) and (rot_err < c.rot_tol or timeout):
+            if step.near(t, c.pos_tol) and (step.rot_err < c.rot_tol or step.timeout):
                 self._set("descend")
             return t, GRIPPER_OPEN
+        t = np.array([*p.grasp_xy, p.grasp_z])
         if self.phase == "descend":
-            t = np.array([*p.grasp_xy, p.grasp_z])
-            if near(t, c.pos_tol):
+            if step.near(t, c.pos_tol):
                 self._set("grasp")
             return t, GRIPPER_OPEN
         if self.phase == "grasp":
-            t = np.array([*p.grasp_xy, p.grasp_z])
             if self._phase_steps >= c.grasp_steps:
                 self._set("lift")
             return t, GRIPPER_CLOSE
-        if self.phase == "lift":
-            t = np.array([*p.grasp_xy, p.carry_z])
-            lifted = obj_bottom > p.object_bottom0 + 0.02
-            if eef[2] > p.grasp_z + 0.05 and not lifted:  # missed: reopen and retry
-                if self.retries < c.max_retries:
-                    self.retries += 1
-                    self._plan = self._make_plan(ex)
-                    self._set("approach")
-                    return np.array([*eef[:2], p.hover_z]), GRIPPER_OPEN
-            if near(t, c.coarse_tol):
-                self._set("carry")
-            return t, GRIPPER_CLOSE
+        t = np.array([*p.grasp_xy, p.carry_z])  # lift
+        lifted = float(np.asarray(ex["object_corners"])[:, 2].min()) > p.object_bottom0 + 0.02
+        if eef[2] > p.grasp_z + 0.05 and not lifted and self.retries < c.max_retries:  # missed: reopen and retry
+            self.retries += 1
+            self._plan = self._make_plan(ex)
+            self._set("approach")
+            return np.array([*eef[:2], p.hover_z]), GRIPPER_OPEN
+        if step.near(t, c.coarse_tol):
+            self._set("carry")
+        return t, GRIPPER_CLOSE
+
+    def _place(self, step: _Step) -> tuple[np.ndarray, float]:
+        """``carry`` / ``lower`` / ``release`` / ``retreat``, then ``done``."""
+        c, p = self.config, self._plan
+        assert p is not None
         if self.phase == "carry":
             t = np.array([*p.basket_xy, p.carry_z])
-            if near(t, c.coarse_tol):
+            if step.near(t, c.coarse_tol):
                 self._set("lower")
             return t, GRIPPER_CLOSE
+        t = np.array([*p.basket_xy, p.release_z])
         if self.phase == "lower":
-            t = np.array([*p.basket_xy, p.release_z])
-            if near(t, c.coarse_tol):
+            if step.near(t, c.coarse_tol):
                 self._set("release")
             return t, GRIPPER_CLOSE
         if self.phase == "release":
-            t = np.array([*p.basket_xy, p.release_z])
             if self._phase_steps >= c.release_steps:
                 self._set("retreat")
             return t, GRIPPER_OPEN
-        if self.phase == "retreat":
-            t = np.array([*p.basket_xy, p.release_z + c.retreat_height])
-            if near(t, c.coarse_tol):
-                self._set("done")
-            return t, GRIPPER_OPEN
-        return eef.copy(), GRIPPER_OPEN  # done: hold still
+        t = np.array([*p.basket_xy, p.release_z + c.retreat_height])  # retreat
+        if step.near(t, c.coarse_tol):
+            self._set("done")
+        return t, GRIPPER_OPEN
 
     def _command(self, ex: dict[str, Any], target: np.ndarray, grip: float, space: str) -> np.ndarray:
         """The action (D,) in ``space`` that moves the EEF toward ``target`` with the planned orientation."""

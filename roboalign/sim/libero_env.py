@@ -45,6 +45,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+try:  # numpy >= 2 (the name LIBERO's pickled init states were saved with is numpy 1's)
+    from numpy._core.multiarray import _reconstruct
+except ImportError:  # numpy 1.x
+    from numpy.core.multiarray import _reconstruct
+
 from roboalign.sim.constants import CAMERAS, DEFAULT_CAMERAS, JOINT_MAX_DELTA, SIM_CAMERA_SIZE
 from roboalign.sim.libero_setup import ensure_libero
 from roboalign.sim.scenes import bddl_path, init_states_path
@@ -159,7 +164,6 @@ def load_init_states(sim_task: SimTask) -> np.ndarray:
         import torch
     except ImportError as e:  # pragma: no cover - torch is part of the project install
         raise ImportError("loading LIBERO init states needs torch (torch.load with weights_only=True)") from e
-    from numpy._core.multiarray import _reconstruct
 
     allowed = [(_reconstruct, "numpy.core.multiarray._reconstruct"), np.ndarray, np.dtype, np.dtypes.Float64DType]
     with torch.serialization.safe_globals(allowed):

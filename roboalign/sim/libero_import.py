@@ -21,8 +21,12 @@ import re
 import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
 from roboalign.data.dataset import META_FILE, write_meta
 from roboalign.data.episodes import episode_files, write_episode
+from roboalign.data.libero_hdf5 import read_libero_hdf5
+from roboalign.sim.default_dataset import data_home
 from roboalign.sim.suites import SUITES, libero_task, suite_problems
 from roboalign.spec.tasks import DEFAULT_TASKS, SimTask, TaskSet
 
@@ -61,18 +65,12 @@ def suite_task_of(path: Path) -> tuple[str, SimTask] | None:
 
 
 def default_out(src: Path) -> Path:
-    from roboalign.sim.default_dataset import data_home
-
     digest = hashlib.sha1(str(src.resolve()).encode()).hexdigest()[:10]
     return data_home() / "libero_import" / f"{src.stem}-{digest}"
 
 
 def import_libero_demos(src: str | Path, out: str | Path | None = None, progress: bool = True) -> Path:
     """Convert every demo of ``src`` into an episode folder ``out`` (default: :func:`default_out`)."""
-    from tqdm import tqdm
-
-    from roboalign.data.libero_hdf5 import read_libero_hdf5
-
     src = Path(src).expanduser()
     files = libero_demo_files(src)
     out = Path(out) if out is not None else default_out(src)

@@ -10,7 +10,7 @@ message starts with the file (and the dotted field inside it) and says what is v
 * :func:`check_format` checks the ``format`` tag (``"roboalign.<kind>/<version>"``) and returns the rest;
 * :func:`check_fields` refuses unknown fields (listing the valid ones) and names missing ones;
 * :func:`build` makes a dataclass from a mapping with those checks, lists -> tuples and nested dataclasses
-  where the field's type says so, and the constructor's own errors prefixed with the source;
+  where the field's type says so (also inside a mapping's values), and the constructor's own errors prefixed with the source;
 * :func:`load_spec` = resolve the file in a folder + read + format check.
 """
 
@@ -128,7 +128,8 @@ def _is_union(hint: Any) -> bool:
 
 
 def _convert(hint: Any, value: Any, source: str, default: Any = None) -> Any:
-    """Lists -> tuples for tuple fields; mappings -> (nested) dataclasses, on top of the field's default."""
+    """Lists -> tuples for tuple fields (also as mapping values); mappings -> (nested) dataclasses, on top of the
+    field's default."""
     hint = field_type(hint)
     if dataclasses.is_dataclass(hint) and isinstance(value, dict):
         base = default if isinstance(default, hint) else None
@@ -139,4 +140,7 @@ def _convert(hint: Any, value: Any, source: str, default: Any = None) -> Any:
         args = typing.get_args(hint)
         inner = args[0] if args else Any
         return tuple(_convert(inner, v, f"{source}[{i}]") for i, v in enumerate(value))
+    if typing.get_origin(hint) is dict and isinstance(value, dict):
+        inner = (typing.get_args(hint) or (str, Any))[1]
+        return {k: _convert(inner, v, f"{source}.{k}") for k, v in value.items()}
     return value

@@ -15,6 +15,18 @@ import numpy as np
 # roboalign.control.backends adds the non-model policies a policy node can run).
 RUNTIME_BACKENDS = ("torch", "onnxruntime", "tensorrt")
 
+ALLOW_CPU_FALLBACK = False
+"""Whether a policy may run on the CPU when an execution provider it asks for (``cuda``, ``tensorrt``) cannot run.
+
+The one default of every path that loads a model on onnxruntime (``Policy.from_checkpoint``,
+``OnnxRuntimeBackend``, ``resolve_providers``, ``make_session``, the policy node's ``allow_cpu_fallback``
+parameter, ``roboalign doctor``). A robot that asks for CUDA and silently runs a GPU-sized model on the CPU
+misses its control deadlines, so such a policy refuses to load: ``ProviderUnavailable`` names the providers
+asked for, those available and this setting. With ``allow_cpu_fallback=True`` the unusable providers are
+dropped with a logged warning and the model runs on the next provider, the CPU last
+(``roboalign.runtime.ort_backend.refuse_or_fall_back`` applies it).
+"""
+
 
 @dataclass
 class Observation:

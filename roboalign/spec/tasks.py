@@ -1,4 +1,7 @@
-"""The one definition of the four pick-and-place tasks, on the real robot and in simulation.
+"""The four pick-and-place tasks, on the real robot and in simulation: their types, language and matching.
+
+The tasks themselves are data: ``tasks.yaml`` beside this module (:data:`TASKS_FILE`), read through the strict
+spec loader (:func:`load_task_definitions`); this module gives them their types, language and matching.
 
 Real robot (Franka Research 3). The paper reports four pick-and-place tasks, each a source→target
 placement done with 4 different objects, 24 trials per object (96 trials per task). It does not name
@@ -25,8 +28,8 @@ objects and layout, so LIBERO's official init states of that scene are used); ``
 with the basket replaced by LIBERO's black bowl) and ``shelf_to_tray`` (LIBERO's two-layer wooden shelf on
 the living-room table, the alphabet soup on its top, a wooden tray; LIBERO has no task starting on a shelf)
 are our BDDL files (``roboalign/sim/scenes``) with 50 init states each, drawn by LIBERO's own placement
-sampler. The LIBERO-Object stand-ins of earlier versions (every task → basket) stay selectable as the scene set
-``libero_object`` (:func:`sim_task_set`). The success predicate is the scene's BDDL goal, evaluated by
+sampler. LIBERO-Object stand-ins (every task → basket) are selectable as the scene set ``libero_object``
+(:func:`sim_task_set`). The success predicate is the scene's BDDL goal, evaluated by
 LIBERO (:meth:`SimTask.check_success`).
 
 Language. Each task has templates (``{object}``, ``{source}``, ``{target}``) so operators can phrase
@@ -45,9 +48,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from roboalign.spec.loader import check_fields, check_mapping, read_spec_file, spec_path
+from roboalign.spec.loader import build, check_fields, check_mapping, load_spec, read_spec_file, spec_path
 
 TRIALS_PER_OBJECT = 24
+TASKS_FILE = Path(__file__).with_name("tasks.yaml")
+TASKS_FORMAT = "roboalign.tasks/1"
 
 
 class TaskError(ValueError):
@@ -141,37 +146,6 @@ def libero_object_task(obj: str) -> SimTask:
         instruction=problem.replace("_", " "),
         goal=("in", f"{obj}_1", "basket_1_contain_region"),
     )
-
-
-_LIVING_ROOM_1 = ("alphabet_soup_1", "cream_cheese_1", "tomato_sauce_1", "ketchup_1")
-# The four tasks' scenes with their real targets (see the module doc and roboalign/sim/scenes/).
-TARGET_SCENES: dict[str, SimTask] = {
-    "bottle_to_basket": SimTask(
-        suite="libero_90", problem="LIVING_ROOM_SCENE1_pick_up_the_ketchup_and_put_it_in_the_basket",
-        object_name="ketchup_1", target_name="basket_1",
-        instruction="pick up the ketchup and put it in the basket",
-        goal=("in", "ketchup_1", "basket_1_contain_region"), objects=(*_LIVING_ROOM_1, "basket_1")),
-    "box_to_plate": SimTask(
-        suite="roboalign", problem="LIVING_ROOM_SCENE6_put_the_chocolate_pudding_on_the_plate",
-        object_name="chocolate_pudding_1", target_name="plate_1",
-        instruction="put the chocolate pudding on the plate", goal=("on", "chocolate_pudding_1", "plate_1"),
-        init_from="libero_90/LIVING_ROOM_SCENE6_put_the_red_mug_on_the_plate",
-        objects=("porcelain_mug_1", "red_coffee_mug_1", "plate_1", "chocolate_pudding_1")),
-    "can_to_bowl": SimTask(
-        suite="roboalign", problem="LIVING_ROOM_BOWL_pick_up_the_tomato_sauce_and_put_it_in_the_bowl",
-        object_name="tomato_sauce_1", target_name="akita_black_bowl_1",
-        instruction="pick up the tomato sauce and put it in the bowl",
-        goal=("on", "tomato_sauce_1", "akita_black_bowl_1"), objects=(*_LIVING_ROOM_1, "akita_black_bowl_1")),
-    "shelf_to_tray": SimTask(
-        suite="roboalign", problem="LIVING_ROOM_SHELF_pick_up_the_alphabet_soup_and_put_it_in_the_tray",
-        object_name="alphabet_soup_1", target_name="wooden_tray_1",
-        instruction="pick up the alphabet soup from the shelf and put it in the tray",
-        goal=("in", "alphabet_soup_1", "wooden_tray_1_contain_region"),
-        objects=("alphabet_soup_1", "tomato_sauce_1", "butter_1", "wooden_tray_1")),
-}
-# The earlier stand-ins: LIBERO-Object scenes, every object into the basket.
-LIBERO_OBJECT_SCENES = {"bottle_to_basket": "ketchup", "box_to_plate": "cream_cheese", "can_to_bowl": "tomato_sauce",
-                        "shelf_to_tray": "alphabet_soup"}
 
 
 LIBERO_OBJECT_OBJECTS = (
@@ -313,63 +287,37 @@ class Task:
             raise TaskError(f"task dict is missing field {e}") from None
 
 
-# ---------------------------------------------------------------------------------------------------
-# The four tasks
+@dataclass(frozen=True)
+class TaskDefinitions:
+    """The content of ``tasks.yaml``: the tasks, and the LIBERO-Object object standing in for each task's scene."""
 
-TASKS: tuple[Task, ...] = (
-    Task(
-        name="bottle_to_basket",
-        source="table",
-        target="basket",
-        objects={
-            "ketchup": ("ketchup", "ketchup bottle", "tomato ketchup"),
-            "bbq sauce": ("bbq sauce", "barbecue sauce", "bbq", "barbecue", "bbq sauce bottle"),
-            "salad dressing": ("salad dressing", "dressing", "salad dressing bottle"),
-            "mustard": ("mustard", "mustard bottle", "yellow mustard"),
-        },
-        sim=TARGET_SCENES["bottle_to_basket"],
-        description="bottles from the table into the basket",
-    ),
-    Task(
-        name="box_to_plate",
-        source="table",
-        target="plate",
-        objects={
-            "cream cheese": ("cream cheese", "cream cheese box", "cheese", "philadelphia"),
-            "butter": ("butter", "butter box", "stick of butter"),
-            "chocolate pudding": ("chocolate pudding", "pudding", "pudding box", "chocolate pudding box"),
-            "granola bars": ("granola bars", "granola", "granola bar", "granola box"),
-        },
-        sim=TARGET_SCENES["box_to_plate"],
-        description="small boxes from the table onto the plate",
-    ),
-    Task(
-        name="can_to_bowl",
-        source="table",
-        target="bowl",
-        objects={
-            "tomato sauce": ("tomato sauce", "tomato sauce can", "tomato can", "sauce can"),
-            "tuna": ("tuna", "tuna can", "can of tuna"),
-            "corn": ("corn", "corn can", "can of corn", "sweet corn"),
-            "peas": ("peas", "pea can", "can of peas", "green peas"),
-        },
-        sim=TARGET_SCENES["can_to_bowl"],
-        description="cans from the table into the bowl",
-    ),
-    Task(
-        name="shelf_to_tray",
-        source="shelf",
-        target="tray",
-        objects={
-            "alphabet soup": ("alphabet soup", "soup", "soup can", "alphabet soup can", "can of soup"),
-            "milk": ("milk", "milk carton", "carton of milk"),
-            "orange juice": ("orange juice", "juice", "oj", "juice carton", "orange juice carton"),
-            "popcorn": ("popcorn", "popcorn box", "box of popcorn"),
-        },
-        sim=TARGET_SCENES["shelf_to_tray"],
-        description="groceries from the shelf onto the tray",
-    ),
-)
+    tasks: tuple[Task, ...]
+    libero_object_scenes: dict[str, str]
+
+    def __post_init__(self) -> None:
+        names = [t.name for t in self.tasks]
+        if sorted(self.libero_object_scenes) != sorted(names):
+            raise TaskError(f"libero_object_scenes names tasks {sorted(self.libero_object_scenes)}; the tasks are "
+                            f"{sorted(names)}")
+        bad = sorted(set(self.libero_object_scenes.values()) - set(LIBERO_OBJECT_OBJECTS))
+        if bad:
+            raise TaskError(f"libero_object_scenes: unknown LIBERO-Object objects {bad}; valid: "
+                            f"{', '.join(LIBERO_OBJECT_OBJECTS)}")
+
+
+def load_task_definitions(path: str | Path = TASKS_FILE) -> TaskDefinitions:
+    """The task definitions in ``path`` (default: the package's ``tasks.yaml``), read strictly: format
+    ``roboalign.tasks/1``, unknown or missing fields refused with the file and the field named."""
+    data, source = load_spec(path, TASKS_FORMAT, what="task definitions")
+    return build(TaskDefinitions, data, source)
+
+
+_DEFINITIONS = load_task_definitions()
+TASKS: tuple[Task, ...] = _DEFINITIONS.tasks
+# The four tasks' scenes with their real targets (see the module doc and roboalign/sim/scenes/).
+TARGET_SCENES: dict[str, SimTask] = {t.name: t.sim for t in TASKS}
+# The LIBERO-Object stand-ins: each task's object on a LIBERO-Object scene, into the basket.
+LIBERO_OBJECT_SCENES: dict[str, str] = _DEFINITIONS.libero_object_scenes
 
 
 @dataclass(frozen=True)
@@ -523,7 +471,7 @@ class TaskSet:
 
 
 DEFAULT_TASKS = TaskSet(TASKS)
-# The same tasks on the earlier LIBERO-Object stand-in scenes (every object into the basket).
+# The same tasks on the LIBERO-Object stand-in scenes (every object into the basket).
 LIBERO_OBJECT_TASKS = TaskSet([replace(t, sim=libero_object_task(LIBERO_OBJECT_SCENES[t.name])) for t in TASKS])
 SCENE_SETS = {"targets": DEFAULT_TASKS, "libero_object": LIBERO_OBJECT_TASKS}
 

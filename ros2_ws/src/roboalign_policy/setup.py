@@ -10,6 +10,7 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(exclude=["test"]),
+    package_data={f"{PACKAGE}.console": ["static/*"]},  # the console's page (plain HTML/JS/CSS)
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
@@ -30,6 +31,7 @@ setup(
             f"sim_robot_node = {PACKAGE}.sim_robot_node:main",
             f"gripper_relay = {PACKAGE}.gripper_relay:main",
             f"teleop_node = {PACKAGE}.teleop_node:main",
+            f"console = {PACKAGE}.console.node:main",
         ],
     },
 )

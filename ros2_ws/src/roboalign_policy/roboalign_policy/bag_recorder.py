@@ -2,11 +2,11 @@
 readable without ROS (``rosbags.rosbag2.Reader``) for training or analysis.
 
 One bag folder per episode, ``<record_dir>/episode_<index>_<task>/``, plus ``episode.json`` (task,
-instruction, outcome, message, the recorder's pid and the node's ``info``) beside the bag. Topics are recorded
-as serialized messages straight from DDS (``raw=True``: no decoding cost), stamped with their DDS reception
-time; the bridge adds the commands it computed with ``write`` (also in ``dry_run``, where nothing reaches the
-robot). A fault, an e-stop or a shutdown closes the bag properly, so what was recorded stays readable; earlier
-episodes are never touched.
+instruction, outcome, message, the recorder's pid with its start time and command line, and the node's ``info``)
+beside the bag. Topics are recorded as serialized messages straight from DDS (``raw=True``: no decoding cost),
+stamped with their DDS reception time; the bridge adds the commands it computed with ``write`` (also in
+``dry_run``, where nothing reaches the robot). A fault, an e-stop or a shutdown closes the bag properly, so what
+was recorded stays readable; earlier episodes are never touched.
 
 Crash safety: the open bag's chunk is written out every ``flush_s`` seconds, so a SIGKILL (no ``metadata.yaml``,
 no MCAP footer, ``episode.json`` still "running") loses at most that much. The next recorder started on the
@@ -24,7 +24,6 @@ the executor for every joint state and image (the wait-set rebuilds that held th
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 import time
@@ -39,7 +38,7 @@ from rclpy.serialization import serialize_message
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from roboalign.data.bag_salvage import recover_crashed
+from roboalign.data.bag_salvage import process_identity, recover_crashed
 from roboalign.data.bag_streams import cdr_size
 from roboalign_policy.polling import PolledGroup, polled_subscription, take_all
 
@@ -170,7 +169,7 @@ class BagRecorder:
             self._writer, self.folder, self._conns = writer, folder, {}
             self._begin_ns = self._stamp_ns()
             self._meta = {"episode": index, "task": task, "instruction": instruction, "outcome": "running",
-                          "message": "", "bag": "bag", "pid": os.getpid(), "info": self._info}
+                          "message": "", "bag": "bag", **process_identity(), "info": self._info}
         self._write_meta()
         return folder
 

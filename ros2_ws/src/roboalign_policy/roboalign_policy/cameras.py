@@ -8,8 +8,10 @@ an observation (:meth:`CameraInput.frame`; a raw Image is read in place from its
 where ``deserialize_message`` took 0.14). The subscription is created once a publisher
 is known when ``camera_qos`` is ``auto`` (its reliability is read from the graph), re-created when the
 publishers' reliability changes, and :meth:`CameraInput.diagnostic` reports a missing or incompatible
-publisher and a starved stream by topic. Raw ``sensor_msgs/Image`` or, with ``compressed``, JPEG
-``sensor_msgs/CompressedImage`` on image_transport's ``<topic>/compressed``.
+publisher, and a slow stream with what was measured (rate, largest gap, frame size) and the likely cause with the
+fix (``roboalign.control.stream_health``); :func:`stream_causes` gives the same text for a wait reason or a
+fault. Raw ``sensor_msgs/Image`` or, with ``compressed``, JPEG ``sensor_msgs/CompressedImage`` on
+image_transport's ``<topic>/compressed``.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CompressedImage, Image
 
 from roboalign.control.freshness import StreamStats
+from roboalign.control.stream_health import StreamHealth, stream_cause
 from roboalign_policy import conversions as conv
 from roboalign_policy import qos as q
 from roboalign_policy.diagnostics import ERROR, OK, WARN, DiagnosticUpdater
+from roboalign_policy.node_runner import dds_profile_path
 from roboalign_policy.params import ParamSpec
 from roboalign_policy.polling import arrival_s, polled_subscription, take_all
 
@@ -34,6 +38,7 @@ CAMERA_QOS = ParamSpec("camera_qos", "auto", "camera subscription reliability: a
                        "graph), reliable, best_effort; keep-last depth 1 always", choices=q.CAMERA_QOS_MODES,
                        read_only=True)
 RETRY_S = 0.1  # polled inputs without a publisher look for one this often
+PROFILE = str(dds_profile_path())  # our FastDDS profile, named in the fix for a camera publisher without it
 Frame = tuple[np.ndarray, float, float]  # (rgb (H, W, 3) uint8, header stamp, arrival) on the node clock
 
 
@@ -88,7 +93,7 @@ class CameraInput:
             return None
         arrival = arrival_s(info, now, self._sim_time)
         with self._lock:
-            self.stats.add(stamp, arrival)
+            self.stats.add(stamp, arrival, len(raw))
             self._raw = (raw, stamp, arrival)
         return arrival
 
@@ -134,6 +139,17 @@ class CameraInput:
             return "no publisher yet (camera_qos auto subscribes once one appears)"
         return q.camera_problem(self.node, self.topic, self.profile)
 
+    def health(self) -> StreamHealth:
+        """What this subscription measured of the stream (rate, the publisher's rate, largest gap, frame size)."""
+        with self._lock:
+            return self.stats.health(self._now(), self.topic)
+
+    def cause(self) -> str | None:
+        """Why this camera delivers too little: no or an incompatible publisher, or a slow stream with what was
+        measured and the likely cause (None: it is fine)."""
+        problem = self.problem()
+        return f"{self.topic}: {problem}" if problem else stream_cause(self.health(), PROFILE)
+
     def summary(self) -> dict[str, Any]:
         with self._lock:
             out = self.stats.summary(self._now())
@@ -149,19 +165,32 @@ class CameraInput:
             return ERROR, f"{self.topic}: {problem}", values
         if s["age_ms"] < 0:
             return WARN, f"{self.topic}: no frame yet ({self.note})", values
+        slow = stream_cause(self.health(), PROFILE)
         if s["age_ms"] > max_age_s * 1e3:
-            return ERROR, f"{self.topic}: newest frame is {s['age_ms'] / 1e3:.3f} s old", values
-        period = self.stats.period_s()
-        if period > 0 and s["rate_hz"] < 0.9 / period:
-            return WARN, (f"{self.topic}: starved, {s['rate_hz']:.1f} Hz of {1 / period:.1f} Hz "
-                          f"({s['drops']} frames missed)"), values
+            return ERROR, f"{self.topic}: newest frame is {s['age_ms'] / 1e3:.3f} s old" + \
+                (f"; {slow}" if slow else ""), values
+        if slow:
+            return WARN, slow, values
         return OK, f"{self.topic}: {s['rate_hz']:.1f} Hz, {s['drops']} frames missed", values
+
+
+def stream_causes(cams: list[CameraInput]) -> str | None:
+    """Every camera's cause (:meth:`CameraInput.cause`) joined, or None when each is fine."""
+    causes = [c for cam in cams if (c := cam.cause())]
+    return "; ".join(causes) or None
+
+
+def with_causes(reason: str, cams: list[CameraInput]) -> str:
+    """A wait reason or a fault with the cameras' causes added (as measured now)."""
+    causes = stream_causes(cams)
+    return f"{reason}; {causes}" if causes else reason
 
 
 def watched_cameras(node: Node, topics: list[str], mode: str, group: Any, diag: DiagnosticUpdater,
                     max_age_s: Callable[[], float]) -> list[CameraInput]:
     """Polled camera inputs for a node that needs only their arrivals (the bridge's watchdog), each with a
-    /diagnostics check ``camera <topic>`` that also keeps its subscription following the publisher."""
+    /diagnostics check ``camera <topic>`` that also keeps its subscription following the publisher (the
+    watchdog's explanation of a stale image: :func:`stream_causes`)."""
     cams = [CameraInput(node, topic, topic, mode, group=group) for topic in topics]
 
     def check(cam: CameraInput) -> tuple[int, str, dict[str, Any]]:

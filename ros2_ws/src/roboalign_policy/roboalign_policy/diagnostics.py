@@ -28,6 +28,10 @@ class DiagnosticUpdater:
     def add(self, name: str, check: Check) -> None:
         self._checks.append((name, check))
 
+    def remove_prefix(self, prefix: str) -> None:
+        """Drop the checks whose name starts with ``prefix`` (e.g. the inputs a lifecycle cleanup released)."""
+        self._checks = [(n, c) for n, c in self._checks if not n.startswith(prefix)]
+
     def add_qos_check(self) -> None:
         """A "qos" check listing peers with incompatible QoS (each new one is also logged once), for nodes
         that create their entities without rclpy's QoS event handlers (``polling.QuietEvents``)."""
@@ -47,7 +51,7 @@ class DiagnosticUpdater:
 
     def statuses(self) -> list[DiagnosticStatus]:
         out = []
-        for name, check in self._checks:
+        for name, check in list(self._checks):
             try:
                 level, message, values = check()
             except Exception as e:  # a broken check is itself an error worth reporting

@@ -1,11 +1,13 @@
 """The node graphs of the launch files as data, shared by ``ros2 launch`` and ``roboalign demo``.
 
 A graph file (``config/<name>_graph.yaml``) names a ROS parameters file, the nodes to start (executable,
-node name, remappings, extra parameters, ``use_sim_time``, an optional ``when`` condition on the launch
-arguments) and the launch arguments with their defaults and the node parameter each one sets
+node name, remappings, extra parameters, ``use_sim_time``, ``lifecycle`` for a managed node, an optional
+``when`` condition on the launch arguments) and the launch arguments with their defaults and the node parameter each one sets
 (``node`` may list several nodes, e.g. ``dry_run`` sets the bridge's and the gripper relay's). The launch
 files (``launch/sim.launch.py``, ``launch/real_robot.launch.py``) turn it into ``launch_ros`` Node actions;
-``roboalign demo`` turns it into processes started with the same ``--ros-args``. No rclpy import here.
+``roboalign demo`` turns it into processes started with the same ``--ros-args``. Managed nodes (policy_node,
+bridge_node) are launch_ros ``LifecycleNode``s there; they bring themselves to active with their ``autostart``
+parameter (the ``autostart`` launch argument), so the same processes work under both. No rclpy import here.
 """
 
 from __future__ import annotations
@@ -73,6 +75,8 @@ class NodeSpec:
     remappings: tuple[tuple[str, str], ...] = ()
     use_sim_time: bool = False
     when: dict[str, Any] = field(default_factory=dict)
+    lifecycle: bool = False  # a managed node (rclpy.lifecycle): launch_ros LifecycleNode
+    critical: bool = True  # False: its death is reported, the others keep running (the console owns no safety)
 
     def enabled(self, args: dict[str, Any]) -> bool:
         return all(args.get(k) == v for k, v in self.when.items())
@@ -135,7 +139,8 @@ def load_graph(name: str | Path, directory: Path | None = None) -> Graph:
             raise ValueError(f"{path}: node {n['name']} has a condition on unknown arguments {bad}")
         nodes.append(NodeSpec(n["executable"], n["name"], n.get("package", PACKAGE), dict(n.get("parameters") or {}),
                               tuple(tuple(r) for r in n.get("remappings") or ()), bool(n.get("use_sim_time", False)),
-                              dict(n.get("when") or {})))
+                              dict(n.get("when") or {}), bool(n.get("lifecycle", False)),
+                              bool(n.get("critical", True))))
     extra = {k: v for k, v in raw.items() if k not in ("params_file", "nodes", "arguments")}
     return Graph(path.stem.removesuffix("_graph"), path.parent / raw["params_file"], tuple(nodes), args, extra)
 

@@ -165,3 +165,7 @@ def specs_from_config(config_cls: type) -> list[ParamSpec]:
 # start-up and again when it is set.
 CPU_AFFINITY = ParamSpec("cpu_affinity", [], "CPUs this node's process runs on, e.g. [2, 3] to keep inference off "
                          "the control path's cores; empty: any CPU", min=0, max=1023, array="int")
+# Declared by the managed (lifecycle) nodes: true brings the node to active by itself once it spins (configure,
+# then activate); false leaves it unconfigured for `ros2 lifecycle set` or a lifecycle manager.
+AUTOSTART = ParamSpec("autostart", True, "configure and activate this managed node by itself at start-up; false: it "
+                      "stays unconfigured until `ros2 lifecycle set <node> configure` / `activate`", read_only=True)

@@ -17,10 +17,17 @@ deserialised and decoded, when an observation is assembled. The joint state is o
 takes it itself (``roboalign_policy.polling``, stamped with its DDS reception time) instead of the executor
 waking up for each of them at 100 Hz; the instruction and the sim's privileged state stay on the executor
 (the instruction in another group, so it never waits for the model). The freshness rules (which input is
-missing or too old) are ``roboalign.control.freshness``. The model is
-loaded after start-up in that group (status LOADING -> READY), so the node answers at once. Bad input (wrong encoding, malformed
-message, NaN in the state or the chunk) is logged with the reason, nothing is published for it, and the
-node keeps running.
+missing or too old) are ``roboalign.control.freshness``. Bad input (wrong encoding, malformed message, NaN in
+the state or the chunk) is logged with the reason, nothing is published for it, and the node keeps running.
+
+A managed (lifecycle) node: configure checks the parameters, loads the model and creates the inputs and the
+chunk publishers (a failure is logged, published as PolicyStatus FAULT with the reason, and the node stays
+unconfigured); activate starts inference and publishing; deactivate stops them; cleanup and shutdown release
+the model, the threads and the subscriptions. With ``autostart`` (default) the node configures and activates
+itself once it spins, after start-up, so it answers at once. PolicyStatus is published in every state (it is
+what the bridge quotes when it refuses START): UNCONFIGURED (unconfigured or inactive, the message says which
+and what to do), LOADING (starting, configuring), READY / RUNNING (active), FAULT (a failed configure or
+inference, with the reason).
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from typing import Any
 import numpy as np
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import qos_profile_sensor_data
 from roboalign_msgs.msg import ActionChunk as ActionChunkMsg
 from roboalign_msgs.msg import PolicyStatus
@@ -42,20 +49,23 @@ from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
 from roboalign.control.backends import BACKENDS, RUNTIME_BACKENDS, load_policy
+from roboalign.control.chunk_executor import PrefixTracker
 from roboalign.control.freshness import Input, observation_stamp, privileged_lag, wait_reason
 from roboalign.spec.action_space import ACTION_SPACES, FR3_JOINT_NAMES
 from roboalign.spec.policy_io import Observation
 from roboalign.spec.tasks import task_name
 from roboalign_policy import conversions as conv
 from roboalign_policy import qos as q
-from roboalign_policy.cameras import CAMERA_QOS, CameraInput
+from roboalign_policy.cameras import CAMERA_QOS, CameraInput, with_causes
 from roboalign_policy.diagnostics import ERROR, OK, WARN, DiagnosticUpdater
 from roboalign_policy.frame_waiter import SubscriptionWaiter, Worker
+from roboalign_policy.lifecycle import lifecycle_hint, start_autostart
 from roboalign_policy.node_runner import run_node
-from roboalign_policy.params import CPU_AFFINITY, ParamSpec, declare_params
+from roboalign_policy.params import AUTOSTART, CPU_AFFINITY, ParamSpec, declare_params
 from roboalign_policy.polling import PolledGroup, QuietEvents, arrival_s, polled_subscription, take_newest
 
 PARAMS = [
+    AUTOSTART,
     ParamSpec("backend", "expert", "policy backend", choices=BACKENDS, read_only=True),
     ParamSpec("checkpoint", "", "checkpoint or export folder (torch/onnxruntime/tensorrt)", read_only=True),
     ParamSpec("backend_options", "{}", "JSON object of extra keyword arguments for the backend", read_only=True),
@@ -93,6 +103,12 @@ PARAMS = [
     ParamSpec("publish_trajectory", True, "also publish each chunk as a JointTrajectory"),
     ParamSpec("row_offset_steps", 1.0, "row k is the target for observation stamp + (k + offset) * dt (the "
               "JointTrajectory header stamp is observation + offset * dt)", min=0.0, max=10.0),
+    ParamSpec("rtc_prefix", False, "real-time chunking: send each inference the committed prefix (what the bridge "
+              "executes from the observation on; run the bridge with execution: rtc)", read_only=True),
+    ParamSpec("rtc_soft_horizon", 0, "rtc_prefix: soft-mask horizon s of the head (0: H - d)", min=0, max=64,
+              read_only=True),
+    ParamSpec("inject_delay_ms", 0.0, "sim only: publish each chunk this much sim time after its observation at the "
+              "earliest (a slower model's delay)", min=0.0, max=5000.0, read_only=True),
     ParamSpec("instruction", "", "initial instruction (the instruction topic overrides it)"),
     ParamSpec("status_rate_hz", 2.0, "PolicyStatus and /diagnostics rate", min=0.1, max=100.0),
     CPU_AFFINITY,
@@ -113,6 +129,8 @@ def _rules(v: dict[str, Any]) -> str | None:
         return "backend 'expert' needs privileged_topic (sim only: object poses from sim_robot_node)"
     if v["backend"] in RUNTIME_BACKENDS and not v["checkpoint"]:
         return f"backend {v['backend']!r} needs a checkpoint"
+    if v["rtc_prefix"] and v["backend"] not in RUNTIME_BACKENDS:
+        return f"rtc_prefix needs a model backend ({', '.join(RUNTIME_BACKENDS)}), not {v['backend']!r}"
     return None
 
 
@@ -124,7 +142,46 @@ def privileged_from_json(text: str) -> dict[str, Any]:
     return {k: np.asarray(v, np.float64) if isinstance(v, list) else v for k, v in raw.items()}
 
 
-class PolicyNode(QuietEvents, Node):
+class _Inputs:
+    """What a configured policy node holds (configure creates it, cleanup and shutdown release it): the chunk
+    and trajectory lifecycle publishers, the subscriptions, the camera thread and the inference thread."""
+
+    def __init__(self, node: PolicyNode) -> None:
+        p = node.p
+        self.chunk_pub = node.create_lifecycle_publisher(ActionChunkMsg, p["chunk_topic"], q.RELIABLE)
+        self.traj_pub = node.create_lifecycle_publisher(JointTrajectory, p["trajectory_topic"], q.RELIABLE)
+        # Every camera's frames are counted by the camera thread, also while the model runs in the inference
+        # thread (counting in the inference's own thread lost 12 % of the frames at load 12 on 2 cores)
+        polled = PolledGroup()  # taken by the camera thread and _poll_inputs, never by the executor
+        node._cameras = [
+            CameraInput(node, name, topic, p["camera_qos"], p["compressed_images"], group=polled,
+                        expected_hz=p["camera_fps"], on_bad=node._bad_input)
+            for name, topic in zip(p["camera_names"], p["camera_topics"], strict=True)]
+        self.state_sub = polled_subscription(node, polled, JointState, p["joint_states_topic"],
+                                             qos_profile_sensor_data)
+        self.subs = [node.create_subscription(String, p["instruction_topic"], node._on_instruction, q.LATCHED,
+                                              callback_group=MutuallyExclusiveCallbackGroup())]
+        if p["privileged_topic"]:
+            self.subs.append(node.create_subscription(String, p["privileged_topic"], node._on_privileged,
+                                                      qos_profile_sensor_data, callback_group=node._infer_group))
+        for cam in node._cameras:
+            node._diag.add(f"camera {cam.name}", lambda c=cam: c.diagnostic(node.p["max_image_age_s"]))
+        self.worker = Worker(node._infer, "policy_inference", node._thread_error)
+        self.waiter = SubscriptionWaiter(node.context, node._camera_subs, node._on_frames, "policy_cameras",
+                                         on_error=node._thread_error)
+
+    def release(self, node: PolicyNode, cameras: list[CameraInput]) -> None:
+        """Stop the threads, then destroy the subscriptions and publishers."""
+        self.waiter.close()
+        self.worker.close()
+        subs = [cam.sub for cam in cameras if cam.sub is not None] + [self.state_sub, *self.subs]
+        for sub in subs:
+            node.destroy_subscription(sub)
+        node.destroy_lifecycle_publisher(self.chunk_pub)
+        node.destroy_lifecycle_publisher(self.traj_pub)
+
+
+class PolicyNode(QuietEvents, LifecycleNode):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("policy_node", **kwargs)
         self.p = declare_params(self, PARAMS, [_rules])
@@ -135,54 +192,124 @@ class PolicyNode(QuietEvents, Node):
         self._instruction = self.p["instruction"]
         self._reset_pending = True
         self._policy = None
-        self._state_code, self._message = PolicyStatus.STATE_UNCONFIGURED, "starting"
+        self._rtc: PrefixTracker | None = None  # rtc_prefix: what the bridge executes, and the delay d
+        self._active = False  # lifecycle: only an active node runs the model and publishes chunks
         self._chunks = 0
         self._last_latency_ms = 0.0
         self._last_start = -1e9
         self._chunk_times: list[float] = []
         self._input_errors = 0
-
-        self._infer_group = MutuallyExclusiveCallbackGroup()
-        io = MutuallyExclusiveCallbackGroup()
-        self._chunk_pub = self.create_publisher(ActionChunkMsg, self.p["chunk_topic"], q.RELIABLE)
-        self._traj_pub = self.create_publisher(JointTrajectory, self.p["trajectory_topic"], q.RELIABLE)
-        self._status_pub = self.create_publisher(PolicyStatus, self.p["status_topic"], q.RELIABLE)
-        # Every camera's frames are counted by the camera thread, also while the model runs in the inference
-        # thread (counting in the inference's own thread lost 12 % of the frames at load 12 on 2 cores)
+        self._cameras: list[CameraInput] = []
+        self._io: _Inputs | None = None  # what configure creates and cleanup releases
         self._sim_time = bool(self.get_parameter("use_sim_time").value)
-        polled = PolledGroup()  # taken by the camera thread and _poll_inputs, never by the executor
-        self._cameras = [
-            CameraInput(self, name, topic, self.p["camera_qos"], self.p["compressed_images"], group=polled,
-                        expected_hz=self.p["camera_fps"], on_bad=self._bad_input)
-            for name, topic in zip(self.p["camera_names"], self.p["camera_topics"], strict=True)]
-        self._state_sub = polled_subscription(self, polled, JointState, self.p["joint_states_topic"],
-                                              qos_profile_sensor_data)
-        self.create_subscription(String, self.p["instruction_topic"], self._on_instruction, q.LATCHED, callback_group=io)
-        if self.p["privileged_topic"]:
-            self.create_subscription(String, self.p["privileged_topic"], self._on_privileged,
-                                     qos_profile_sensor_data, callback_group=self._infer_group)
-        self._load_timer = self.create_timer(0.0, self._load, callback_group=self._infer_group)
+        self._infer_group = MutuallyExclusiveCallbackGroup()
+        # the status is published in every lifecycle state: it says why the node cannot act (the bridge quotes it)
+        self._status_pub = self.create_publisher(PolicyStatus, self.p["status_topic"], q.LATCHED)
         self._diag = DiagnosticUpdater(self, hardware_id=f"policy:{self.p['backend']}")
         self._diag.add("policy", self._diag_check)
-        for cam in self._cameras:
-            self._diag.add(f"camera {cam.name}", lambda c=cam: c.diagnostic(self.p["max_image_age_s"]))
         self._diag.add_qos_check()
         self._status_timer = self.create_timer(1.0 / self.p["status_rate_hz"], self._publish_status,
                                                callback_group=MutuallyExclusiveCallbackGroup())
-        self._worker = Worker(self._infer, "policy_inference", self._thread_error)
-        self._waiter = SubscriptionWaiter(self.context, self._camera_subs, self._on_frames, "policy_cameras",
-                                          on_error=self._thread_error)
+        self._autostarting = bool(self.p["autostart"])  # until activated: inactive is a step, not a state to report
+        if self._autostarting:
+            self._set_status(PolicyStatus.STATE_LOADING, "starting: configure and activate (autostart)")
+        else:
+            self._set_status(PolicyStatus.STATE_UNCONFIGURED,
+                             f"unconfigured (autostart false): {lifecycle_hint(self, 'configure')}")
+        start_autostart(self, self._infer_group)
 
     def close(self) -> None:
-        """Stop the camera and inference threads (before the node is destroyed); safe to call twice."""
-        self._waiter.close()
-        self._worker.close()
+        """Release the model, the camera and inference threads and the inputs (before the node is destroyed);
+        safe to call twice."""
+        self._active = False
+        io, self._io = self._io, None
+        cameras, self._cameras = self._cameras, []  # the status timer stops following them first
+        if io is not None:
+            io.release(self, cameras)
+        self._policy = None
+        self._diag.remove_prefix("camera ")
 
     def destroy_node(self) -> None:
         self.close()
         super().destroy_node()
 
-    # ------------------------------------------------------------------ parameters and loading
+    # ------------------------------------------------------------------ lifecycle
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Check the parameters, load the model, create the inputs and outputs; a failure says why and leaves
+        the node unconfigured (its status FAULT, with the reason)."""
+        backend, ckpt = self.p["backend"], self.p["checkpoint"]
+        self._set_status(PolicyStatus.STATE_LOADING, f"configuring: loading backend {backend}"
+                         + (f" from {ckpt}" if ckpt else ""))
+        self._publish_status()
+        try:
+            why = _rules(self.p)
+            if why:
+                raise ValueError(why)
+            if self.p["inject_delay_ms"] > 0 and not self._sim_time:
+                raise ValueError("inject_delay_ms is for the simulator only (use_sim_time: true); set it to 0")
+            self._policy = load_policy(backend, ckpt, self._backend_options())
+            specs = getattr(self._policy, "specs", None)
+            self._rtc = None if not self.p["rtc_prefix"] else PrefixTracker(
+                specs.action_dim, specs.horizon, specs.dt, soft_horizon=self.p["rtc_soft_horizon"],
+                row_offset=self.p["row_offset_steps"])
+            self._io = _Inputs(self)
+        except Exception as e:  # stay unconfigured and say why: the status and /diagnostics carry it
+            self._autostarting = False
+            self.close()
+            self.get_logger().error(f"configure failed: could not load the policy: {e}")
+            self._set_status(PolicyStatus.STATE_FAULT, f"configure failed: could not load the policy: {e} "
+                             f"(the node stays unconfigured; fix it, then: {lifecycle_hint(self, 'configure')})")
+            self._publish_status()
+            return TransitionCallbackReturn.FAILURE
+        self.get_logger().info(f"policy loaded: backend={backend} checkpoint={ckpt!r}")
+        if self._autostarting:  # activate follows at once: a START meanwhile waits instead of being refused
+            self._set_status(PolicyStatus.STATE_LOADING, f"loaded backend {backend}; activating (autostart)")
+        else:
+            self._set_inactive("configured")
+        return TransitionCallbackReturn.SUCCESS
+
+    def _backend_options(self) -> dict[str, Any]:
+        opts = json.loads(self.p["backend_options"])
+        if self.p["backend"] == "onnxruntime":
+            opts.setdefault("allow_cpu_fallback", self.p["allow_cpu_fallback"])
+        return opts
+
+    def _set_inactive(self, what: str) -> None:
+        self._set_status(PolicyStatus.STATE_UNCONFIGURED, f"inactive ({what}; backend {self.p['backend']} "
+                         f"loaded, publishing nothing): {lifecycle_hint(self, 'activate')}")
+        self._publish_status()
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        with self._lock:
+            self._reset_pending = True  # the model starts afresh
+        self._active, self._autostarting = True, False
+        text = self._instruction
+        self._set_status(PolicyStatus.STATE_RUNNING if text else PolicyStatus.STATE_READY,
+                         f"running: {text}" if text else "ready; waiting for an instruction")
+        self._publish_status()
+        self.get_logger().info(f"active: backend={self.p['backend']} checkpoint={self.p['checkpoint']!r}")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False  # an inference under way may still finish: its chunk is dropped once inactive
+        ret = super().on_deactivate(state)
+        self._set_inactive("deactivated")
+        return ret
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.close()
+        self._set_status(PolicyStatus.STATE_UNCONFIGURED,
+                         f"unconfigured (cleaned up): {lifecycle_hint(self, 'configure')}")
+        self._publish_status()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.close()
+        self._set_status(PolicyStatus.STATE_UNCONFIGURED, "shut down")
+        self._publish_status()
+        return TransitionCallbackReturn.SUCCESS
+
+    # ------------------------------------------------------------------ parameters
     def _on_params_changed(self, params: list[rclpy.parameter.Parameter]) -> None:
         for prm in params:
             self.p[prm.name] = prm.value
@@ -190,21 +317,6 @@ class PolicyNode(QuietEvents, Node):
                 self._set_instruction(prm.value)
             if prm.name == "status_rate_hz":
                 self._status_timer.timer_period_ns = int(1e9 / prm.value)
-
-    def _load(self) -> None:
-        self._load_timer.cancel()
-        self._set_status(PolicyStatus.STATE_LOADING, f"loading backend {self.p['backend']}")
-        try:
-            opts = json.loads(self.p["backend_options"])
-            if self.p["backend"] == "onnxruntime":
-                opts.setdefault("allow_cpu_fallback", self.p["allow_cpu_fallback"])
-            self._policy = load_policy(self.p["backend"], self.p["checkpoint"], opts)
-        except Exception as e:  # keep running and say why: the status and /diagnostics carry it
-            self.get_logger().error(f"could not load the policy: {e}")
-            self._set_status(PolicyStatus.STATE_FAULT, f"load failed: {e}")
-            return
-        self._set_status(PolicyStatus.STATE_READY, "ready; waiting for an instruction")
-        self.get_logger().info(f"policy ready: backend={self.p['backend']} checkpoint={self.p['checkpoint']!r}")
 
     def _set_status(self, code: int, message: str) -> None:
         self._state_code, self._message = code, message
@@ -220,25 +332,28 @@ class PolicyNode(QuietEvents, Node):
     def _poll_inputs(self) -> None:
         """Take the newest joint state (any thread; takes the lock)."""
         now = self._now()
+        io = self._io
+        if io is None:
+            return
         with self._lock:
-            state = take_newest(self._state_sub)
+            state = take_newest(io.state_sub)
         if state is not None:
             self._on_state(state[0], arrival_s(state[1], now, self._sim_time))
 
-    def _camera_subs(self) -> list[Any]:
+    def _camera_subs(self) -> list[Any]:  # the camera thread's wait set
         return [cam.sub for cam in self._cameras if cam.sub is not None]
 
     def _on_frames(self) -> None:
         """Camera thread: count every waiting frame; a new frame of the first camera starts inference if due."""
         arrivals = [cam.poll() for cam in self._cameras]
         if arrivals[0] is not None and self._due(arrivals[0]):
-            self._worker.kick()
+            self._io.worker.kick()
 
     def _thread_error(self, e: Exception) -> None:
         self.get_logger().error(f"policy thread error (still running): {e!r}", throttle_duration_sec=2.0)
 
     def _due(self, now: float) -> bool:
-        return self._policy is not None and bool(self._instruction) and \
+        return self._active and self._policy is not None and bool(self._instruction) and \
             now - self._last_start >= 1.0 / self.p["max_inference_rate_hz"]
 
     def _on_state(self, msg: JointState, now: float) -> None:
@@ -261,7 +376,7 @@ class PolicyNode(QuietEvents, Node):
         with self._lock:
             self._extras = extras
         if self._due(self._now()):  # the image of the same instant may have arrived first
-            self._worker.kick()
+            self._io.worker.kick()
 
     def _on_instruction(self, msg: String) -> None:
         self._set_instruction(msg.data)
@@ -271,7 +386,7 @@ class PolicyNode(QuietEvents, Node):
         with self._lock:
             self._instruction = text
             self._reset_pending = True  # every instruction message starts a new episode
-        if self._policy is not None:
+        if self._active:
             self._set_status(PolicyStatus.STATE_READY if not text else PolicyStatus.STATE_RUNNING,
                              "stopped (empty instruction)" if not text else f"running: {text}")
         self.get_logger().info(f"instruction: {text!r}")
@@ -289,7 +404,7 @@ class PolicyNode(QuietEvents, Node):
                             f"waiting for {self.p['joint_states_topic']}"))
         why = wait_reason(now, inputs)
         if why:
-            return why
+            return with_causes(why, self._cameras)  # a slow camera: what was measured and the likely cause
         image_stamp = frames[self._cameras[0].name][1]
         privileged = float(extras["stamp"]) if "stamp" in extras else None
         if self.p["privileged_topic"]:
@@ -302,7 +417,8 @@ class PolicyNode(QuietEvents, Node):
                            instruction=instruction, stamp=stamp, extras=extras)
 
     def _infer(self) -> None:
-        if self._policy is None or not self._instruction:
+        policy = self._policy
+        if not self._active or policy is None or not self._instruction:
             return
         now = self._now()
         obs = self._observation(now)
@@ -314,9 +430,13 @@ class PolicyNode(QuietEvents, Node):
             reset, self._reset_pending = self._reset_pending, False
         try:
             if reset:
-                self._policy.reset()
+                policy.reset()
+                if self._rtc is not None:
+                    self._rtc.reset()
             t0 = time.perf_counter()
-            chunk = self._policy.act(obs)
+            req = None if self._rtc is None else self._rtc.request(obs.stamp)
+            chunk = policy.act(obs) if req is None else policy.act(
+                obs, prefix=req.prefix, prefix_len=req.prefix_len, soft_horizon=req.soft_horizon)
         except Exception as e:
             self._set_status(PolicyStatus.STATE_FAULT, f"inference failed: {e}")
             self.get_logger().error(f"inference failed: {e}", throttle_duration_sec=2.0)
@@ -333,13 +453,24 @@ class PolicyNode(QuietEvents, Node):
         # so preprocess_ms + model_latency_ms is the policy's whole time and the rest is ROS overhead
         pre = float(chunk.timings.get("preprocess", 0.0))
         chunk.timings = {**chunk.timings, "model": max(0.0, latency_ms - pre)}
+        self._hold_until(obs.stamp + self.p["inject_delay_ms"] / 1e3)
         self._publish_chunk(chunk, obs.instruction)
+        if self._rtc is not None:  # the bridge switches at arrival: so does the mirror
+            self._rtc.published(actions, obs.stamp, self._now(), prefix_len=None)
         self._last_latency_ms = float(chunk.timings.get("total", latency_ms))
         self._chunks += 1
         self._chunk_times = [t for t in self._chunk_times if now - t < 5.0] + [now]
         self._set_status(PolicyStatus.STATE_RUNNING, f"running: {obs.instruction}")
 
+    def _hold_until(self, t: float) -> None:
+        """Wait (sim time) until ``t``: inject_delay_ms emulates a slower model while the robot moves on."""
+        while self._active and self.p["inject_delay_ms"] > 0 and self._now() < t:
+            time.sleep(0.002)
+
     def _publish_chunk(self, chunk, instruction: str) -> None:
+        io = self._io
+        if io is None:
+            return
         stamp = self.get_clock().now().to_msg()
         if self.p["publish_trajectory"] and chunk.action_space in ACTION_SPACES \
                 and ACTION_SPACES[chunk.action_space].kind == "absolute":
@@ -347,8 +478,8 @@ class PolicyNode(QuietEvents, Node):
             rows = np.asarray(chunk.actions, np.float64)[:, arm]  # (T, 7)
             if rows.shape[1] == len(self.p["joint_names"]):
                 start = chunk.stamp + self.p["row_offset_steps"] * chunk.dt
-                self._traj_pub.publish(conv.trajectory_cdr(self.p["joint_names"], rows, chunk.dt, conv.to_time(start)))
-        self._chunk_pub.publish(conv.chunk_to_msg(chunk, stamp, self._chunks, instruction, task_name(instruction),
+                io.traj_pub.publish(conv.trajectory_cdr(self.p["joint_names"], rows, chunk.dt, conv.to_time(start)))
+        io.chunk_pub.publish(conv.chunk_to_msg(chunk, stamp, self._chunks, instruction, task_name(instruction),
                                                 backend=self.p["backend"]))
 
     # ------------------------------------------------------------------ status
@@ -358,24 +489,25 @@ class PolicyNode(QuietEvents, Node):
 
     def _image_age_ms(self, cams: list[dict[str, Any]]) -> float:
         ages = [c["age_ms"] for c in cams]
-        return -1.0 if min(ages) < 0 else max(ages)
+        return -1.0 if not ages or min(ages) < 0 else max(ages)
 
     def _publish_status(self) -> None:
         self._poll_inputs()  # the ages below are of the newest messages, also while no inference runs
-        for cam in self._cameras:
+        cameras = list(self._cameras)
+        for cam in cameras:
             cam.ensure_subscribed()  # auto: subscribe once a publisher appears, follow a change of its QoS
         now = self._now()
         last = self._chunk_times[-1] if self._chunk_times else -1e18
-        if self._policy is not None and self._instruction and now - last > max(1.0, 3.0 / self.p["max_inference_rate_hz"]):
+        if self._active and self._instruction and now - last > max(1.0, 3.0 / self.p["max_inference_rate_hz"]):
             why = self._observation(now)  # no chunk for a while: say what is missing
             if isinstance(why, str):
                 self._set_status(PolicyStatus.STATE_READY, why)
-        cams = [c.summary() for c in self._cameras]
+        cams = [c.summary() for c in cameras]
         msg = PolicyStatus(state=self._state_code, backend=self.p["backend"], checkpoint=self.p["checkpoint"],
                            instruction=self._instruction, chunks_published=self._chunks,
                            last_latency_ms=self._last_latency_ms, inference_rate_hz=self._rate(),
                            image_age_ms=self._image_age_ms(cams), message=self._message,
-                           camera_names=[c.name for c in self._cameras], camera_topics=[c["topic"] for c in cams],
+                           camera_names=[c.name for c in cameras], camera_topics=[c["topic"] for c in cams],
                            camera_rate_hz=[c["rate_hz"] for c in cams], camera_age_ms=[c["age_ms"] for c in cams],
                            camera_latency_ms=[c["latency_ms"] for c in cams],
                            camera_drops=[int(c["drops"]) for c in cams], camera_qos=[c["qos"] for c in cams],
@@ -385,7 +517,7 @@ class PolicyNode(QuietEvents, Node):
         self._diag.update()
 
     def _diag_check(self) -> tuple[bytes, str, dict[str, Any]]:
-        level = {PolicyStatus.STATE_FAULT: ERROR, PolicyStatus.STATE_RUNNING: OK}.get(self._state_code, OK)
+        level = {PolicyStatus.STATE_FAULT: ERROR, PolicyStatus.STATE_UNCONFIGURED: WARN}.get(self._state_code, OK)
         if self._state_code == PolicyStatus.STATE_READY and self._instruction:
             level = WARN  # has an instruction but cannot run (inputs missing or stale)
         return level, self._message, {"chunks": self._chunks, "latency_ms": f"{self._last_latency_ms:.2f}",

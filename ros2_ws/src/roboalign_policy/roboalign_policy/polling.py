@@ -23,6 +23,7 @@ from typing import Any
 
 from rclpy.callback_groups import CallbackGroup
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+from rclpy.lifecycle.publisher import LifecyclePublisher
 from rclpy.node import Node
 from rclpy.qos import QoSCompatibility, qos_check_compatible
 from rclpy.subscription import Subscription
@@ -35,6 +36,12 @@ class QuietEvents:
     def create_publisher(self, *args: Any, event_callbacks: PublisherEventCallbacks | None = None, **kw: Any):
         return super().create_publisher(  # type: ignore[misc]
             *args, event_callbacks=event_callbacks or PublisherEventCallbacks(use_default_callbacks=False), **kw)
+
+    def create_lifecycle_publisher(self, *args: Any, **kw: Any) -> LifecyclePublisher:
+        """A lifecycle node's managed publisher (publishes only while the node is active), without event handlers."""
+        pub = self.create_publisher(*args, publisher_class=LifecyclePublisher, **kw)
+        self.add_managed_entity(pub)  # type: ignore[attr-defined]
+        return pub
 
     def create_subscription(self, *args: Any, event_callbacks: SubscriptionEventCallbacks | None = None,
                             **kw: Any):

@@ -39,6 +39,7 @@ from std_msgs.msg import Bool, Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
 from roboalign.sim.constants import DEFAULT_CAMERAS, EXPERT_EXTRAS, JOINT_MAX_DELTA, SIM_CAMERA_SIZE
+from roboalign.sim.libero_env import LiberoEnv  # MuJoCo, robosuite and LIBERO load when a scene does
 from roboalign.sim.trajectory import TrajectoryFollower, interpolate  # noqa: F401 (interpolate: re-exported)
 from roboalign.spec.action_space import FR3_JOINT_NAMES
 from roboalign.spec.tasks import DEFAULT_TASKS, SCENE_SETS, sim_task_set
@@ -193,8 +194,6 @@ class SimRobotNode(QuietEvents, Node):  # no per-entity QoS event handlers: chea
 
     # ------------------------------------------------------------------ the sim loop
     def _load(self, task: str) -> None:
-        from roboalign.sim.libero_env import LiberoEnv  # heavy import (MuJoCo, robosuite, LIBERO)
-
         if self.env is not None and self.env.task_name == task:
             return
         if self.env is not None:

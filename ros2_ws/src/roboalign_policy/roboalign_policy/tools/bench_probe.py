@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from roboalign_policy import qos as q
 from roboalign_policy.graph import ros_value
@@ -190,7 +191,6 @@ def _first_chunks(probe: Probe, client, procs: list[subprocess.Popen], task: str
 
 def _measure(probe: Probe, client, seconds: float, task: str) -> int:
     """Run ``seconds``, restarting the episode after a fault; returns the number of restarts."""
-    from tqdm import tqdm
 
     restarts = 0
     for _ in tqdm(range(int(seconds)), desc="bench ros", leave=False):

@@ -1,7 +1,8 @@
 """The operator's side of the bridge, for ``roboalign say``, ``roboalign trials`` and ``roboalign demo``.
 
-Sends roboalign_msgs/TaskCommand requests, engages/releases the e-stop (std_srvs/SetBool), and follows
-roboalign_msgs/EpisodeStatus until the episode ends. Owns its rclpy context and spins it in a background
+Sends roboalign_msgs/TaskCommand requests, engages/releases the e-stop (std_srvs/SetBool), follows
+roboalign_msgs/EpisodeStatus until the episode ends, and keeps the policy's newest roboalign_msgs/PolicyStatus
+(which backend and checkpoint will act, and whether the policy can). Owns its rclpy context and spins it in a background
 thread, so callers stay plain blocking Python.
 """
 
@@ -16,8 +17,10 @@ from dataclasses import dataclass
 import rclpy
 from rclpy.context import Context
 from rclpy.executors import ExternalShutdownException, ShutdownException, SingleThreadedExecutor
+from rclpy.parameter import Parameter, parameter_value_to_python
+from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import qos_profile_sensor_data
-from roboalign_msgs.msg import EpisodeStatus
+from roboalign_msgs.msg import EpisodeStatus, PolicyStatus
 from roboalign_msgs.srv import TaskCommand
 from sensor_msgs.msg import JointState
 from std_srvs.srv import SetBool
@@ -29,6 +32,28 @@ TERMINAL = {"success", "failure", "timeout", "stopped", "fault"}
 COMMANDS = {"start": TaskCommand.Request.START, "stop": TaskCommand.Request.STOP, "home": TaskCommand.Request.HOME,
             "reset": TaskCommand.Request.RESET, "estop": TaskCommand.Request.ESTOP,
             "release_estop": TaskCommand.Request.RELEASE_ESTOP}
+
+
+POLICY_STATES = {v: k.removeprefix("STATE_").lower() for k, v in vars(PolicyStatus).items()
+                 if k.startswith("STATE_")}
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The policy node's newest status: its state, its own message, and what acts."""
+
+    state: str
+    message: str
+    backend: str
+    checkpoint: str
+
+    @classmethod
+    def from_msg(cls, m: PolicyStatus) -> Policy:
+        return cls(POLICY_STATES.get(m.state, f"state{m.state}"), m.message, m.backend, m.checkpoint)
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("ready", "running")
 
 
 class BridgeUnavailable(RuntimeError):
@@ -60,7 +85,8 @@ class Status:
 
 class OperatorClient:
     def __init__(self, command_service: str = qos.COMMAND_SERVICE, status_topic: str = qos.EPISODE_STATUS,
-                 estop_service: str = qos.ESTOP_SERVICE, joint_states_topic: str = qos.JOINT_STATES) -> None:
+                 estop_service: str = qos.ESTOP_SERVICE, joint_states_topic: str = qos.JOINT_STATES,
+                 policy_status_topic: str = qos.POLICY_STATUS) -> None:
         self._ctx = Context()
         rclpy.init(context=self._ctx)
         self.node = rclpy.create_node(f"roboalign_operator_{threading.get_ident() % 100000}", context=self._ctx)
@@ -69,8 +95,11 @@ class OperatorClient:
         self._estop = self.node.create_client(SetBool, estop_service)
         self._cond = threading.Condition()
         self.status: Status | None = None
+        self.policy: Policy | None = None
         self.joints: dict[str, float] = {}
         self.node.create_subscription(EpisodeStatus, status_topic, self._on_status, 10)
+        if policy_status_topic:
+            self.node.create_subscription(PolicyStatus, policy_status_topic, self._on_policy, qos.LATCHED)
         if joint_states_topic:  # "" : no joint states (they wake this client's executor at the robot's rate)
             self.node.create_subscription(JointState, joint_states_topic, self._on_joints, qos_profile_sensor_data)
         self.errors: deque[str] = deque(maxlen=20)  # the latest callback failures (also in the node's log)
@@ -98,13 +127,27 @@ class OperatorClient:
             self.status = Status.from_msg(msg)
             self._cond.notify_all()
 
+    def _on_policy(self, msg: PolicyStatus) -> None:
+        with self._cond:
+            self.policy = Policy.from_msg(msg)
+            self._cond.notify_all()
+
+    def wait_for_policy(self, timeout: float = 2.0) -> Policy | None:
+        """The policy's newest status (waiting up to ``timeout`` for a first one); None: none arrived."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self.policy is None and (left := deadline - time.monotonic()) > 0:
+                self._cond.wait(timeout=left)
+            return self.policy
+
     def _on_joints(self, msg: JointState) -> None:
         self.joints = dict(zip(msg.name, msg.position, strict=False))
 
     def wait_for_bridge(self, timeout: float = 30.0) -> None:
         if not self._cmd.wait_for_service(timeout_sec=timeout):
             raise BridgeUnavailable(f"no bridge answers on {self._cmd.srv_name} after {timeout:g} s: is the stack "
-                                    "running (roboalign demo / ros2 launch roboalign_policy ...)?")
+                                    "running (roboalign demo / ros2 launch roboalign_policy ...) and bridge_node "
+                                    "configured (ros2 lifecycle get /bridge_node)?")
 
     def wait_for_status(self, predicate: Callable[[Status], bool] = lambda s: True,
                         timeout: float = 30.0) -> Status | None:
@@ -135,8 +178,6 @@ class OperatorClient:
 
     def add_node(self, name: str, use_sim_time: bool = False):
         """Another node in this client's context, spun by its executor (e.g. a teleop stand-in on sim time)."""
-        from rclpy.parameter import Parameter
-
         node = rclpy.create_node(name, context=self._ctx,
                                  parameter_overrides=[Parameter("use_sim_time", value=use_sim_time)])
         self._executor.add_node(node)
@@ -153,9 +194,6 @@ class OperatorClient:
 
     def get_parameters(self, node: str, names: list[str], timeout: float = 10.0) -> dict[str, object]:
         """Values of ``names`` on the running node ``node`` (e.g. the bridge's record_dir)."""
-        from rclpy.parameter import parameter_value_to_python
-        from rclpy.parameter_client import AsyncParameterClient
-
         client = AsyncParameterClient(self.node, node)
         if not client.wait_for_services(timeout_sec=timeout):
             raise BridgeUnavailable(f"node {node} offers no parameter services: is it running?")
@@ -164,9 +202,6 @@ class OperatorClient:
 
     def set_parameters(self, node: str, values: dict[str, object], timeout: float = 10.0) -> None:
         """Set parameters on the running node ``node``; raises ValueError with the node's reason if refused."""
-        from rclpy.parameter import Parameter
-        from rclpy.parameter_client import AsyncParameterClient
-
         client = AsyncParameterClient(self.node, node)
         if not client.wait_for_services(timeout_sec=timeout):
             raise BridgeUnavailable(f"node {node} offers no parameter services: is it running?")
