@@ -37,11 +37,11 @@ LAYERS: dict[str, int] = {
 # Third-party packages that are heavy to import (seconds, GPU runtimes, a simulator, DDS) or optional.
 HEAVY = frozenset({
     "torch", "transformers", "diffusers", "trl", "accelerate", "peft", "datasets", "onnx", "onnxscript",
-    "onnxruntime", "tensorrt", "libero", "robosuite", "mujoco", "pinocchio", "rclpy", "rosbags", "mcap", "av",
+    "onnxruntime", "tensorrt", "libero", "robosuite", "mujoco", "pinocchio", "rosbags", "mcap", "av",
     "matplotlib", "pyrealsense2", "hid", "evdev", "pyspacemouse", "scipy", "h5py", "pyarrow", "cv2", "PIL",
     "tokenizers", "safetensors", "pandas", "uvicorn", "fastapi", "aiohttp", "selenium",
-    # the ROS 2 client libraries and message packages (present only where ROS 2 is installed)
-    "rclpy", "ament_index_python", "builtin_interfaces", "std_msgs", "std_srvs", "sensor_msgs", "geometry_msgs",
+    "rclpy",  # the ROS 2 client library and message packages (present only where ROS 2 is installed)
+    "ament_index_python", "builtin_interfaces", "std_msgs", "std_srvs", "sensor_msgs", "geometry_msgs",
     "trajectory_msgs", "diagnostic_msgs", "lifecycle_msgs", "rcl_interfaces", "rosgraph_msgs", "roboalign_msgs",
     "franka_msgs", "rosbag2_py",
 })
