@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-pytestmark = pytest.mark.ros
+pytestmark = [pytest.mark.ros, pytest.mark.serial]  # serial: it times a SIGKILL and the takes around it
 
 rclpy = pytest.importorskip("rclpy", reason="needs ROS 2 (make setup)")
 from roboalign.commands.dataset import main as dataset_main  # noqa: E402

@@ -208,7 +208,6 @@ class HumanOperator:
     def demonstrate(self, client: Any, episode: int, instruction: str, timeout: float):
         self.console.pressed()  # forget earlier keystrokes
         self.echo(f"[record] '{instruction}': demonstrate now; press Enter when done")
-
         return follow_take(client, episode, self.console.pressed, timeout)
 
     def verdict(self, final) -> str:
