@@ -35,7 +35,9 @@ CASES = [("sim", {}), ("sim", {"backend": "onnxruntime", "checkpoint": "/models/
          ("real_robot", {"checkpoint": "/models/export", "camera_driver": "none", "gripper": "topic"}),
          ("real_robot", {"checkpoint": "/models/export", "camera_driver": "none", "allow_cpu_fallback": "true",
                          "autostart": "false", "backend_options": '{"providers": ["cpu"]}'}),
-         ("sim", {"allow_cpu_fallback": "true", "camera_qos": "best_effort"})]
+         ("sim", {"allow_cpu_fallback": "true", "camera_qos": "best_effort"}),
+         ("sim", {"console": "true", "console_port": "8800"}),
+         ("real_robot", {"checkpoint": "/models/export", "camera_driver": "none", "console": "true"})]
 
 
 @pytest.fixture
@@ -87,13 +89,14 @@ def test_every_node_starts_with_its_launch_parameters(ros, graph_name, values) -
             started.append(node.name)
         finally:
             n.destroy_node()
+    console = ["console"] if args["console"] else []  # the operator console, with console:=true
     if graph_name == "sim":
-        assert started == ["sim_robot_node", "policy_node", "bridge_node"]
+        assert started == ["sim_robot_node", "policy_node", "bridge_node", *console]
     else:
         expected = ["policy_node", "bridge_node"] + (["gripper_relay"] if args["gripper"] == "franka_gripper" else [])
         if args["camera_driver"] == "pyrealsense2":
             expected += ["agentview_camera", "wrist_camera"]
-        assert started == expected
+        assert started == expected + console
     if graph_name == "real_robot":
         assert args["dry_run"] is (values.get("dry_run", "true") == "true")
         # one argument sets both: the gripper relay never sends goals while the bridge is in dry run
