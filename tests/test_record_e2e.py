@@ -7,7 +7,7 @@ Small N (one demonstration, three training steps): it proves that the path conne
 (every commanded step is in the episode, commanded and measured actions both kept), and that the demonstration is
 the expert's motion: every bridge command is the expert's target for that very tick (none a step late) and the take
 is as long as the same expert's run straight in LIBERO from the same init state; not that the head is good. The
-measured comparison with demos collected directly in sim is in the README.
+measured comparison with demos collected directly in sim is in docs/results.md.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Two hosts on one machine: camera streams from the "robot" network namespace to the "policy" one over a veth
 pair (DDS over UDP only, as between two PCs), raw 640x480 rgb8 and JPEG, at 30 Hz. Skips with the reason when
 network namespaces cannot be made (not root, no iproute2, no CAP_NET_ADMIN). Chunk latency and command jitter
-across the link: ``roboalign bench ros --netns`` (README "Cameras")."""
+across the link: ``roboalign bench ros --netns`` (docs/results.md, "Camera streams between processes")."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ ROS-free. The camera inputs of the nodes (``roboalign_policy.cameras``), the bri
 doctor --topic`` hand in what they measured as a :class:`StreamHealth`; :func:`stream_cause` says, for a stream
 far below its publisher's rate or with long gaps, what was measured and the likely cause with the fix.
 
-Measured on one host (README "Cameras"): 640x480 rgb8 (921,600 B) frames are larger than FastDDS's default
+Measured on one host (docs/results.md): 640x480 rgb8 (921,600 B) frames are larger than FastDDS's default
 512 KiB shared-memory segment, which belongs to the *publisher*; they fall back to fragmented UDP and, best
 effort, most are lost (2 x 30 Hz from a publisher on FastDDS's defaults: 25.7 / 2.2 Hz received with largest
 gaps of 2.5 s; with our profile on the subscriber only 18.6 / 11.8 Hz, 2.1 s; with it on the publisher too

@@ -53,7 +53,7 @@ from roboalign.sim.suites import MAX_STEPS
 from roboalign.spec.policy_io import BasePolicy, Observation
 from roboalign.spec.tasks import DEFAULT_TASKS, SimTask
 
-OUR_MAX_STEPS = 300  # the four tasks: the expert needs 70-200 steps (README), demos stay under 300
+OUR_MAX_STEPS = 300  # the four tasks: the expert needs 70-200 steps (docs/results.md), demos stay under 300
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from roboalign.sim.collect import main as collect_main
 DEFAULT = "default"
 ENV_VAR = "ROBOALIGN_DATA_HOME"
 DATASET_NAME = "libero_object_4tasks"
-# Pinned rather than collect's defaults: the set is the one the README's figures are measured on (the four tasks in
+# Pinned rather than collect's defaults: the set is the one docs/results.md's figures are measured on (the four tasks in
 # their LIBERO-Object stand-in scenes) whatever collect's defaults are; every task, collect's defaults otherwise.
 COLLECT_ARGS: tuple[str, ...] = ("--scenes", "libero_object", "--episodes", "20", "--camera-size", "128")
 STAMP = "collected.json"  # written once `roboalign collect` finished the whole plan

@@ -1,7 +1,7 @@
 """The QoS profiles and default topic names every node uses, in one place.
 
 Commands and chunks are reliable, instructions latched, joint states sensor-data. Cameras follow the
-publisher (:func:`camera_qos`): measured here (README "Cameras"), 640x480 rgb8 at 30 Hz between two processes
+publisher (:func:`camera_qos`): measured here (docs/results.md), 640x480 rgb8 at 30 Hz between two processes
 arrives at ~11 Hz through a best-effort subscription of a reliable publisher's stream and at ~30 Hz reliably,
 so a subscriber takes the publisher's reliability (realsense-ros publishes reliable by default) with keep-last
 depth 1: every frame is delivered, and nothing old queues behind the newest one.

@@ -8,7 +8,7 @@ topics (``<topic>``, ``<topic>_1``, ...) from its own loop on an absolute 1/fps 
 what arrives (DDS reception times) and prints one JSON line: rate, the publisher's rate (from the stamps), max gap,
 age (header stamp -> reception), drops (gaps in the frame counter carried in ``header.frame_id``), frame size and
 the subscriber's CPU time per message, of the worst topic (lowest rate), with every topic's figures under ``topics``. Used to measure the QoS /
-transport choices of README "Cameras" (reliable vs best effort at 640x480: follow the publisher's reliability;
+transport choices of docs/robot-bringup.md "Cameras" (reliable vs best effort at 640x480: follow the publisher's reliability;
 ``ROBOALIGN_DDS_PROFILE=0`` on one side: FastDDS's defaults there), and by the two-host (network namespace) test.
 """
 
