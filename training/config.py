@@ -26,6 +26,7 @@ from typing import Any
 from roboalign.models.action_head import ActionHeadConfig
 from roboalign.sim.default_dataset import DEFAULT as DEFAULT_DATASET
 from roboalign.spec.loader import SpecError, build, read_spec_file
+from roboalign.spec.rewards import REWARDS
 from roboalign.training.data_builders import REASONING_DETAILS, ExtraDataset, SampleConfig
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -104,19 +105,21 @@ class DataConfig:
             raise ValueError(f"DataConfig.val_fraction must be in [0, 1), got {self.val_fraction}")
 
 
-def sample_config(data: DataConfig) -> SampleConfig:
-    """How SFT / GRPO make samples from the episodes of ``data`` (cameras, chunk length, stride, reasoning)."""
+def sample_config(data: DataConfig, reward: str = "action") -> SampleConfig:
+    """How SFT / GRPO make samples from the episodes of ``data`` (cameras, chunk length, stride, reasoning) for
+    the run's ``reward`` (the robot samples' answer: FAST tokens, language action or pixel waypoints)."""
     return SampleConfig(cameras=data.cameras, chunk_len=data.chunk_len, stride=data.stride,
-                        vqa_per_frame=data.vqa_per_frame, seed=data.seed, reasoning=data.reasoning)
+                        vqa_per_frame=data.vqa_per_frame, seed=data.seed, reasoning=data.reasoning, answer=reward)
 
 
 @dataclass(frozen=True)
 class SFTRunConfig:
-    """Stage 1: SFT to reasoning + FAST answers (TRL SFTTrainer)."""
+    """Stage 1: SFT to reasoning + answers (TRL SFTTrainer): FAST tokens, or the RQ2 alternatives by ``reward``."""
 
     output_dir: str = "runs/sft_tiny"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    reward: str = "action"  # the answer the robot samples teach: action | language | trajectory2d
     learning_rate: float = 2e-5
     lr_scheduler_type: str = "cosine"
     warmup_ratio: float = 0.03
@@ -137,6 +140,7 @@ class SFTRunConfig:
     trainer_overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        _check_choice("SFTRunConfig", "reward", self.reward, REWARDS)
         _check_choice("SFTRunConfig", "lr_scheduler_type", self.lr_scheduler_type,
                       ("cosine", "linear", "constant", "constant_with_warmup"))
         if not 0 <= self.warmup_ratio < 1:
@@ -147,11 +151,15 @@ class SFTRunConfig:
 
 @dataclass(frozen=True)
 class GRPORunConfig:
-    """Stage 3: GRPO on the format + prefix-accuracy reward (TRL GRPOTrainer), from an SFT checkpoint."""
+    """Stage 3: GRPO on the format + accuracy reward (TRL GRPOTrainer), from an SFT checkpoint.
+
+    ``reward`` picks the accuracy term (``roboalign.spec.rewards``): FAST prefix accuracy (``action``, the
+    paper's), the language action (``language``) or the image-space gripper waypoints (``trajectory2d``)."""
 
     init_checkpoint: str = "runs/sft_tiny"
     output_dir: str = "runs/grpo_tiny"
     data: DataConfig = field(default_factory=lambda: DataConfig(mixture={"robot": 1.0}))
+    reward: str = "action"  # action | language | trajectory2d (the SFT checkpoint's answer format)
     learning_rate: float = 1e-6
     lr_scheduler_type: str = "constant"
     num_train_epochs: float = 1.0
@@ -183,6 +191,7 @@ class GRPORunConfig:
     trainer_overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        _check_choice("GRPORunConfig", "reward", self.reward, REWARDS)
         _check_choice("GRPORunConfig", "loss_type", self.loss_type, ("grpo", "dapo", "dr_grpo", "bnpo"))
         _check_choice("GRPORunConfig", "scale_rewards", self.scale_rewards, ("group", "batch", "none"))
         _check_choice("GRPORunConfig", "vllm_mode", self.vllm_mode, ("colocate", "server"))

@@ -8,6 +8,12 @@ actions, instruction, and the privileged sim facts the scripted expert used):
   ``<think>{reasoning}</think><answer><ACTION_START>{FAST tokens of actions[t:t+H]}<ACTION_END></answer>``.
   The action chunk is normalised with the dataset's ``NormStats`` and encoded by the FAST tokenizer.
   Only complete chunks are used (``t + H <= T``); there is no padding of the episode tail.
+  With ``reward: language`` / ``trajectory2d`` (``SampleConfig.answer``; the RQ2 alternatives) the same
+  samples answer ``<answer>{language action}</answer>`` (``language_action``: the motion the scripted expert
+  performs from step t, by its phase) or ``<answer>[(x1, y1), ..., (xK, yK)]</answer>`` (``pixel_waypoints``:
+  the gripper's pixel position in the first camera's image at steps t+1 … t+K, K = chunk length, the last
+  recorded position repeated past the episode's end), and carry the truth in ``target_text`` /
+  ``target_points`` for the GRPO reward (``roboalign.spec.rewards``); ``target_fast`` is kept in every mode.
 * **vqa** samples: spatial questions about the same frames (where is the object relative to the gripper,
   how far, is the gripper open, which phase) with short answers.
 
@@ -47,6 +53,7 @@ from roboalign.spec.action_vocab import ActionVocab
 from roboalign.spec.fast import FastConfig, FastTokenizer
 from roboalign.spec.normalization import NormStats
 from roboalign.spec.prompts import PromptTemplate
+from roboalign.spec.rewards import REWARDS, TARGET_COLUMNS, format_points
 
 
 class DataError(ValueError):
@@ -64,7 +71,8 @@ class EpisodeView:
 
     images: camera -> (T, H, W, 3) uint8, right way up. states: (T, S). actions: (T, D) raw units in the
     chosen action space. phases: (T,) expert phase names. object_pos/target_pos/eef_pos: (T, 3) metres,
-    world frame (x forward, y left, z up). gripper_open: (T,) bool.
+    world frame (x forward, y left, z up). gripper_open: (T,) bool. gripper_pixels: camera -> (T, 2) the
+    gripper's (x, y) pixel position in that camera's image (x right, y down), where the renderer knows it.
     """
 
     name: str
@@ -80,6 +88,7 @@ class EpisodeView:
     eef_pos: np.ndarray | None = None
     gripper_open: np.ndarray | None = None
     task: str = ""
+    gripper_pixels: dict[str, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         t = len(self.actions)
@@ -95,6 +104,10 @@ class EpisodeView:
             v = getattr(self, name)
             if v is not None and len(v) != t:
                 raise DataError(f"episode {self.name}: {name} has {len(v)} entries for {t} steps")
+        for cam, px in (self.gripper_pixels or {}).items():
+            if np.shape(px) != (t, 2):
+                raise DataError(f"episode {self.name}: gripper_pixels[{cam!r}] has shape {np.shape(px)}, "
+                                f"expected ({t}, 2)")
 
     @property
     def length(self) -> int:
@@ -229,8 +242,11 @@ class SampleConfig:
     vqa_per_frame: int = 1
     seed: int = 0
     reasoning: str = "full"  # REASONING_DETAILS
+    answer: str = "action"  # what robot samples answer: roboalign.spec.rewards.REWARDS
 
     def __post_init__(self) -> None:
+        if self.answer not in REWARDS:
+            raise ValueError(f"SampleConfig.answer={self.answer!r}; valid: {', '.join(REWARDS)}")
         if self.reasoning not in REASONING_DETAILS:
             raise ValueError(f"SampleConfig.reasoning={self.reasoning!r}; valid: {', '.join(REASONING_DETAILS)}")
         if not self.cameras:
@@ -285,10 +301,13 @@ def encode_chunk(chunk: np.ndarray, norm: NormStats, fast: FastTokenizer, where:
 
 def robot_sample(
     images: list[Image.Image], instruction: str, state: np.ndarray | None, fast_ids: list[int], reasoning: str,
-    template: PromptTemplate, vocab: ActionVocab, source: str,
+    template: PromptTemplate, vocab: ActionVocab, source: str, answer: str | None = None,
+    targets: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One robot sample in TRL's conversational prompt-completion format (+ images, target FAST ids)."""
-    answer = vocab.fast_to_text(fast_ids)  # <ACTION_START><FAST_…>…<ACTION_END>
+    """One robot sample in TRL's conversational prompt-completion format (+ images, target FAST ids).
+
+    ``answer``: the text inside ``<answer>`` (default: the FAST tokens); ``targets``: extra truth columns."""
+    answer = vocab.fast_to_text(fast_ids) if answer is None else answer  # <ACTION_START><FAST_…>…<ACTION_END>
     return {
         "prompt": template.robot_messages(instruction, state, n_images=len(images)),
         "completion": template.assistant(template.completion(reasoning, answer)),
@@ -296,7 +315,42 @@ def robot_sample(
         "target_fast": list(map(int, fast_ids)),
         "kind": "robot",
         "source": source,
+        **(targets or {}),
     }
+
+
+def language_action(ep: EpisodeView, t: int) -> str:
+    """The high-level language action at step ``t``: the motion of the expert's phase (``NEXT_STEP``)."""
+    if ep.phases is None:
+        raise DataError(f"episode {ep.name}: no expert phases; reward=language needs them for its language actions "
+                        "(record episodes with the scripted expert)")
+    phase = str(ep.phases[t])
+    if phase not in NEXT_STEP:
+        raise DataError(f"episode {ep.name} step {t}: phase {phase!r} has no language action; "
+                        f"known phases: {', '.join(NEXT_STEP)}")
+    return NEXT_STEP[phase].format(obj=ep.object_name, tgt=ep.target_name)
+
+
+def pixel_waypoints(ep: EpisodeView, camera: str, t: int, k: int) -> list[list[int]]:
+    """The gripper's (x, y) pixel position in ``camera``'s image at steps t+1 … t+k (last one repeated at the end)."""
+    pixels = (ep.gripper_pixels or {}).get(camera)
+    if pixels is None:
+        raise DataError(f"episode {ep.name}: no image-space gripper positions (gripper_pixels) for camera "
+                        f"{camera!r}; reward=trajectory2d needs them, and only the toy world's episodes "
+                        "(roboalign.bench.toy_episodes) carry them")
+    steps = [min(t + i, ep.length - 1) for i in range(1, k + 1)]
+    return [[round(float(pixels[s][0])), round(float(pixels[s][1]))] for s in steps]
+
+
+def answer_and_targets(ep: EpisodeView, t: int, cfg: SampleConfig) -> tuple[str | None, dict[str, Any]]:
+    """The robot sample's ``<answer>`` text (None: FAST tokens) and truth columns for ``cfg.answer``."""
+    if cfg.answer == "language":
+        phrase = language_action(ep, t)
+        return phrase, {TARGET_COLUMNS["language"]: phrase}
+    if cfg.answer == "trajectory2d":
+        points = pixel_waypoints(ep, cfg.cameras[0], t, cfg.chunk_len)
+        return format_points(points), {TARGET_COLUMNS["trajectory2d"]: points}
+    return None, {}
 
 
 def robot_samples(
@@ -312,8 +366,9 @@ def robot_samples(
             where = f"episode {ep.name} step {t}"
             ids = encode_chunk(ep.actions[t : t + cfg.chunk_len], norm, fast, where)
             imgs = [ep.image(cam, t) for cam in cfg.cameras]
+            answer, targets = answer_and_targets(ep, t, cfg)
             out.append(robot_sample(imgs, ep.instruction, ep.states[t], ids, reasoning_text(ep, t, cfg.reasoning), template, vocab,
-                                    source=where))
+                                    source=where, answer=answer, targets=targets))
     return out
 
 

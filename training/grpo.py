@@ -1,7 +1,8 @@
-"""Stage 3 — GRPO alignment on the format + prefix-accuracy reward (TRL ``GRPOTrainer``).
+"""Stage 3 — GRPO alignment on the format + accuracy reward (TRL ``GRPOTrainer``).
 
 Starts from an SFT checkpoint folder (``roboalign.models.aligned``). Prompts are robot samples (images +
-instruction + state) with their target FAST ids in the ``target_fast`` column; for each prompt the policy
+instruction + state) with their target FAST ids in the ``target_fast`` column (and, for ``reward: language`` /
+``trajectory2d``, the true phrase / pixel waypoints in ``target_text`` / ``target_points``); for each prompt the policy
 samples ``num_generations`` (5) completions, scored by ``roboalign.spec.rewards`` (r = (r_f + r_a) / 2 via
 ``reward_weights=[0.5, 0.5]``), advantages are group-normalised, and the clipped policy-gradient loss
 plus ``beta`` × KL to the frozen SFT model (TRL's k3 estimator = EasyR1's ``low_var_kl``) is minimised.
@@ -15,6 +16,7 @@ training/configs/accelerate_zero3.yaml -m roboalign.training.grpo --config train
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -24,27 +26,46 @@ import torch
 
 from roboalign.models.aligned import AlignedModel, load_aligned, save_specs
 from roboalign.models.backbone import freeze_vision_tower
-from roboalign.spec.rewards import RoboAlignRewards
+from roboalign.spec.rewards import TARGET_COLUMNS, RoboAlignRewards
 from roboalign.training.config import GRPORunConfig, config_to_dict, sample_config
 from roboalign.training.curves import CurveLogger
 from roboalign.training.data_builders import EpisodeView, Mixture, robot_samples, to_hf_dataset
 from roboalign.training.overrides import parse_run_config
 from roboalign.training.resume import resolve_checkpoint, restore_weights
-from roboalign.training.run_output import finish_trainer_run, report, start_run
+from roboalign.training.run_output import RUN_CONFIG_FILE, finish_trainer_run, report, start_run
 
 log = logging.getLogger(__name__)
 GRPO_COLUMNS = ("prompt", "images", "target_fast")
 
 
+def grpo_columns(reward: str) -> tuple[str, ...]:
+    """The dataset columns GRPO keeps for ``reward``: prompt, images, target FAST ids and the reward's truth."""
+    extra = TARGET_COLUMNS[reward]
+    return GRPO_COLUMNS if extra in GRPO_COLUMNS else (*GRPO_COLUMNS, extra)
+
+
+def check_answer_format(init_checkpoint: str | Path, reward: str) -> None:
+    """Refuse GRPO with ``reward`` on an SFT checkpoint whose ``run_config.json`` names another ``reward``
+    (its answers would never score); a checkpoint without one answers in FAST tokens (``action``)."""
+    run_config = Path(init_checkpoint) / RUN_CONFIG_FILE
+    if not run_config.is_file():
+        return
+    trained = json.loads(run_config.read_text()).get("reward", "action")
+    if trained != reward:
+        raise ValueError(f"GRPO reward={reward} but the SFT checkpoint {init_checkpoint} was trained to answer for "
+                         f"reward={trained}; set reward={trained} or start from an SFT run with reward={reward}")
+
+
 def grpo_samples(aligned: AlignedModel, views: list[EpisodeView], cfg: GRPORunConfig) -> list[dict[str, Any]]:
-    """Robot prompts with their target FAST ids (the spec's cameras/chunk length; the run's stride)."""
+    """Robot prompts with their target FAST ids and the truth of ``cfg.reward`` (the spec's cameras/chunk length;
+    the run's stride)."""
     spec = aligned.spec
     if tuple(cfg.data.cameras) != spec.cameras or cfg.data.chunk_len != spec.chunk_len:
         raise ValueError(
             f"GRPO data uses cameras={cfg.data.cameras} chunk_len={cfg.data.chunk_len} but the checkpoint was "
             f"trained with cameras={spec.cameras} chunk_len={spec.chunk_len}"
         )
-    scfg = sample_config(cfg.data)
+    scfg = sample_config(cfg.data, cfg.reward)
     mix = Mixture()
     mix.add("robot", robot_samples(views, aligned.norm, aligned.fast, aligned.template, aligned.action_vocab, scfg),
             cfg.data.mixture.get("robot", 1.0))
@@ -63,7 +84,7 @@ def make_grpo_trainer(aligned: AlignedModel, train_dataset: Any, cfg: GRPORunCon
                          "from it); load it with roboalign.models.aligned.load_aligned")
     if freeze_vision:
         freeze_vision_tower(model)
-    funcs, weights = RoboAlignRewards(aligned.action_vocab).trl_functions()
+    funcs, weights = RoboAlignRewards(aligned.action_vocab, reward=cfg.reward).trl_functions()
     # TRL left-pads prompt ids but builds the loss pass's mm_token_type_ids with the processor's own padding
     # side: with right padding a shorter prompt's image tokens are shifted against its ids (run_grpo restores it)
     aligned.backbone.processor.tokenizer.padding_side = "left"
@@ -112,6 +133,7 @@ def run_grpo(cfg: GRPORunConfig, train: list[EpisodeView] | None = None) -> Alig
     from roboalign.training.episode_views import load_views
 
     out = Path(cfg.output_dir)
+    check_answer_format(cfg.init_checkpoint, cfg.reward)
     aligned = load_aligned(cfg.init_checkpoint, freeze_vision=False)
     train = train if train is not None else load_views(cfg.data, cfg.data.split)
     aligned = aligned.with_stage("grpo")
@@ -119,7 +141,7 @@ def run_grpo(cfg: GRPORunConfig, train: list[EpisodeView] | None = None) -> Alig
     samples = grpo_samples(aligned, train, cfg)
     padding_side = aligned.backbone.processor.tokenizer.padding_side
     log.info("GRPO on %d prompts from %d episodes", len(samples), len(train))
-    trainer = make_grpo_trainer(aligned, to_hf_dataset(samples, GRPO_COLUMNS), cfg, [CurveLogger(out, "grpo")],
+    trainer = make_grpo_trainer(aligned, to_hf_dataset(samples, grpo_columns(cfg.reward)), cfg, [CurveLogger(out, "grpo")],
                                 freeze_vision=cfg.freeze_vision)
     checkpoint = resolve_checkpoint(cfg.resume_from_checkpoint, out)
     if checkpoint:

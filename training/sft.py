@@ -33,6 +33,7 @@ from roboalign.spec.prompts import PromptTemplate
 from roboalign.training.config import DataConfig, ModelConfig, SFTRunConfig, config_to_dict, sample_config
 from roboalign.training.curves import CurveLogger
 from roboalign.training.data_builders import (
+    DataError,
     EpisodeView,
     Mixture,
     fit_norm_and_fast,
@@ -101,9 +102,11 @@ def prepare_aligned(backbone: Backbone, norm: NormStats, fast: FastTokenizer, da
     return AlignedModel(backbone, vocab, fast, norm, PromptTemplate(include_state=data.include_state), spec)
 
 
-def build_mixture(aligned: AlignedModel, views: list[EpisodeView], data: DataConfig) -> list[dict[str, Any]]:
-    """Robot + VQA samples from the episodes and the extra datasets, mixed by the configured weights."""
-    scfg = sample_config(data)
+def build_mixture(aligned: AlignedModel, views: list[EpisodeView], data: DataConfig, reward: str = "action"
+                  ) -> list[dict[str, Any]]:
+    """Robot + VQA samples from the episodes and the extra datasets, mixed by the configured weights; robot
+    samples answer as ``reward`` asks (FAST tokens, language action or pixel waypoints)."""
+    scfg = sample_config(data, reward)
     mix = Mixture()
     if data.mixture.get("robot", 0) > 0:
         mix.add("robot", robot_samples(views, aligned.norm, aligned.fast, aligned.template, aligned.action_vocab, scfg),
@@ -112,6 +115,9 @@ def build_mixture(aligned: AlignedModel, views: list[EpisodeView], data: DataCon
         mix.add("vqa", vqa_samples(views, aligned.template, scfg), data.mixture["vqa"])
     for i, extra in enumerate(data.extra_datasets):
         rows = load_extra_dataset(extra, aligned.template, aligned.action_vocab, aligned.norm, aligned.fast)
+        if reward != "action" and any(r["kind"] == "robot" for r in rows):
+            raise DataError(f"extra dataset {extra.path}: robot rows answer in FAST tokens, but reward={reward} "
+                            "teaches other answers; leave it out or train with reward=action")
         mix.add(extra.name or f"extra{i}:{extra.path}", rows, extra.weight)
     samples = mix.build(seed=data.seed)
     return samples[: data.max_samples] if data.max_samples else samples
@@ -164,7 +170,7 @@ def run_sft(cfg: SFTRunConfig, train: list[EpisodeView] | None = None) -> Aligne
     norm, fast = norm_and_fast(cfg.data, train, existing=out if resuming else None)
     aligned = prepare_aligned(build_backbone(cfg.model), norm, fast, cfg.data, train)
     start_run(out, config_to_dict(cfg), lambda folder: save_specs(aligned, folder))
-    samples = build_mixture(aligned, train, cfg.data)
+    samples = build_mixture(aligned, train, cfg.data, cfg.reward)
     kinds = {k: sum(s["kind"] == k for s in samples) for k in ("robot", "vqa")}
     log.info("SFT on %d samples (%s) from %d episodes", len(samples), kinds, len(train))
     trainer = make_sft_trainer(aligned, to_hf_dataset(samples, SFT_COLUMNS), cfg, [CurveLogger(out, "sft")])

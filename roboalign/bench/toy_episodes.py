@@ -20,11 +20,16 @@ OBJECTS = ("milk", "ketchup", "butter", "cream cheese")
 COLORS = {"milk": (240, 240, 250), "ketchup": (200, 30, 30), "butter": (240, 220, 60), "cream cheese": (90, 140, 230)}
 
 
+def top_view_pixels(xy, size: int = 64) -> np.ndarray:
+    """World (x, y) metres (..., 2) -> the (column, row) pixel where the top view draws that point."""
+    return np.clip(((np.asarray(xy) + 0.3) / 0.6 * (size - 1)).round().astype(int), 0, size - 1)
+
+
 def _render(obj_xy, basket_xy, eef_xy, color, size=64) -> np.ndarray:
     img = np.full((size, size, 3), 110, dtype=np.uint8)
 
     def px(xy):
-        return np.clip(((np.asarray(xy) + 0.3) / 0.6 * (size - 1)).round().astype(int), 0, size - 1)
+        return top_view_pixels(xy, size)
 
     bx, by = px(basket_xy)
     img[max(by - 6, 0) : by + 7, max(bx - 6, 0) : bx + 7] = (120, 80, 40)
@@ -76,7 +81,8 @@ def make_episode(seed: int, object_name: str | None = None, steps: int = 40, pri
     eefs = np.array(rows["eef"])
     states = np.concatenate([eefs, np.array(rows["open"], dtype=float)[:, None]], axis=1)
     facts = dict(phases=rows["phase"], object_pos=np.array(rows["obj"]), target_pos=np.repeat(basket[None], steps, axis=0),
-                 eef_pos=eefs, gripper_open=np.array(rows["open"])) if privileged else {}
+                 eef_pos=eefs, gripper_open=np.array(rows["open"]),
+                 gripper_pixels={"agentview": top_view_pixels(eefs[:, :2])}) if privileged else {}
     return EpisodeView(
         name=f"toy_{seed}", instruction=f"pick up the {obj} and place it in the basket",
         images={"agentview": np.stack(rows["img"])}, states=states, actions=np.array(rows["act"]),
