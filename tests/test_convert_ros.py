@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.ros
+pytestmark = [pytest.mark.ros, pytest.mark.serial]  # serial: the in-process robot must keep up with the 50 Hz ticks
 pytest.importorskip("rclpy", reason="needs ROS 2 (make setup)")
 
 
