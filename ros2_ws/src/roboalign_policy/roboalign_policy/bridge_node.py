@@ -19,7 +19,6 @@ an active policy: the PolicyStatus on ``policy_status_topic`` (its reason is quo
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
 import threading
 import time
@@ -106,7 +105,6 @@ class BridgeNode(QuietEvents, LifecycleNode):
         self.p = declare_params(self, PARAMS, [_rules])
         self.add_post_set_parameters_callback(self._on_params_set)
         self._lock = threading.RLock()
-        self._sent_for = -math.inf  # the time the last published command is for (a tick's is up to a period ahead)
         self._sim_time = bool(self.get_parameter("use_sim_time").value)
         self.core: Bridge | None = None
         self._created: Created | None = None  # what configure created; cleanup destroys it
@@ -289,12 +287,10 @@ class BridgeNode(QuietEvents, LifecycleNode):
 
     def _locked(self, call: Any) -> Any:
         """``call(now)`` on the core under the lock, its output applied; returns its reply. ``now`` is read under
-        the lock and never before the last command's time, so a hold (e-stop, deactivate) follows the command it
-        stops in stamp as well as in arrival."""
+        the lock: a tick holds it until its command left on its deadline, so a hold (e-stop, deactivate) that
+        stops that command follows it in stamp as well as in arrival."""
         with self._lock:
             now = self._now()
-            if 0.0 < self._sent_for - now <= 2.0 / self.p["control_rate_hz"]:  # a tick's command, sent ahead
-                now = self._sent_for  # (a clock that jumped back, e.g. a restarted simulator, is not followed)
             reply = call(now)
             self._apply(reply.output, now)
         return reply
@@ -345,7 +341,6 @@ class BridgeNode(QuietEvents, LifecycleNode):
             self._loop.wait_for(deadline)
         self._cmd_pub.publish(traj)
         self._grip_pub.publish(grip)
-        self._sent_for = max(self._sent_for, now)
 
     def _event(self, e: Any) -> None:
         self._log(e)
