@@ -22,14 +22,13 @@ import pytest
 pytestmark = [pytest.mark.ros, pytest.mark.sim, pytest.mark.slow]
 
 rclpy = pytest.importorskip("rclpy", reason="needs ROS 2 (make setup)")
-from roboalign_msgs.msg import ActionChunk, PolicyStatus  # noqa: E402
-from trajectory_msgs.msg import JointTrajectory  # noqa: E402
+from roboalign_msgs.msg import PolicyStatus  # noqa: E402
 
 from roboalign.spec.action_space import PANDA_LIMITS  # noqa: E402
 from roboalign_policy import conversions as conv  # noqa: E402
 from roboalign_policy.graph import load_graph  # noqa: E402
-from roboalign_policy.tools.operator_client import OperatorClient  # noqa: E402
 from roboalign_policy.tools.process_graph import ProcessGraph  # noqa: E402
+from tests.ros_helpers.sim_stack import following  # noqa: E402
 
 ARM = [f"fr3_joint{i}" for i in range(1, 8)]
 
@@ -47,21 +46,10 @@ def stack(tiny_joint_export, tmp_path_factory):
                                  "init_state": "0", "render_every": "3", "backend_options": json.dumps(opts)},
                          tmp_path_factory.mktemp("logs"), env={"OMP_NUM_THREADS": "1"})
     procs.start()
-    client = OperatorClient()
-    seen = {"chunks": [], "trajs": []}
-    client.node.create_subscription(ActionChunk, "/roboalign/action_chunk", seen["chunks"].append, 50)
-    client.node.create_subscription(JointTrajectory, "/fr3_arm_controller/joint_trajectory", seen["trajs"].append, 50)
-    try:
-        deadline = time.monotonic() + 240
-        while not (client.wait_for_status(timeout=1.0) and client.joints):
-            assert not procs.dead(), {n: procs.log_tail(n) for n in procs.dead()}
-            assert time.monotonic() < deadline, "the sim stack did not come up in 240 s"
+    for client, seen in following(procs, depth=50):
         yield procs, client, seen
-    finally:
-        client.close()
-        procs.stop()
-        for name, p in procs.procs.items():
-            assert p.returncode is not None, name
+    for name, p in procs.procs.items():
+        assert p.returncode is not None, name
 
 
 def _steps(client, episode: int, n: int, procs, timeout: float = 180.0):

@@ -14,13 +14,11 @@ import pytest
 pytestmark = [pytest.mark.ros, pytest.mark.sim, pytest.mark.slow]
 
 rclpy = pytest.importorskip("rclpy", reason="needs ROS 2 (make setup)")
-from roboalign_msgs.msg import ActionChunk  # noqa: E402
-from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from roboalign_policy import conversions as conv  # noqa: E402
 from roboalign_policy.graph import load_graph  # noqa: E402
-from roboalign_policy.tools.operator_client import OperatorClient  # noqa: E402
 from roboalign_policy.tools.process_graph import ProcessGraph  # noqa: E402
+from tests.ros_helpers.sim_stack import following  # noqa: E402
 
 ARM = [f"fr3_joint{i}" for i in range(1, 8)]
 DELAY_S = 0.2
@@ -37,19 +35,8 @@ def rtc_stack(tiny_joint_export, tmp_path_factory):
                          params={"policy_node": {"rtc_prefix": True, "inject_delay_ms": DELAY_S * 1e3},
                                  "bridge_node": {"execution": "rtc"}})
     procs.start()
-    client = OperatorClient()
-    seen: dict[str, list] = {"chunks": [], "trajs": []}
-    client.node.create_subscription(ActionChunk, "/roboalign/action_chunk", seen["chunks"].append, 100)
-    client.node.create_subscription(JointTrajectory, "/fr3_arm_controller/joint_trajectory", seen["trajs"].append, 200)
-    try:
-        deadline = time.monotonic() + 240
-        while not (client.wait_for_status(timeout=1.0) and client.joints):
-            assert not procs.dead(), {n: procs.log_tail(n) for n in procs.dead()}
-            assert time.monotonic() < deadline, "the sim stack did not come up in 240 s"
+    for client, seen in following(procs, depth=200):
         yield procs, client, seen
-    finally:
-        client.close()
-        procs.stop()
 
 
 def _rows(msg) -> tuple[float, float, np.ndarray]:

@@ -34,6 +34,20 @@ from rclpy.executors import (
 YIELD_S = 0.001  # how long to let the pool start a queued task before waiting for work again
 
 
+def spin_until_closed(executor: Any, closing: Any, context: Any, on_error: Callable[[str], None]) -> None:
+    """Spin ``executor`` until the event ``closing`` is set or ROS shuts down; a failing callback is handed to
+    ``on_error`` as text and the others go on (one raised while shutting down is not the callback's fault)."""
+    while not closing.is_set():
+        try:
+            executor.spin_once(timeout_sec=0.1)
+        except (ExternalShutdownException, ShutdownException):
+            return
+        except Exception as e:
+            if closing.is_set() or not context.ok():
+                return
+            on_error(f"{type(e).__name__}: {e}")
+
+
 class QueueAwareExecutor(MultiThreadedExecutor):
     """rclpy's MultiThreadedExecutor, minus the re-submission of queued tasks (see the module docstring)."""
 

@@ -18,7 +18,7 @@ from typing import Any
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.context import Context
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, ShutdownException
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.qos import qos_profile_sensor_data
 from roboalign_msgs.msg import EpisodeStatus, PolicyStatus
 from sensor_msgs.msg import Image, JointState
@@ -29,6 +29,7 @@ from roboalign.control.policy_words import describe_policy
 from roboalign_policy import qos
 from roboalign_policy.console.settings import PARAMS
 from roboalign_policy.conversions import raw_image_to_rgb, rgb_to_compressed
+from roboalign_policy.executor import spin_until_closed
 from roboalign_policy.params import declare_params
 
 PHASES = {v: k.removeprefix("PHASE_").lower() for k, v in vars(EpisodeStatus).items() if k.startswith("PHASE_")}
@@ -138,16 +139,9 @@ class ConsoleWatch:
                 self.node.create_subscription(Image, cam.topic, cam.on_raw, profile, raw=True)
                 cam.subscribed = profile.reliability.name.lower()
 
-    def _spin(self) -> None:
-        while not self._closing.is_set():
-            try:
-                self._executor.spin_once(timeout_sec=0.1)
-            except (ExternalShutdownException, ShutdownException):
-                return
-            except Exception as e:  # a bad message must not end the console's view
-                if self._closing.is_set() or not self.ctx.ok():
-                    return
-                self.node.get_logger().error(f"console callback failed: {type(e).__name__}: {e}")
+    def _spin(self) -> None:  # a bad message must not end the console's view
+        spin_until_closed(self._executor, self._closing, self.ctx,
+                          lambda why: self.node.get_logger().error(f"console callback failed: {why}"))
 
     @staticmethod
     def _sample(buf: deque, names: list[str], values: list[float]) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import rclpy
 from rclpy.context import Context
-from rclpy.executors import ExternalShutdownException, ShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter, parameter_value_to_python
 from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import qos_profile_sensor_data
@@ -26,6 +26,7 @@ from sensor_msgs.msg import JointState
 from std_srvs.srv import SetBool
 
 from roboalign_policy import qos
+from roboalign_policy.executor import spin_until_closed
 
 PHASES = {v: k.removeprefix("PHASE_").lower() for k, v in vars(EpisodeStatus).items() if k.startswith("PHASE_")}
 TERMINAL = {"success", "failure", "timeout", "stopped", "fault"}
@@ -111,16 +112,11 @@ class OperatorClient:
 
     def _spin(self) -> None:
         """Spin until :meth:`close`; a failing callback is logged and kept in ``errors``, the others go on."""
-        while not self._closing.is_set():
-            try:
-                self._executor.spin_once(timeout_sec=0.1)
-            except (ExternalShutdownException, ShutdownException):
-                return
-            except Exception as e:
-                if self._closing.is_set() or not self._ctx.ok():  # shut down under a callback: not its fault
-                    return
-                self.errors.append(f"{type(e).__name__}: {e}")
-                self.node.get_logger().error(f"operator client callback failed: {type(e).__name__}: {e}")
+        spin_until_closed(self._executor, self._closing, self._ctx, self._callback_failed)
+
+    def _callback_failed(self, why: str) -> None:
+        self.errors.append(why)
+        self.node.get_logger().error(f"operator client callback failed: {why}")
 
     def _on_status(self, msg: EpisodeStatus) -> None:
         with self._cond:
